@@ -1,0 +1,103 @@
+"""Reading a callback's parameters off a request: size limit, content type and encoding.
+
+Plivo sends form-encoded POST bodies or GET query strings, and some API callbacks as JSON. All
+values are strings. Anything else is refused with a status and a message that names the problem.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_FIELDS = 500
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+
+Pairs = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class CallbackParams:
+    """What a callback request carried: query and body pairs as sent, and both merged."""
+
+    query: Pairs
+    body: Pairs
+
+    def merged(self) -> dict[str, str]:
+        """One value per name (the first one), body over query."""
+        params: dict[str, str] = {}
+        for key, value in [*self.body, *self.query]:
+            params.setdefault(key, value)
+        return params
+
+
+def _pairs(raw: bytes, where: str) -> Pairs:
+    try:
+        return parse_qsl(
+            raw.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            errors="strict",
+            max_num_fields=MAX_FIELDS,
+        )
+    except UnicodeDecodeError:
+        raise HTTPException(400, f"{where} is not valid UTF-8") from None
+    except ValueError:
+        raise HTTPException(400, f"{where} has more than {MAX_FIELDS} fields") from None
+
+
+def _json_pairs(raw: bytes) -> Pairs:
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise HTTPException(400, "body is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise HTTPException(400, "JSON body must be an object")
+    pairs: Pairs = []
+    for key, value in document.items():
+        if value is None:
+            continue
+        if isinstance(value, (dict, list)):
+            raise HTTPException(400, f"JSON field {key[:40]!r} must be a string or a number")
+        # Plivo's SDKs sign non-string values as Python's str() of them.
+        pairs.append((key, value if isinstance(value, str) else str(value)))
+    return pairs
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refusing (413) anything over `limit` before or while reading it."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HTTPException(400, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise HTTPException(413, f"body over {limit // 1024} KiB")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body over {limit // 1024} KiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_params(request: Request) -> CallbackParams:
+    """Parse the query string and the body of a callback request."""
+    query = _pairs(request.scope.get("query_string", b""), "query string")
+    if request.method == "GET":
+        return CallbackParams(query=query, body=[])
+    body = await read_body(request)
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type == FORM or (not content_type and not body):
+        return CallbackParams(query=query, body=_pairs(body, "body"))
+    if content_type == JSON:
+        return CallbackParams(query=query, body=_json_pairs(body))
+    raise HTTPException(
+        415, f"unsupported content type {content_type[:60]!r}: use {FORM} or {JSON}"
+    )

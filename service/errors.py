@@ -1,0 +1,43 @@
+"""How errors look to callers: JSON `{"error": message}` with the right status, never a trace.
+
+A Redis outage is a `503` with `Retry-After`, which makes Plivo retry the callback later.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+log = logging.getLogger("recording_relay.errors")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def storage_unavailable(request: Request, exc: Exception) -> Response:
+    log.warning(
+        "redis unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return JSONResponse(
+        {"error": "storage unavailable, nothing was accepted; retry later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": "internal error"}, status_code=500)
+
+
+HANDLERS = {
+    HTTPException: http_error,
+    RedisError: storage_unavailable,
+    Exception: unexpected,
+}

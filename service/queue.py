@@ -1,0 +1,34 @@
+"""The work queue the web process fills and the workers drain: arq's layout in Redis.
+
+The web process writes jobs itself, in one atomic script with the recording's state (see
+`service.store`), so it uses arq's job encoding and key names from here rather than arq's
+`enqueue_job`, which costs several round trips.
+"""
+
+from __future__ import annotations
+
+from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+
+QUEUE = default_queue_name
+PROCESS_RECORDING = "process_recording"
+# An unstarted job expires after this long, as arq's own `enqueue_job` does.
+JOB_TTL_MS = expires_extra_ms
+
+
+def job_id(function: str, recording_id: str) -> str:
+    """One job per recording and step: arq will not queue a second while the first exists."""
+    return f"{function}:{recording_id}"
+
+
+def job_key(job_id: str) -> str:
+    return job_key_prefix + job_id
+
+
+def result_key(job_id: str) -> str:
+    return result_key_prefix + job_id
+
+
+def encode_job(function: str, args: tuple[str, ...], enqueue_ms: int) -> bytes:
+    """A job as arq's worker reads it (arq's default pickle serializer)."""
+    return serialize_job(function, args, {}, None, enqueue_ms)

@@ -1,0 +1,119 @@
+"""Configuration: every setting comes from an environment variable, checked at start-up.
+
+`load_settings()` is what the processes call; a missing or malformed value stops them with one
+line that names the variable, and never echoes a secret's value.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+AUTH_ID_PREFIXES = ("MA", "SA")
+
+
+class Settings(BaseSettings):
+    """All of recording-relay's configuration. Field `x_y` is read from variable `X_Y`."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_concurrency: int = Field(default=1, ge=1, le=64)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    log_level: str = "info"
+
+    plivo_auth_id: str
+    plivo_auth_token: SecretStr
+    plivo_api_url: str = "https://api.plivo.com"
+    # Subaccounts whose recordings come to this relay: "SAID:token,SAID:token".
+    plivo_subaccounts: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    plivo_verify_signatures: bool = True
+
+    # The public URL Plivo calls (scheme, host and any path prefix), used to check signatures
+    # when the app sits behind a proxy or PaaS router. Unset: the URL the request arrived at.
+    public_base_url: str | None = None
+
+    admin_token: SecretStr
+
+    # How long the relay remembers a recording (its state and de-duplication), in days.
+    recording_retention_days: int = Field(default=30, ge=1)
+    # Seconds a worker waits for running jobs on SIGTERM before handing them back to the queue.
+    worker_shutdown_grace: int = Field(default=20, ge=0)
+    worker_max_jobs: int = Field(default=50, ge=1)
+
+    @field_validator("plivo_auth_id")
+    @classmethod
+    def _auth_id_shape(cls, value: str) -> str:
+        if len(value) != 20 or not value.startswith(AUTH_ID_PREFIXES):
+            raise ValueError("must be a 20-character Plivo Auth ID starting with MA or SA")
+        return value
+
+    @field_validator("plivo_auth_token", "admin_token")
+    @classmethod
+    def _not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("plivo_api_url", "public_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")) or value.endswith("://"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("plivo_subaccounts", mode="before")
+    @classmethod
+    def _parse_subaccounts(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            auth_id, sep, token = item.partition(":")
+            if not sep or not token or len(auth_id) != 20 or not auth_id.startswith("SA"):
+                raise ValueError("must be a comma-separated list of SAUTHID:token pairs")
+            pairs[auth_id] = token
+        return pairs
+
+    def token_for(self, auth_id: str) -> SecretStr | None:
+        """The auth token of the main account or of one of the configured subaccounts."""
+        if auth_id == self.plivo_auth_id:
+            return self.plivo_auth_token
+        return self.plivo_subaccounts.get(auth_id)
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line naming each bad variable, without ever repeating the value it was given."""
+    problems = []
+    for item in error.errors():
+        variable = str(item["loc"][0]).upper() if item["loc"] else "configuration"
+        if item["type"] == "missing":
+            problems.append(f"{variable} is required")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            problems.append(f"{variable} {message}")
+    return "configuration error: " + "; ".join(problems)
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and check the configuration; on a problem print one line and exit with status 2."""
+    try:
+        if environ is None:
+            return Settings()  # type: ignore[call-arg]  # fields come from the environment
+        return Settings.model_validate({k.lower(): v for k, v in environ.items()})
+    except ValidationError as error:
+        print(describe_errors(error), file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,33 @@
+"""The `web` process of the Procfile: `python -m service.web`.
+
+Checks the configuration before anything starts, then serves the app with uvicorn on `$PORT`
+with `$WEB_CONCURRENCY` processes.
+"""
+
+from __future__ import annotations
+
+import uvicorn
+
+from service.logs import configure
+from service.settings import load_settings
+
+
+def main() -> None:
+    settings = load_settings()
+    configure(settings.log_level)
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host="0.0.0.0",
+        port=settings.port,
+        workers=settings.web_concurrency,
+        log_level=settings.log_level,
+        # Query strings carry callback parameters: the app logs what matters, not every request.
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

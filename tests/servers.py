@@ -1,0 +1,30 @@
+"""Serving an ASGI app for real (uvicorn, loopback, a free port) inside a test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+@asynccontextmanager
+async def serve(app: ASGIApp, within: float = 10.0) -> AsyncIterator[str]:
+    """Run `app` on 127.0.0.1 and yield its base URL; shut it down afterwards."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(within):
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server stopped before it started")
+            await asyncio.sleep(0.005)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
