@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELDS = 500
@@ -36,19 +36,37 @@ class CallbackParams:
         return params
 
 
+def _unquote(text: str) -> str:
+    """`unquote_plus`, strict about UTF-8, quick for the values that need nothing."""
+    if "+" in text:
+        text = text.replace("+", " ")
+    if "%" not in text:
+        return text
+    return unquote_to_bytes(text).decode("utf-8")
+
+
 def _pairs(raw: bytes, where: str) -> Pairs:
+    """Form/query decoding (as `parse_qsl`, blank values kept) that refuses bad UTF-8.
+
+    Written out because it is the hottest code of the ingestion path: most Plivo values need
+    no unquoting at all.
+    """
+    if not raw:
+        return []
     try:
-        return parse_qsl(
-            raw.decode("utf-8"),
-            keep_blank_values=True,
-            strict_parsing=False,
-            errors="strict",
-            max_num_fields=MAX_FIELDS,
-        )
+        fields = raw.decode("utf-8").split("&")
+        if len(fields) > MAX_FIELDS:
+            raise HTTPException(400, f"{where} has more than {MAX_FIELDS} fields")
+        pairs = []
+        for field in fields:
+            if field:
+                name, _, value = field.partition("=")
+                if "%" in field or "+" in field:
+                    name, value = _unquote(name), _unquote(value)
+                pairs.append((name, value))
+        return pairs
     except UnicodeDecodeError:
         raise HTTPException(400, f"{where} is not valid UTF-8") from None
-    except ValueError:
-        raise HTTPException(400, f"{where} has more than {MAX_FIELDS} fields") from None
 
 
 def _json_pairs(raw: bytes) -> Pairs:
@@ -79,11 +97,17 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
             raise HTTPException(413, f"body over {limit // 1024} KiB")
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    while True:  # what `request.stream()` does, without an async generator per request
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise HTTPException(413, f"body over {limit // 1024} KiB")
         chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     return b"".join(chunks)
 
 

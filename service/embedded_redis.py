@@ -43,8 +43,16 @@ def free_port() -> int:
 class EmbeddedRedis:
     """A redis-server child process on a loopback port, with its data in `directory`."""
 
-    def __init__(self, directory: Path, *, databases: int = 16, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        databases: int = 16,
+        appendonly: bool = True,
+        cpu: int | None = None,
+    ) -> None:
         self.directory = directory
+        self.cpu = cpu  # pin to this CPU (benchmarks)
         self.databases = databases
         self.appendonly = appendonly
         self.port = 0
@@ -68,6 +76,8 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--loglevel", "warning",
         ]  # fmt: skip
+        if self.cpu is not None and shutil.which("taskset"):
+            command = ["taskset", "-c", str(self.cpu), *command]
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )

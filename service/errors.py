@@ -17,6 +17,10 @@ log = logging.getLogger("recording_relay.errors")
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if exc.status_code != 404:
+        log.warning(
+            "%s %s refused: %s %s", request.method, request.url.path, exc.status_code, exc.detail
+        )
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
@@ -41,3 +45,11 @@ HANDLERS = {
     RedisError: storage_unavailable,
     Exception: unexpected,
 }
+
+
+async def respond(request: Request, exc: Exception) -> Response:
+    """The answer to `exc`, from the first of `HANDLERS` that fits it."""
+    for kind, handler in HANDLERS.items():
+        if isinstance(exc, kind):
+            return await handler(request, exc)
+    raise exc

@@ -8,8 +8,10 @@ tries again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import Counter
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -22,20 +24,31 @@ from service.store import RecordingStore
 
 log = logging.getLogger("recording_relay.ingest")
 
-# An empty Plivo XML document: a valid answer for a `<Record action>` URL too.
-EMPTY_XML = b"<Response></Response>"
-
-
-def plivo_ok() -> Response:
-    return Response(EMPTY_XML, media_type="application/xml")
+# An empty Plivo XML document: a valid answer for a `<Record action>` URL too. Responses hold
+# no per-request state, so one instance serves every request.
+PLIVO_OK = Response(b"<Response></Response>", media_type="application/xml")
 
 
 class Ingest:
-    """Request handlers bound to the signature checker and the store."""
+    """Request handlers bound to the signature checker and the store.
+
+    Each callback is logged at debug level; at info level `report` writes one line a minute
+    with the counts, which keeps logging off the hot path at thousands of callbacks a second.
+    """
 
     def __init__(self, auth: PlivoAuth, store: RecordingStore) -> None:
         self.auth = auth
         self.store = store
+        self.counts: Counter[str] = Counter()
+
+    async def report(self, every: float = 60.0) -> None:
+        """Log what was taken in since the last report, forever (run it as a task)."""
+        while True:
+            await asyncio.sleep(every)
+            counts, self.counts = self.counts, Counter()
+            if counts:
+                summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
+                log.info("callbacks in the last %.0f s: %s", every, summary)
 
     async def recording(self, request: Request) -> Response:
         params = await read_params(request)
@@ -45,13 +58,14 @@ class Ingest:
         except InvalidCallback as error:
             raise HTTPException(400, str(error)) from None
         outcome = await self.store.accept(callback)
-        log.info(
+        self.counts[f"recording {outcome.value}"] += 1
+        log.debug(
             "recording callback %s: recording_id=%s source=%s",
             outcome.value,
             callback.recording_id,
             callback.source.value,
         )
-        return plivo_ok()
+        return PLIVO_OK
 
     async def transcription(self, request: Request) -> Response:
         params = await read_params(request)
@@ -61,9 +75,10 @@ class Ingest:
         except InvalidCallback as error:
             raise HTTPException(400, str(error)) from None
         await self.store.save_transcription(callback)
-        log.info(
+        self.counts["transcription stored"] += 1
+        log.debug(
             "transcription callback stored: recording_id=%s error=%s",
             callback.recording_id,
             "yes" if callback.error else "no",
         )
-        return plivo_ok()
+        return PLIVO_OK

@@ -14,7 +14,7 @@ from starlette.requests import Request
 
 from service.body import CallbackParams
 from service.settings import Settings
-from service.signature import canonical_v3, matches, sign
+from service.signature import canonical_v3_parts, matches, sign
 
 V3 = "x-plivo-signature-v3"
 MA_V3 = "x-plivo-signature-ma-v3"
@@ -39,16 +39,14 @@ class PlivoAuth:
         self._main_token = self._tokens[-1][1]
 
     def public_url(self, request: Request) -> str:
-        """The URL Plivo called, as it was configured there (the fragment never reaches us)."""
+        """The URL Plivo called without its query, as configured there (the fragment never
+        reaches us)."""
         path = request.scope.get("raw_path") or request.scope["path"].encode()
         if isinstance(path, bytes):
             path = path.decode("latin-1")
         if self.public_base_url is not None:
-            base = self.public_base_url
-        else:
-            base = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
-        query = request.scope.get("query_string", b"").decode("latin-1")
-        return f"{base}{path}?{query}" if query else f"{base}{path}"
+            return f"{self.public_base_url}{path}"
+        return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}{path}"
 
     def verify(self, request: Request, params: CallbackParams) -> str:
         """The auth id of the account that signed the request; 403 if none did."""
@@ -59,7 +57,9 @@ class PlivoAuth:
         ma_v3 = request.headers.get(MA_V3)
         if not nonce or not (v3 or ma_v3):
             raise HTTPException(403, f"missing Plivo signature: {V3} and {NONCE} are required")
-        canonical = canonical_v3(request.method, self.public_url(request), params.body)
+        canonical = canonical_v3_parts(
+            request.method, self.public_url(request), params.query, params.body
+        )
         if v3:
             for auth_id, token in self._tokens:
                 if matches(sign(token, canonical, nonce), v3):

@@ -8,8 +8,7 @@ separated by commas; one match is enough.
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import binascii
 import hmac
 from collections.abc import Iterable, Sequence
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -17,19 +16,13 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 Params = Sequence[tuple[str, str]]
 
 
-def _grouped(params: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
-    groups: dict[str, list[str]] = {}
-    for key, value in params:
-        groups.setdefault(key, []).append(value)
-    return [(key, sorted(groups[key])) for key in sorted(groups)]
-
-
 def _query_string(params: Iterable[tuple[str, str]]) -> str:
-    return "&".join(f"{key}={value}" for key, values in _grouped(params) for value in values)
+    # Sorting the pairs sorts by key, then a key's several values among themselves.
+    return "&".join(f"{key}={value}" for key, value in sorted(params))
 
 
 def _body_string(params: Iterable[tuple[str, str]]) -> str:
-    return "".join(f"{key}{value}" for key, values in _grouped(params) for value in values)
+    return "".join(f"{key}{value}" for key, value in sorted(params))
 
 
 def canonical_v3(method: str, url: str, body_params: Params = ()) -> str:
@@ -41,6 +34,11 @@ def canonical_v3(method: str, url: str, body_params: Params = ()) -> str:
     parts = urlsplit(url)
     base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
     query = parse_qsl(parts.query, keep_blank_values=True)
+    return canonical_v3_parts(method, base, query, body_params)
+
+
+def canonical_v3_parts(method: str, base: str, query: Params, body_params: Params) -> str:
+    """`canonical_v3` for a URL already split into its base (no query) and query pairs."""
     if method.upper() == "GET":
         query_string = _query_string([*query, *body_params])
         return f"{base}?{query_string}" if query_string else base
@@ -55,8 +53,8 @@ def canonical_v3(method: str, url: str, body_params: Params = ()) -> str:
 def sign(token: str | bytes, canonical: str, nonce: str) -> str:
     """base64(HMAC-SHA256(token, canonical + "." + nonce))."""
     key = token.encode() if isinstance(token, str) else token
-    digest = hmac.new(key, f"{canonical}.{nonce}".encode(), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode()
+    digest = hmac.digest(key, f"{canonical}.{nonce}".encode(), "sha256")
+    return binascii.b2a_base64(digest, newline=False).decode()
 
 
 def sign_v3(token: str, nonce: str, method: str, url: str, body_params: Params = ()) -> str:

@@ -1,13 +1,16 @@
 """What the relay keeps in Redis about each recording, and the scripts that change it atomically.
 
 Keys, all under `rr:recording:{recording_id}`:
-- the hash itself: the pipeline state (`status`, `accepted_at`, the first callback, ...);
-- `:callbacks`: every callback received for the recording (duplicates and MultiPartyCall
-  progress events included), newest last, capped;
+- the hash itself: the pipeline state (`status`, `accepted_at`, the callback that started it
+  as `callback`, ...);
+- `:callbacks`: every other callback received for the recording (duplicates, MultiPartyCall
+  progress events), newest last, capped;
 - `:transcription`: Plivo's transcription callback, once it has come.
 
 Accepting a callback is one script: log it, claim the recording, queue its job. Either all of it
 happens or none does, and a recording is claimed once however often Plivo repeats itself.
+Concurrent callbacks share one script call (`service.batch`), which is what lets one web
+process take thousands a second.
 """
 
 from __future__ import annotations
@@ -22,25 +25,44 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
 
 from service import queue
+from service.batch import Batcher
 from service.callbacks import RecordingCallback, TranscriptionCallback
+from service.script import Script
 
 CALLBACK_LOG_MAX = 50
 
+# One call accepts a batch of callbacks, in order (see `service.batch`).
+# KEYS: the arq queue, then four keys a callback: state, callback log, arq job, arq result.
+# ARGV: now (ms), retention (s), log cap, job TTL (ms), then four a callback: the callback's
+# JSON, "1" if it starts the pipeline, the encoded arq job, the job id.
 ACCEPT = """
-local state, log, job, result, jobs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local callback, now, starts, retention = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-redis.call('RPUSH', log, callback)
-redis.call('LTRIM', log, -tonumber(ARGV[5]), -1)
-redis.call('EXPIRE', log, retention)
-if starts ~= '1' then return 'recorded' end
-if redis.call('HSETNX', state, 'accepted_at', now) == 0 then return 'duplicate' end
-redis.call('HSET', state, 'status', 'queued', 'callback', callback, 'updated_at', now)
-redis.call('EXPIRE', state, retention)
-if redis.call('EXISTS', job, result) == 0 then
-  redis.call('PSETEX', job, ARGV[6], ARGV[7])
-  redis.call('ZADD', jobs, now, ARGV[8])
+local jobs = KEYS[1]
+local now, retention, log_max, job_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local outcomes = {}
+for i = 0, (#KEYS - 1) / 4 - 1 do
+  local state, log, job, result = KEYS[2 + 4*i], KEYS[3 + 4*i], KEYS[4 + 4*i], KEYS[5 + 4*i]
+  local callback, starts = ARGV[5 + 4*i], ARGV[6 + 4*i]
+  local outcome = 'recorded'
+  if starts == '1' then
+    outcome = 'duplicate'
+    if redis.call('HSETNX', state, 'accepted_at', now) == 1 then
+      outcome = 'queued'
+      redis.call('HSET', state, 'status', 'queued', 'callback', callback, 'updated_at', now)
+      redis.call('EXPIRE', state, retention)
+      if redis.call('EXISTS', job, result) == 0 then
+        redis.call('PSETEX', job, job_ttl, ARGV[7 + 4*i])
+        redis.call('ZADD', jobs, now, ARGV[8 + 4*i])
+      end
+    end
+  end
+  if outcome ~= 'queued' then
+    redis.call('RPUSH', log, callback)
+    redis.call('LTRIM', log, -log_max, -1)
+    redis.call('EXPIRE', log, retention)
+  end
+  outcomes[i + 1] = outcome
 end
-return 'queued'
+return outcomes
 """
 
 
@@ -73,34 +95,38 @@ class RecordingStore:
     def __init__(self, redis: Redis, retention_days: int) -> None:
         self.redis = redis
         self.retention_seconds = retention_days * 86_400
-        self._accept = redis.register_script(ACCEPT)
+        self._accept_script = Script(redis, ACCEPT)
+        self._accept = Batcher(self._accept_batch)
 
     async def accept(self, callback: RecordingCallback) -> Outcome:
         """Log a recording callback and, the first time a recording is ready, queue its job."""
-        key = recording_key(callback.recording_id)
-        job_id = queue.job_id(queue.PROCESS_RECORDING, callback.recording_id)
+        return await self._accept(callback)
+
+    async def _accept_batch(self, callbacks: list[RecordingCallback]) -> list[Outcome]:
         now_ms = int(time.time() * 1000)
-        job = queue.encode_job(queue.PROCESS_RECORDING, (callback.recording_id,), now_ms)
-        outcome = await self._accept(
-            keys=[
-                key,
-                f"{key}:callbacks",
-                queue.job_key(job_id),
-                queue.result_key(job_id),
-                queue.QUEUE,
-            ],
-            args=[
+        keys: list[str] = [queue.QUEUE]
+        args: list[str | int | bytes] = [
+            now_ms,
+            self.retention_seconds,
+            CALLBACK_LOG_MAX,
+            queue.JOB_TTL_MS,
+        ]
+        for callback in callbacks:
+            key = recording_key(callback.recording_id)
+            job_id = queue.job_id(queue.PROCESS_RECORDING, callback.recording_id)
+            keys += [key, f"{key}:callbacks", queue.job_key(job_id), queue.result_key(job_id)]
+            args += [
                 callback.model_dump_json(),
-                now_ms,
                 "1" if callback.starts_pipeline else "0",
-                self.retention_seconds,
-                CALLBACK_LOG_MAX,
-                queue.JOB_TTL_MS,
-                job,
+                queue.encode_job(queue.PROCESS_RECORDING, (callback.recording_id,), now_ms),
                 job_id,
-            ],
-        )
-        return Outcome(outcome.decode())
+            ]
+        outcomes = await self._accept_script(keys, args)
+        assert isinstance(outcomes, list)
+        return [Outcome(outcome.decode()) for outcome in outcomes]
+
+    async def aclose(self) -> None:
+        await self._accept_script.aclose()
 
     async def save_transcription(self, callback: TranscriptionCallback) -> None:
         """Keep Plivo's transcription callback for the pipeline (the latest one wins)."""

@@ -24,7 +24,8 @@ def main() -> None:
         log_level=settings.log_level,
         # Query strings carry callback parameters: the app logs what matters, not every request.
         access_log=False,
-        proxy_headers=True,
+        # X-Forwarded-Proto/Host only matter when the public URL is not configured.
+        proxy_headers=settings.public_base_url is None,
         server_header=False,
     )
 
