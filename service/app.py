@@ -18,11 +18,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from service import errors
+from service.admin_auth import AdminAuth
 from service.fast_path import CallbackEndpoint, CallbackRoutes
 from service.health import Readiness, healthz
 from service.ingest import Ingest
 from service.logs import configure
 from service.plivo_auth import PlivoAuth
+from service.recordings_api import RecordingsAPI
 from service.settings import Settings, load_settings
 from service.store import RecordingStore, connect
 
@@ -50,6 +52,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     redis = connect(settings.redis_url)
     store = RecordingStore(redis, settings.recording_retention_days)
     ingest = Ingest(PlivoAuth(settings), store)
+    recordings = RecordingsAPI(store, AdminAuth(settings.admin_token))
     if not settings.plivo_verify_signatures:
         log.warning("PLIVO_VERIFY_SIGNATURES is off: callbacks are accepted without a signature")
 
@@ -65,6 +68,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", Readiness(redis).probe, methods=["GET"]),
+        Route("/v1/recordings/{recording_id}", recordings.get, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers=errors.HANDLERS, lifespan=lifespan)
     callbacks = {

@@ -45,6 +45,16 @@ class Settings(BaseSettings):
     worker_shutdown_grace: int = Field(default=20, ge=0)
     worker_max_jobs: int = Field(default=50, ge=1)
 
+    # Seconds between transcription polls when Plivo's callback does not come; the last repeats.
+    transcription_poll_schedule: Annotated[tuple[float, ...], NoDecode] = (30, 60, 120, 300)
+    # Seconds after requesting a transcription before giving up on it.
+    transcription_deadline: float = Field(default=1800, gt=0)
+    # The customer's <Record transcriptionType="auto"> already transcribes: never create one.
+    plivo_auto_transcription: bool = False
+    # Plivo's API limit shared by every worker of an account: "requests/seconds".
+    plivo_rate_limit: Annotated[tuple[int, float], NoDecode] = (300, 5.0)
+    plivo_timeout: float = Field(default=10.0, gt=0)
+
     @field_validator("plivo_auth_id")
     @classmethod
     def _auth_id_shape(cls, value: str) -> str:
@@ -87,6 +97,33 @@ class Settings(BaseSettings):
                 raise ValueError("must be a comma-separated list of SAUTHID:token pairs")
             pairs[auth_id] = token
         return pairs
+
+    @field_validator("transcription_poll_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            seconds = tuple(float(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise ValueError("must be comma-separated seconds, e.g. 30,60,120") from None
+        if not seconds or any(s <= 0 for s in seconds):
+            raise ValueError("must be comma-separated positive seconds, e.g. 30,60,120")
+        return seconds
+
+    @field_validator("plivo_rate_limit", mode="before")
+    @classmethod
+    def _parse_rate(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        count, sep, window = value.partition("/")
+        try:
+            parsed = (int(count), float(window))
+        except ValueError:
+            parsed = (0, 0.0)
+        if not sep or parsed[0] < 1 or parsed[1] <= 0:
+            raise ValueError("must be requests/seconds, e.g. 300/5")
+        return parsed
 
     def token_for(self, auth_id: str) -> SecretStr | None:
         """The auth token of the main account or of one of the configured subaccounts."""

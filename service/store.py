@@ -5,7 +5,8 @@ Keys, all under `rr:recording:{recording_id}`:
   as `callback`, ...);
 - `:callbacks`: every other callback received for the recording (duplicates, MultiPartyCall
   progress events), newest last, capped;
-- `:transcription`: Plivo's transcription callback, once it has come.
+- `:transcription`: Plivo's transcription callback, once it has come;
+- `:events`: the events emitted for the recording, in order (each once).
 
 Accepting a callback is one script: log it, claim the recording, queue its job. Either all of it
 happens or none does, and a recording is claimed once however often Plivo repeats itself.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import time
 from enum import StrEnum
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -66,6 +66,15 @@ return outcomes
 """
 
 
+# Emit an event once: the flag and the event go in together or not at all.
+EMIT = """
+if redis.call('HSETNX', KEYS[1], 'emitted:' .. ARGV[1], ARGV[3]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+
 class Outcome(StrEnum):
     QUEUED = "queued"  # first sight of a finished recording: its pipeline starts
     DUPLICATE = "duplicate"  # the recording was already accepted
@@ -97,6 +106,7 @@ class RecordingStore:
         self.retention_seconds = retention_days * 86_400
         self._accept_script = Script(redis, ACCEPT)
         self._accept = Batcher(self._accept_batch)
+        self._emit = redis.register_script(EMIT)
 
     async def accept(self, callback: RecordingCallback) -> Outcome:
         """Log a recording callback and, the first time a recording is ready, queue its job."""
@@ -129,12 +139,49 @@ class RecordingStore:
         await self._accept_script.aclose()
 
     async def save_transcription(self, callback: TranscriptionCallback) -> None:
-        """Keep Plivo's transcription callback for the pipeline (the latest one wins)."""
-        key = f"{recording_key(callback.recording_id)}:transcription"
-        await self.redis.set(key, callback.model_dump_json(), ex=self.retention_seconds)
+        """Keep Plivo's transcription callback, and wake the recording's collector if it waits.
 
-    async def state(self, recording_id: str) -> dict[str, Any] | None:
+        The collector is an arq job deferred until its next poll; moving its score to now makes
+        a worker take it at once (`ZADD XX`: only if it is queued).
+        """
+        key = f"{recording_key(callback.recording_id)}:transcription"
+        collector = queue.job_id(queue.COLLECT_TRANSCRIPTION, callback.recording_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, callback.model_dump_json(), ex=self.retention_seconds)
+            pipe.zadd(queue.QUEUE, {collector: int(time.time() * 1000)}, xx=True)
+            await pipe.execute()
+
+    async def transcription_callback(self, recording_id: str) -> TranscriptionCallback | None:
+        raw = await self.redis.get(f"{recording_key(recording_id)}:transcription")
+        return None if raw is None else TranscriptionCallback.model_validate_json(raw)
+
+    async def state(self, recording_id: str) -> dict[str, str] | None:
         raw = await self.redis.hgetall(recording_key(recording_id))  # type: ignore[misc]
         if not raw:
             return None
         return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def update(self, recording_id: str, **fields: str | int | float) -> None:
+        fields["updated_at"] = int(time.time() * 1000)
+        await self.redis.hset(recording_key(recording_id), mapping=fields)  # type: ignore[misc]
+
+    async def add_requests(self, recording_id: str, count: int) -> None:
+        if count:
+            await self.redis.hincrby(recording_key(recording_id), "plivo_requests", count)  # type: ignore[misc]
+
+    async def emit(self, recording_id: str, kind: str, event_json: str) -> bool:
+        """Append an event to the recording's events unless one of its type already was."""
+        key = recording_key(recording_id)
+        now = int(time.time() * 1000)
+        emitted = await self._emit(
+            keys=[key, f"{key}:events"], args=[kind, event_json, now, self.retention_seconds]
+        )
+        return bool(emitted)
+
+    async def events(self, recording_id: str) -> list[str]:
+        raw = await self.redis.lrange(f"{recording_key(recording_id)}:events", 0, -1)  # type: ignore[misc]
+        return [item.decode() for item in raw]
+
+    async def callbacks(self, recording_id: str) -> list[str]:
+        raw = await self.redis.lrange(f"{recording_key(recording_id)}:callbacks", 0, -1)  # type: ignore[misc]
+        return [item.decode() for item in raw]

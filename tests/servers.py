@@ -11,9 +11,10 @@ from starlette.types import ASGIApp
 
 
 @asynccontextmanager
-async def serve(app: ASGIApp, within: float = 10.0) -> AsyncIterator[str]:
-    """Run `app` on 127.0.0.1 and yield its base URL; shut it down afterwards."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+async def serve(app: ASGIApp, port: int = 0, within: float = 10.0) -> AsyncIterator[str]:
+    """Run `app` on 127.0.0.1 (on `port`, or a free one) and yield its base URL; shut it down
+    afterwards."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(within):

@@ -1,4 +1,4 @@
-"""The worker process consumes what the web process queued, and stops cleanly on SIGTERM."""
+"""The worker process starts from the environment and stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,30 +7,11 @@ import os
 import signal
 import sys
 
-import httpx
 from redis.asyncio import Redis
 
 from service import queue
-from service.settings import Settings
 from tests.conftest import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN
-from tests.plivo import post_form, record_xml_params
 from tests.waiting import eventually
-from workers.worker import build_worker
-
-
-async def test_worker_takes_queued_recordings(
-    relay: httpx.AsyncClient, redis: Redis, settings: Settings
-) -> None:
-    for n in range(3):
-        response = await post_form(relay, "/plivo/recording", record_xml_params(f"rec-w-{n}"))
-        assert response.status_code == 200
-    worker = build_worker(settings, burst=True, poll_delay=0.05, handle_signals=False)
-    await worker.main()
-    await worker.close()
-    assert worker.jobs_complete == 3
-    assert await redis.zcard(queue.QUEUE) == 0
-    for n in range(3):
-        assert await redis.hget(f"rr:recording:rec-w-{n}", "status") == b"picked_up"
 
 
 async def test_worker_process_shuts_down_cleanly_on_sigterm(redis_url: str, redis: Redis) -> None:

@@ -1,26 +1,83 @@
-"""The arq worker: which functions it runs and how it connects, all from `Settings`."""
+"""The arq worker: its jobs, and the clients they share, all from `Settings`."""
 
 from __future__ import annotations
+
+import logging
+from typing import Any
 
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from service import queue
+from service.plivo import PlivoClient
+from service.rate_limit import RateLimiter
 from service.settings import Settings
-from workers.recording import process_recording
+from service.store import RecordingStore
+from workers.pipeline import Pipeline
+
+log = logging.getLogger("recording_relay.worker")
 
 
-def build_worker(settings: Settings, **overrides: object) -> Worker:
+async def process_recording(ctx: dict[str, Any], recording_id: str) -> str:
+    pipeline: Pipeline = ctx["pipeline"]
+    return await pipeline.process(recording_id)
+
+
+async def collect_transcription(ctx: dict[str, Any], recording_id: str) -> str:
+    pipeline: Pipeline = ctx["pipeline"]
+    return await pipeline.collect(recording_id, ctx["job_try"])
+
+
+def build_worker(settings: Settings, **overrides: Any) -> Worker:
     """An arq worker for the relay's jobs; `overrides` are passed to arq (tests use `burst`)."""
-    options: dict[str, object] = {
-        "functions": [func(process_recording, name=queue.PROCESS_RECORDING)],
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        redis = ctx["redis"]
+        limit, window = settings.plivo_rate_limit
+        credentials = {
+            auth_id: token.get_secret_value()
+            for auth_id, token in [
+                (settings.plivo_auth_id, settings.plivo_auth_token),
+                *settings.plivo_subaccounts.items(),
+            ]
+        }
+        plivo = PlivoClient(
+            settings.plivo_api_url,
+            credentials,
+            limiter=RateLimiter(redis, limit, window),
+            timeout=settings.plivo_timeout,
+        )
+        store = RecordingStore(redis, settings.recording_retention_days)
+        ctx["plivo"], ctx["store"] = plivo, store
+        ctx["pipeline"] = Pipeline(settings, store, plivo, redis)
+        if settings.public_base_url is None:
+            log.warning(
+                "PUBLIC_BASE_URL is unset: Plivo cannot call back when a transcription is "
+                "ready, so transcriptions are found by polling only"
+            )
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if "plivo" in ctx:
+            await ctx["plivo"].aclose()
+            await ctx["store"].aclose()
+
+    options: dict[str, Any] = {
+        "functions": [
+            func(process_recording, name=queue.PROCESS_RECORDING, max_tries=10),
+            # Re-deferred once per poll: its tries are polls, bounded by the deadline instead.
+            func(collect_transcription, name=queue.COLLECT_TRANSCRIPTION, max_tries=100_000),
+        ],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": queue.QUEUE,
         "max_jobs": settings.worker_max_jobs,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        # A killed worker's job is taken up again once its lock lapses: timeout + 10 s.
+        "job_timeout": 120,
         # On SIGTERM stop taking jobs, let running ones finish for this long, then hand the
         # rest back to the queue (arq re-queues cancelled jobs).
         "job_completion_wait": settings.worker_shutdown_grace,
         "keep_result": 3600,
     }
     options.update(overrides)
-    return Worker(**options)  # type: ignore[arg-type]
+    return Worker(**options)

@@ -1,0 +1,205 @@
+"""An async client for the parts of Plivo's REST API the relay calls, on httpx.
+
+One `PlivoClient` per process (one connection pool). Every call has a timeout, takes a slot
+from the shared rate limiter first, retries 5xx answers and timeouts with exponential backoff
+and jitter, honours `Retry-After` on 429, and raises `PlivoError` (with Plivo's message) for
+other 4xx answers. Plivo's numbers-as-strings come back as numbers. `count_requests()` tells a
+caller how many HTTP requests its calls cost, retries included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from service.rate_limit import RateLimiter
+
+NUMERIC_FIELDS = {
+    "recording_duration_ms",
+    "recording_start_ms",
+    "recording_end_ms",
+    "rounded_recording_duration",
+    "recording_storage_duration",
+    "recording_storage_rate",
+    "monthly_recording_storage_amount",
+    "cost",
+    "rate",
+}
+TRANSCRIPT_TYPES = ("transcription", "raw", "diarized")
+_requests: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "plivo_requests", default=None
+)
+
+
+class PlivoError(Exception):
+    """Plivo answered with an error: `status` and Plivo's own `message`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"Plivo {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class NotFound(PlivoError):
+    pass
+
+
+@contextmanager
+def count_requests() -> Iterator[list[int]]:
+    """Within the block, `counter[0]` is the number of HTTP requests made to Plivo."""
+    counter = [0]
+    token = _requests.set(counter)
+    try:
+        yield counter
+    finally:
+        _requests.reset(token)
+
+
+def take_count() -> int:
+    """The requests counted in the current `count_requests()` block so far, resetting it."""
+    counter = _requests.get()
+    if counter is None:
+        return 0
+    taken, counter[0] = counter[0], 0
+    return taken
+
+
+def numbers(document: dict[str, Any]) -> dict[str, Any]:
+    """Plivo's numeric fields as numbers ("345100.00000" -> 345100)."""
+    converted = dict(document)
+    for key in NUMERIC_FIELDS & converted.keys():
+        value = converted[key]
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            converted[key] = int(number) if number.is_integer() else number
+    return converted
+
+
+class PlivoClient:
+    def __init__(
+        self,
+        base_url: str,
+        credentials: dict[str, str],
+        limiter: RateLimiter | None = None,
+        timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.credentials = credentials  # auth_id -> auth token
+        self.limiter = limiter
+        self.retries = retries
+        self.backoff = backoff
+        self.http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/v1/Account/",
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _request(self, auth_id: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        token = self.credentials.get(auth_id)
+        if token is None:
+            raise PlivoError(401, f"no credentials configured for {auth_id}")
+        url = f"{auth_id}/{path}"
+        for attempt in range(self.retries + 1):
+            if self.limiter is not None:
+                await self.limiter.acquire(auth_id)
+            counter = _requests.get()
+            if counter is not None:
+                counter[0] += 1
+            delay = self.backoff * 2**attempt * random.uniform(0.5, 1.5)
+            try:
+                response = await self.http.request(method, url, auth=(auth_id, token), **kwargs)
+            except (httpx.TimeoutException, httpx.NetworkError):
+                if attempt == self.retries:
+                    raise
+                await asyncio.sleep(delay)
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                if attempt == self.retries:
+                    raise PlivoError(response.status_code, _message(response))
+                retry_after = _retry_after(response)
+                await asyncio.sleep(retry_after if retry_after is not None else delay)
+                continue
+            if response.status_code == 404:
+                raise NotFound(404, _message(response))
+            if response.status_code >= 400:
+                raise PlivoError(response.status_code, _message(response))
+            return response
+        raise AssertionError("unreachable")
+
+    async def get_recording(self, auth_id: str, recording_id: str) -> dict[str, Any]:
+        response = await self._request(auth_id, "GET", f"Recording/{recording_id}/")
+        return numbers(response.json())
+
+    async def list_recordings(
+        self, auth_id: str, **filters: str | int
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every recording matching `filters`, following Plivo's pages."""
+        offset = 0
+        while True:
+            params = {**filters, "limit": 20, "offset": offset}
+            page = (await self._request(auth_id, "GET", "Recording/", params=params)).json()
+            for recording in page.get("objects", []):
+                yield numbers(recording)
+            if not page.get("meta", {}).get("next"):
+                return
+            offset += 20
+
+    async def delete_recording(self, auth_id: str, recording_id: str) -> None:
+        await self._request(auth_id, "DELETE", f"Recording/{recording_id}/")
+
+    async def create_transcription(
+        self, auth_id: str, recording_id: str, callback_url: str | None
+    ) -> None:
+        body = {"transcription_callback_url": callback_url} if callback_url else None
+        await self._request(auth_id, "POST", f"Transcription/{recording_id}/", json=body)
+
+    async def get_transcription(self, auth_id: str, recording_id: str, kind: str) -> dict[str, Any]:
+        """One type of transcript; `NotFound` while Plivo is still transcribing."""
+        response = await self._request(
+            auth_id, "GET", f"Transcription/{recording_id}/", params={"type": kind}
+        )
+        return numbers(response.json())
+
+    async def delete_transcription(self, auth_id: str, recording_id: str) -> None:
+        await self._request(auth_id, "DELETE", f"Transcription/{recording_id}/")
+
+    async def download(self, auth_id: str, url: str, original: bool = False) -> bytes:
+        """A recording's media (with Basic auth, for accounts that require it on media)."""
+        token = self.credentials.get(auth_id, "")
+        params = {"type": "original"} if original else None
+        response = await self.http.get(url, params=params, auth=(auth_id, token))
+        if response.status_code >= 400:
+            raise PlivoError(response.status_code, _message(response))
+        return response.content
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        document = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(document, dict):
+        return str(document.get("error") or document.get("message") or document)[:500]
+    return str(document)[:500]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers["retry-after"]))
+    except (KeyError, ValueError):
+        return None

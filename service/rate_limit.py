@@ -1,0 +1,48 @@
+"""Plivo's API limit (300 requests per 5 s per account), shared by every worker process.
+
+A sliding log in Redis: one sorted set per account holding the times of the requests of the
+last window. Taking a slot is one atomic script: it either records the request or says how long
+to wait for the oldest one to leave the window. Every process sees the same count, so however
+many workers run, the account stays under the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from redis.asyncio import Redis
+
+TAKE = """
+local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+if redis.call('ZCARD', key) < limit then
+  redis.call('ZADD', key, now, ARGV[4])
+  redis.call('PEXPIRE', key, math.ceil(window * 1000))
+  return '0'
+end
+local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+return tostring(tonumber(oldest[2]) + window - now)
+"""
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis, limit: int, window: float) -> None:
+        self.redis = redis
+        self.limit = limit
+        self.window = window
+        self._take = redis.register_script(TAKE)
+
+    async def acquire(self, account: str) -> None:
+        """Wait until `account` may make one more request, and count it."""
+        while True:
+            wait = float(
+                await self._take(
+                    keys=[f"rr:plivo-rate:{account}"],
+                    args=[time.time(), self.window, self.limit, uuid.uuid4().hex],
+                )
+            )
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait + 0.001)

@@ -1,0 +1,107 @@
+"""A whole relay for pipeline tests: the Plivo sandbox, the web app and a worker, all real."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from arq.worker import Worker
+
+from sandbox.app import Sandbox, create_sandbox
+from sandbox.state import Faults
+from service.app import create_app
+from service.embedded_redis import free_port
+from service.settings import Settings
+from tests.conftest import (
+    ADMIN_TOKEN,
+    AUTH_ID,
+    AUTH_TOKEN,
+    SUB_AUTH_ID,
+    SUB_AUTH_TOKEN,
+    make_settings,
+)
+from tests.servers import serve
+from tests.waiting import eventually
+from workers.worker import build_worker
+
+
+@dataclass
+class Relay:
+    settings: Settings
+    url: str
+    sandbox_url: str
+    sandbox: Sandbox
+    http: httpx.AsyncClient
+    worker: Worker | None = None
+    _worker_task: asyncio.Task[None] | None = None
+
+    @property
+    def faults(self) -> Faults:
+        return self.sandbox.state.faults
+
+    async def call(self, style: str = "record_xml", method: str = "POST", **extra: Any) -> str:
+        """Have the sandbox record a call and tell the relay; the recording's id."""
+        body = {"relay_url": f"{self.url}/plivo/recording", "style": style, "method": method}
+        response = await self.http.post(f"{self.sandbox_url}/sandbox/calls", json={**body, **extra})
+        assert response.status_code == 200, response.text
+        assert response.json()["callback_status"] == 200
+        return str(response.json()["recording_id"])
+
+    async def status(self, recording_id: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        return await self.http.get(f"{self.url}/v1/recordings/{recording_id}", headers=headers)
+
+    async def settled(self, recording_id: str, within: float = 20.0) -> dict[str, Any]:
+        """The recording's status once it is transcribed or failed."""
+        result: dict[str, Any] = {}
+
+        async def done() -> bool:
+            response = await self.status(recording_id)
+            result.update(response.json())
+            return response.status_code == 200 and result.get("status") in ("transcribed", "failed")
+
+        await eventually(done, within=within, what=f"recording {recording_id} settled")
+        return result
+
+    def sandbox_requests(self, route: str) -> int:
+        return self.sandbox.state.counters.by_route.get(route, 0)
+
+    def start_worker(self) -> None:
+        self.worker = build_worker(self.settings, poll_delay=0.02, handle_signals=False)
+        self._worker_task = asyncio.create_task(self.worker.async_run())
+
+
+@asynccontextmanager
+async def running_relay(
+    redis_url: str, worker: bool = True, **overrides: object
+) -> AsyncIterator[Relay]:
+    sandbox_app = create_sandbox({AUTH_ID: AUTH_TOKEN, SUB_AUTH_ID: SUB_AUTH_TOKEN})
+    sandbox: Sandbox = sandbox_app.state.sandbox
+    sandbox.state.faults.transcription_delay = 0.2
+    async with AsyncExitStack() as stack:
+        sandbox_url = await stack.enter_async_context(serve(sandbox_app))
+        sandbox.state.base_url = sandbox_url
+        port = free_port()
+        values: dict[str, object] = {
+            "public_base_url": f"http://127.0.0.1:{port}",
+            "plivo_api_url": sandbox_url,
+            "transcription_poll_schedule": "0.3",
+            **overrides,
+        }
+        settings = make_settings(redis_url, **values)
+        url = await stack.enter_async_context(serve(create_app(settings), port=port))
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+        relay = Relay(settings, url, sandbox_url, sandbox, http)
+        if worker:
+            relay.start_worker()
+        try:
+            yield relay
+        finally:
+            if relay.worker is not None:
+                await relay.worker.close()
+                await asyncio.gather(relay._worker_task, return_exceptions=True)
+            await sandbox.http.aclose()

@@ -1,0 +1,146 @@
+"""Recordings through the whole relay: sandbox, web process, worker."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import AUTH_ID
+from tests.pipeline_env import running_relay
+
+
+@pytest.mark.parametrize(("style", "method"), [("record_xml", "POST"), ("api", "GET")])
+async def test_happy_path_costs_four_plivo_requests(
+    redis_url: str, style: str, method: str
+) -> None:
+    async with running_relay(redis_url) as relay:
+        recording_id = await relay.call(style=style, method=method)
+        status = await relay.settled(recording_id)
+        assert status["status"] == "transcribed", status
+        assert [e["type"] for e in status["events"]] == [
+            "recording.completed",
+            "recording.transcribed",
+        ]
+        completed, transcribed = status["events"]
+        recording = completed["data"]["recording"]
+        assert recording["recording_id"] == recording_id
+        assert isinstance(recording["recording_duration_ms"], int)
+        assert completed["data"]["callback"]
+        transcript = transcribed["data"]["transcription"]
+        assert transcript["transcription"]["transcription"].startswith("Hello")
+        assert isinstance(transcript["raw"]["transcription"], list)
+        assert "Speaker 0:" in transcript["diarized"]["transcription"]
+        assert transcript["cost"] == 0.05
+        assert status["plivo_requests"] == 4
+        assert relay.sandbox.state.counters.requests == 4
+        assert all(
+            status["steps"][step] for step in ("accepted_at", "details_at", "transcribed_at")
+        )
+
+
+async def test_polling_finds_the_transcription_when_no_callback_comes(redis_url: str) -> None:
+    async with running_relay(redis_url) as relay:
+        relay.faults.transcription_callback = False
+        recording_id = await relay.call()
+        status = await relay.settled(recording_id)
+        assert status["status"] == "transcribed", status
+        transcribed = status["events"][-1]["data"]["transcription"]
+        assert transcribed["transcription"]["status"] == "success"
+        assert "source" not in transcribed["transcription"]  # from Plivo's API, not the callback
+        # details, create, then at least one poll that finds it, and raw and diarized
+        assert status["plivo_requests"] >= 5
+
+
+async def test_transcription_error_becomes_a_failed_event(redis_url: str) -> None:
+    async with running_relay(redis_url) as relay:
+        relay.faults.transcription_error = "Recording duration too long for transcription"
+        recording_id = await relay.call()
+        status = await relay.settled(recording_id)
+        assert status["status"] == "failed"
+        assert [e["type"] for e in status["events"]] == ["recording.completed", "recording.failed"]
+        failed = status["events"][-1]["data"]
+        assert failed["stage"] == "transcription"
+        assert failed["reason"] == "Recording duration too long for transcription"
+        assert status["last_error"].endswith("too long for transcription")
+
+
+async def test_unknown_recording_becomes_a_failed_event(redis_url: str) -> None:
+    async with running_relay(redis_url, worker=False) as relay:
+        recording_id = await relay.call()
+        relay.sandbox.state.accounts[AUTH_ID].recordings.clear()  # deleted before we fetched
+        relay.start_worker()
+        status = await relay.settled(recording_id)
+        assert status["status"] == "failed"
+        assert [e["type"] for e in status["events"]] == ["recording.failed"]
+        failed = status["events"][0]["data"]
+        assert failed["stage"] == "fetch_recording"
+        assert "not found" in failed["reason"].lower()
+        assert failed["recording"] is None
+        assert failed["callback"]["RecordingID"] == recording_id
+
+
+async def test_a_rerun_never_pays_for_a_second_transcription(redis_url: str) -> None:
+    async with running_relay(redis_url) as relay:
+        recording_id = await relay.call()
+        await relay.settled(recording_id)
+        # As if a worker died after asking Plivo and the job ran again:
+        redis = relay.worker.pool  # type: ignore[union-attr]
+        await redis.hset(f"rr:recording:{recording_id}", "status", "transcribing")
+        await relay.worker.ctx["pipeline"].process(recording_id)  # type: ignore[union-attr]
+        route = "POST /v1/Account/{auth_id}/Transcription/{recording_id}/"
+        assert relay.sandbox_requests(route) == 1
+
+
+async def test_customer_auto_transcription_is_used_not_bought(redis_url: str) -> None:
+    async with running_relay(redis_url, plivo_auto_transcription="true") as relay:
+        recording_id = await relay.call(transcription_url=f"{relay.url}/plivo/transcription")
+        status = await relay.settled(recording_id)
+        assert status["status"] == "transcribed", status
+        route = "POST /v1/Account/{auth_id}/Transcription/{recording_id}/"
+        assert relay.sandbox_requests(route) == 0
+        assert status["plivo_requests"] == 3  # details, raw, diarized
+
+
+async def test_deadline_passes(redis_url: str) -> None:
+    async with running_relay(redis_url, transcription_deadline="0.5") as relay:
+        relay.faults.transcription_callback = False
+        relay.faults.transcription_delay = 60
+        recording_id = await relay.call()
+        status = await relay.settled(recording_id)
+        assert status["status"] == "failed"
+        assert status["events"][-1]["data"]["stage"] == "transcription"
+        assert "deadline" in status["events"][-1]["data"]["reason"]
+
+
+async def test_plivo_errors_and_rate_limits_are_ridden_out(redis_url: str) -> None:
+    async with running_relay(redis_url) as relay:
+        relay.faults.error_rate = 0.3
+        relay.faults.burst_429 = 3
+        relay.faults.retry_after = 0.1
+        ids = [await relay.call() for _ in range(5)]
+        for recording_id in ids:
+            status = await relay.settled(recording_id)
+            assert status["status"] == "transcribed", status
+            assert [e["type"] for e in status["events"]] == [
+                "recording.completed",
+                "recording.transcribed",
+            ]
+        assert relay.sandbox.state.counters.injected_errors > 0
+        assert relay.sandbox.state.counters.rate_limited == 3
+
+
+async def test_status_needs_the_admin_token_and_knows_what_it_saw(redis_url: str) -> None:
+    async with running_relay(redis_url, worker=False) as relay:
+        unknown = await relay.status("never-seen")
+        assert unknown.status_code == 404
+        assert "unknown" in unknown.json()["error"]
+        response = await relay.http.get(f"{relay.url}/v1/recordings/x")
+        assert response.status_code == 401
+        wrong = await relay.http.get(
+            f"{relay.url}/v1/recordings/x", headers={"Authorization": "Bearer nope"}
+        )
+        assert wrong.status_code == 401
+        recording_id = await relay.call()
+        status = (await relay.status(recording_id)).json()
+        assert status["status"] == "queued"
+        assert status["events"] == []
+        assert status["plivo_requests"] == 0

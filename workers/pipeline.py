@@ -1,0 +1,231 @@
+"""What happens to an accepted recording: details, transcription, events.
+
+Two arq jobs per recording, each safe to run again at any point (arq delivers at least once, and
+a worker may be killed mid-job); what is done is recorded in the recording's state in Redis
+before the next step starts:
+
+1. `process`: fetch the recording's details (`recording.completed`), then ask Plivo for a
+   transcription, once: `transcription_requesting` is written before the request and never
+   cleared, so a re-run after a crash never pays twice (it waits for that transcription
+   instead). Skipped when the customer's `<Record>` already transcribes, or Plivo's
+   transcription callback came first. Then it queues `collect`.
+2. `collect`: runs when Plivo's transcription callback arrives (the web process moves the job
+   to now) or else at the next poll of `TRANSCRIPTION_POLL_SCHEDULE`; between polls the job is
+   deferred in the queue, holding no worker. It fetches what the callback did not carry and
+   emits `recording.transcribed`, or `recording.failed` once `TRANSCRIPTION_DEADLINE` passes.
+
+On the happy path that is 4 Plivo requests: the recording, the transcription request, and the
+`raw` and `diarized` transcripts (the callback carries the text itself).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from arq import Retry
+from arq.connections import ArqRedis
+
+from service import events, queue
+from service.callbacks import TranscriptionCallback
+from service.events import EventData, Transcript
+from service.plivo import NotFound, PlivoClient, PlivoError, count_requests, take_count
+from service.settings import Settings
+from service.store import RecordingStore
+
+log = logging.getLogger("recording_relay.pipeline")
+FINAL = ("transcribed", "failed")
+
+
+class Pipeline:
+    def __init__(
+        self, settings: Settings, store: RecordingStore, plivo: PlivoClient, arq: ArqRedis
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.plivo = plivo
+        self.arq = arq
+        base = settings.public_base_url
+        self.transcription_callback_url = f"{base}/plivo/transcription" if base else None
+
+    # -- the jobs ------------------------------------------------------------------------------
+
+    async def process(self, recording_id: str) -> str:
+        state = await self.store.state(recording_id)
+        if state is None or state.get("status") in FINAL:
+            return "nothing to do"
+        with count_requests():
+            try:
+                return await self._process(recording_id, state)
+            except PlivoError as error:
+                stage = "fetch_recording" if "recording" not in state else "request_transcription"
+                await self.fail(recording_id, state, stage, error.message)
+                return "failed"
+            finally:
+                await self.store.add_requests(recording_id, take_count())
+
+    async def collect(self, recording_id: str, job_try: int) -> str:
+        state = await self.store.state(recording_id)
+        if state is None or state.get("status") in FINAL:
+            return "nothing to do"
+        with count_requests():
+            try:
+                return await self._collect(recording_id, state, job_try)
+            except PlivoError as error:
+                await self.fail(recording_id, state, "collect_transcription", error.message)
+                return "failed"
+            finally:
+                await self.store.add_requests(recording_id, take_count())
+
+    # -- the steps -----------------------------------------------------------------------------
+
+    async def _process(self, recording_id: str, state: dict[str, str]) -> str:
+        auth_id = _callback(state)["auth_id"]
+        if "recording" not in state:
+            recording = await self._fetch(auth_id, recording_id)
+            await self.store.update(
+                recording_id,
+                recording=json.dumps(recording),
+                details_at=_now_ms(),
+                status="details_fetched",
+            )
+            state["recording"] = json.dumps(recording)
+            await self.emit(recording_id, state, events.COMPLETED)
+        if "transcription_requesting" not in state:
+            callback = await self.store.transcription_callback(recording_id)
+            if callback is None and not self.settings.plivo_auto_transcription:
+                await self.store.update(recording_id, transcription_requesting=_now_ms())
+                await self.plivo.create_transcription(
+                    auth_id, recording_id, self.transcription_callback_url
+                )
+            await self.store.update(
+                recording_id, transcription_requested_at=_now_ms(), status="transcribing"
+            )
+        await self.arq.enqueue_job(
+            queue.COLLECT_TRANSCRIPTION,
+            recording_id,
+            _job_id=queue.job_id(queue.COLLECT_TRANSCRIPTION, recording_id),
+            _defer_by=self.settings.transcription_poll_schedule[0],
+        )
+        return "transcribing"
+
+    async def _fetch(self, auth_id: str, recording_id: str) -> dict[str, Any]:
+        try:
+            recording = await self.plivo.get_recording(auth_id, recording_id)
+        except NotFound as error:
+            raise PlivoError(404, f"recording not found: {error.message}") from None
+        recording.pop("api_id", None)
+        return recording
+
+    async def _collect(self, recording_id: str, state: dict[str, str], job_try: int) -> str:
+        auth_id = _callback(state)["auth_id"]
+        callback = await self.store.transcription_callback(recording_id)
+        if callback is not None and callback.error:
+            await self.fail(recording_id, state, "transcription", callback.error)
+            return "failed"
+        if callback is not None:
+            main = _from_callback(callback)
+        else:
+            polled = await self._poll(auth_id, recording_id)
+            if polled is None:
+                return await self._wait(recording_id, state, job_try)
+            main = polled
+            if main.get("status") not in (None, "success"):
+                reason = str(main.get("error") or f"transcription {main.get('status')}")
+                await self.fail(recording_id, state, "transcription", reason)
+                return "failed"
+        raw = await self.plivo.get_transcription(auth_id, recording_id, "raw")
+        diarized = await self.plivo.get_transcription(auth_id, recording_id, "diarized")
+        for document in (main, raw, diarized):
+            document.pop("api_id", None)
+        transcript = Transcript(
+            transcription=main,
+            raw=raw,
+            diarized=diarized,
+            cost=main.get("cost", raw.get("cost")),
+            rate=main.get("rate", raw.get("rate")),
+        )
+        # The event and the request count are in before the status says it is done.
+        await self.emit(recording_id, state, events.TRANSCRIBED, transcription=transcript)
+        await self.store.add_requests(recording_id, take_count())
+        await self.store.update(recording_id, transcribed_at=_now_ms(), status="transcribed")
+        return "transcribed"
+
+    async def _poll(self, auth_id: str, recording_id: str) -> dict[str, Any] | None:
+        """Plivo's `transcription` result, or None while it is not ready."""
+        try:
+            document = await self.plivo.get_transcription(auth_id, recording_id, "transcription")
+        except NotFound:
+            return None
+        if document.get("status") in ("in-progress", "pending", "processing"):
+            return None
+        return document
+
+    async def _wait(self, recording_id: str, state: dict[str, str], job_try: int) -> str:
+        requested = float(state.get("transcription_requested_at", _now_ms())) / 1000
+        if time.time() - requested > self.settings.transcription_deadline:
+            deadline = self.settings.transcription_deadline
+            await self.fail(
+                recording_id, state, "transcription", f"deadline of {deadline:g} s passed"
+            )
+            return "failed"
+        if await self.store.transcription_callback(recording_id) is not None:
+            raise Retry(defer=0)  # it came while we polled: go again at once
+        schedule = self.settings.transcription_poll_schedule
+        raise Retry(defer=schedule[min(job_try, len(schedule) - 1)])
+
+    # -- events --------------------------------------------------------------------------------
+
+    async def emit(
+        self,
+        recording_id: str,
+        state: dict[str, str],
+        kind: events.EventType,
+        transcription: Transcript | None = None,
+        stage: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        callback = _callback(state)
+        recording = json.loads(state["recording"]) if "recording" in state else None
+        data = EventData(
+            recording_id=recording_id,
+            call_uuid=(recording or {}).get("call_uuid") or callback.get("call_uuid"),
+            recording=recording,
+            callback=callback["params"],
+            transcription=transcription,
+            stage=stage,
+            reason=reason,
+        )
+        event = events.make_event(kind, data)
+        if await self.store.emit(recording_id, kind, event.model_dump_json()):
+            log.info("%s: recording_id=%s", kind, recording_id)
+
+    async def fail(self, recording_id: str, state: dict[str, str], stage: str, reason: str) -> None:
+        await self.emit(recording_id, state, events.FAILED, stage=stage, reason=reason)
+        await self.store.add_requests(recording_id, take_count())
+        await self.store.update(
+            recording_id, status="failed", failed_at=_now_ms(), last_error=f"{stage}: {reason}"
+        )
+
+
+def _callback(state: dict[str, str]) -> dict[str, Any]:
+    callback: dict[str, Any] = json.loads(state["callback"])
+    return callback
+
+
+def _from_callback(callback: TranscriptionCallback) -> dict[str, Any]:
+    """The `transcription` result as Plivo's callback carried it."""
+    return {
+        "status": "success",
+        "transcription": callback.transcription,
+        "cost": callback.charge,
+        "rate": callback.rate,
+        "recording_duration_ms": callback.duration_ms,
+        "source": "callback",
+    }
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
