@@ -1,8 +1,9 @@
 """`make run`: the whole service on a laptop, the way the PaaS runs it.
 
-Starts a private Redis (kept in `.local/redis`) when `REDIS_URL` is unset, fills in local demo
-credentials when Plivo's are unset, then runs every process of the `Procfile` with that
-environment, prefixing their output with the process name. Ctrl-C stops them all.
+Starts a private Redis (kept in `.local/redis`) when `REDIS_URL` is unset and, when Plivo's
+credentials are unset, the Plivo sandbox with a demo account; then runs every process of the
+`Procfile` with that environment, prefixing their output with the process name, and prints how
+to simulate a call. Ctrl-C stops them all.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def _relay_output(name: str, stream: IO[str], width: int) -> None:
         sys.stdout.flush()
 
 
-def local_environment(stack: ExitStack) -> dict[str, str]:
+def local_environment(stack: ExitStack) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The environment for the Procfile's processes, and any local-only processes to add."""
     env = dict(os.environ)
     # The Procfile says `python`: make that this environment's interpreter.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -47,21 +49,48 @@ def local_environment(stack: ExitStack) -> dict[str, str]:
         redis = stack.enter_context(EmbeddedRedis(ROOT / ".local" / "redis"))
         env["REDIS_URL"] = redis.url
         print(f"local    | private Redis on {redis.url} (data in .local/redis)")
+    extra: list[tuple[str, str]] = []
     if not env.get("PLIVO_AUTH_ID"):
+        sandbox_port = env.get("SANDBOX_PORT", "8765")
         env["PLIVO_AUTH_ID"] = DEMO_AUTH_ID
         env["PLIVO_AUTH_TOKEN"] = secrets.token_urlsafe(24)
-        print(f"local    | no PLIVO_AUTH_ID: using the local demo account {DEMO_AUTH_ID}")
+        env["PLIVO_API_URL"] = f"http://127.0.0.1:{sandbox_port}"
+        env["SANDBOX_PORT"] = sandbox_port
+        env["SANDBOX_ACCOUNTS"] = f"{DEMO_AUTH_ID}:{env['PLIVO_AUTH_TOKEN']}"
+        extra.append(("sandbox", f"exec {sys.executable} -m sandbox"))
+        print(f"local    | no PLIVO_AUTH_ID: Plivo sandbox on {env['PLIVO_API_URL']}")
     if not env.get("ADMIN_TOKEN"):
-        env["ADMIN_TOKEN"] = secrets.token_urlsafe(24)
-        print("local    | no ADMIN_TOKEN: generated one for this run (set ADMIN_TOKEN to choose)")
+        token_file = ROOT / ".local" / "admin-token"
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        if not token_file.exists():
+            token_file.write_text(secrets.token_urlsafe(24))
+            token_file.chmod(0o600)
+        env["ADMIN_TOKEN"] = token_file.read_text().strip()
+        print("local    | no ADMIN_TOKEN: using the one in .local/admin-token")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
-    return env
+    return env, extra
+
+
+def how_to_try(env: dict[str, str]) -> str:
+    relay = env["PUBLIC_BASE_URL"]
+    lines = [f"callbacks: {relay}/plivo/recording"]
+    if "SANDBOX_PORT" in env:
+        lines += [
+            "simulate a recorded call:",
+            f"  curl -s -X POST {env['PLIVO_API_URL']}/sandbox/calls "
+            "-H 'content-type: application/json' "
+            f"-d '{{\"relay_url\": \"{relay}/plivo/recording\"}}'",
+            "then watch it (use the recording_id it printed):",
+            f'  curl -s -H "Authorization: Bearer $(cat .local/admin-token)" '
+            f"{relay}/v1/recordings/RECORDING_ID",
+        ]
+    return "".join(f"local    | {line}\n" for line in lines)
 
 
 def main() -> int:
     with ExitStack() as stack:
-        env = local_environment(stack)
-        entries = procfile(ROOT / "Procfile")
+        env, extra = local_environment(stack)
+        entries = [*procfile(ROOT / "Procfile"), *extra]
         width = max(len(name) for name, _ in [*entries, ("local", "")])
         children: list[subprocess.Popen[str]] = []
         readers: list[threading.Thread] = []
@@ -82,7 +111,7 @@ def main() -> int:
             reader.start()
             readers.append(reader)
             children.append(child)
-        print(f"local    | callbacks: http://127.0.0.1:{env['PORT']}/plivo/recording")
+        print(how_to_try(env), end="", flush=True)
 
         stopping = threading.Event()
 
