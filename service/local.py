@@ -79,7 +79,7 @@ def how_to_try(env: dict[str, str]) -> str:
             "simulate a recorded call:",
             f"  curl -s -X POST {env['PLIVO_API_URL']}/sandbox/calls "
             "-H 'content-type: application/json' "
-            f"-d '{{\"relay_url\": \"{relay}/plivo/recording\"}}'",
+            f'-d \'{{"relay_url": "{relay}/plivo/recording"}}\'',
             "then watch it (use the recording_id it printed):",
             f'  curl -s -H "Authorization: Bearer $(cat .local/admin-token)" '
             f"{relay}/v1/recordings/RECORDING_ID",

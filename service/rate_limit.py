@@ -28,10 +28,15 @@ return tostring(tonumber(oldest[2]) + window - now)
 
 
 class RateLimiter:
+    # A request is counted here when sent and at Plivo when it arrives; the window is held a
+    # little longer than Plivo's so that delays on the way cannot crowd one request too many
+    # into it (bench/pipeline saw 429s with 20 ms under load; none with 100 ms).
+    MARGIN = 0.1
+
     def __init__(self, redis: Redis, limit: int, window: float) -> None:
         self.redis = redis
         self.limit = limit
-        self.window = window
+        self.window = window + self.MARGIN
         self._take = redis.register_script(TAKE)
 
     async def acquire(self, account: str) -> None:

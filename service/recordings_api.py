@@ -15,7 +15,14 @@ from starlette.responses import JSONResponse
 from service.admin_auth import AdminAuth
 from service.store import RecordingStore
 
-STEPS = ("accepted_at", "details_at", "transcription_requested_at", "transcribed_at", "failed_at")
+STEPS = (
+    "accepted_at",
+    "details_at",
+    "transcription_requested_at",
+    "transcribed_at",
+    "failed_at",
+    "deleted_at",
+)
 
 
 class RecordingsAPI:

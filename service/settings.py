@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # Seconds a worker waits for running jobs on SIGTERM before handing them back to the queue.
     worker_shutdown_grace: int = Field(default=20, ge=0)
     worker_max_jobs: int = Field(default=50, ge=1)
+    # A job running longer fails; a killed worker's jobs are retried this long + 10 s later.
+    worker_job_timeout: int = Field(default=120, ge=1)
 
     # Seconds between transcription polls when Plivo's callback does not come; the last repeats.
     transcription_poll_schedule: Annotated[tuple[float, ...], NoDecode] = (30, 60, 120, 300)
@@ -54,6 +56,9 @@ class Settings(BaseSettings):
     # Plivo's API limit shared by every worker of an account: "requests/seconds".
     plivo_rate_limit: Annotated[tuple[int, float], NoDecode] = (300, 5.0)
     plivo_timeout: float = Field(default=10.0, gt=0)
+    # Delete each recording and its transcription from Plivo this many days after its final
+    # event (0: at once). Unset: never. Storage costs money after 90 days.
+    plivo_delete_after_days: float | None = Field(default=None, ge=0)
 
     @field_validator("plivo_auth_id")
     @classmethod

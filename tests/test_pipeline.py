@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import AUTH_ID
 from tests.pipeline_env import running_relay
+from tests.waiting import eventually
 
 
 @pytest.mark.parametrize(("style", "method"), [("record_xml", "POST"), ("api", "GET")])
@@ -144,3 +145,28 @@ async def test_status_needs_the_admin_token_and_knows_what_it_saw(redis_url: str
         assert status["status"] == "queued"
         assert status["events"] == []
         assert status["plivo_requests"] == 0
+
+
+async def test_retention_deletes_from_plivo_after_the_final_event(redis_url: str) -> None:
+    async with running_relay(redis_url, plivo_delete_after_days="0") as relay:
+        recording_id = await relay.call()
+        await relay.settled(recording_id)
+        account = relay.sandbox.state.accounts[AUTH_ID]
+
+        async def deleted() -> bool:
+            status = (await relay.status(recording_id)).json()
+            return status["steps"]["deleted_at"] is not None
+
+        await eventually(deleted, what="retention deletion")
+        assert recording_id not in account.recordings
+        assert recording_id not in account.transcriptions
+        assert (await relay.status(recording_id)).json()["plivo_requests"] == 6
+
+
+async def test_retention_is_off_by_default(redis_url: str) -> None:
+    async with running_relay(redis_url) as relay:
+        recording_id = await relay.call()
+        await relay.settled(recording_id)
+        assert recording_id in relay.sandbox.state.accounts[AUTH_ID].recordings
+        assert relay.worker is not None
+        assert await relay.worker.pool.zcard("arq:queue") == 0  # nothing scheduled to delete

@@ -20,6 +20,7 @@ On the happy path that is 4 Plivo requests: the recording, the transcription req
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -151,6 +152,7 @@ class Pipeline:
         await self.emit(recording_id, state, events.TRANSCRIBED, transcription=transcript)
         await self.store.add_requests(recording_id, take_count())
         await self.store.update(recording_id, transcribed_at=_now_ms(), status="transcribed")
+        await self._schedule_deletion(recording_id)
         return "transcribed"
 
     async def _poll(self, auth_id: str, recording_id: str) -> dict[str, Any] | None:
@@ -175,6 +177,35 @@ class Pipeline:
             raise Retry(defer=0)  # it came while we polled: go again at once
         schedule = self.settings.transcription_poll_schedule
         raise Retry(defer=schedule[min(job_try, len(schedule) - 1)])
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def _schedule_deletion(self, recording_id: str) -> None:
+        days = self.settings.plivo_delete_after_days
+        if days is None:
+            return
+        await self.arq.enqueue_job(
+            queue.DELETE_RECORDING,
+            recording_id,
+            _job_id=queue.job_id(queue.DELETE_RECORDING, recording_id),
+            _defer_by=days * 86_400,
+        )
+
+    async def delete(self, recording_id: str) -> str:
+        """Remove the recording and its transcription from Plivo (the retention policy)."""
+        state = await self.store.state(recording_id)
+        if state is None or "deleted_at" in state:
+            return "nothing to do"
+        auth_id = _callback(state)["auth_id"]
+        with count_requests():
+            try:
+                for remove in (self.plivo.delete_transcription, self.plivo.delete_recording):
+                    with contextlib.suppress(NotFound):  # already gone: what we wanted
+                        await remove(auth_id, recording_id)
+            finally:
+                await self.store.add_requests(recording_id, take_count())
+        await self.store.update(recording_id, deleted_at=_now_ms())
+        return "deleted"
 
     # -- events --------------------------------------------------------------------------------
 
@@ -208,6 +239,8 @@ class Pipeline:
         await self.store.update(
             recording_id, status="failed", failed_at=_now_ms(), last_error=f"{stage}: {reason}"
         )
+        if "recording" in state:  # it exists at Plivo
+            await self._schedule_deletion(recording_id)
 
 
 def _callback(state: dict[str, str]) -> dict[str, Any]:

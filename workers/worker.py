@@ -28,6 +28,11 @@ async def collect_transcription(ctx: dict[str, Any], recording_id: str) -> str:
     return await pipeline.collect(recording_id, ctx["job_try"])
 
 
+async def delete_recording(ctx: dict[str, Any], recording_id: str) -> str:
+    pipeline: Pipeline = ctx["pipeline"]
+    return await pipeline.delete(recording_id)
+
+
 def build_worker(settings: Settings, **overrides: Any) -> Worker:
     """An arq worker for the relay's jobs; `overrides` are passed to arq (tests use `burst`)."""
 
@@ -66,6 +71,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
             func(process_recording, name=queue.PROCESS_RECORDING, max_tries=10),
             # Re-deferred once per poll: its tries are polls, bounded by the deadline instead.
             func(collect_transcription, name=queue.COLLECT_TRANSCRIPTION, max_tries=100_000),
+            func(delete_recording, name=queue.DELETE_RECORDING, max_tries=10),
         ],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": queue.QUEUE,
@@ -73,7 +79,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "on_startup": startup,
         "on_shutdown": shutdown,
         # A killed worker's job is taken up again once its lock lapses: timeout + 10 s.
-        "job_timeout": 120,
+        "job_timeout": settings.worker_job_timeout,
         # On SIGTERM stop taking jobs, let running ones finish for this long, then hand the
         # rest back to the queue (arq re-queues cancelled jobs).
         "job_completion_wait": settings.worker_shutdown_grace,

@@ -1,0 +1,222 @@
+"""bench/pipeline: recordings per second through one worker process, against the Plivo sandbox.
+
+1. Throughput: N recordings are recorded in the sandbox and their callbacks accepted by the
+   relay's web process; then one worker process (`python -m workers`) is started and timed
+   until every recording is transcribed. Baseline, in the same run: a bare httpx loop making
+   the same Plivo requests (recording, transcription request, raw, diarized) for the same
+   recordings with the same concurrency, no Redis, no bookkeeping. Sandbox with no latency,
+   transcriptions ready at once.
+2. Rate limit: the sandbox enforces a limit shaped like Plivo's (300 per 5 s, scaled up to keep
+   the run short) and the worker is configured with the same; counts the 429s and compares the
+   throughput with what the limit allows.
+
+    .venv/bin/python bench/pipeline.py [--recordings 2000] [--limited 2000] [--limit 800]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import redis.asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+
+AUTH_ID = "MABENCHACCOUNT000001"
+TOKEN = secrets.token_urlsafe(24)
+CONCURRENCY = 50  # the worker's WORKER_MAX_JOBS
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+
+
+async def wait_up(url: str) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(400):
+            try:
+                await http.get(url, timeout=0.5)
+                return
+            except httpx.HTTPError:
+                await asyncio.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+async def record_calls(sandbox: str, relay: str, count: int) -> list[str]:
+    """Recordings made in the sandbox, each announced to the relay with a signed callback."""
+    ids: list[str] = []
+    async with httpx.AsyncClient(timeout=30) as http:
+        semaphore = asyncio.Semaphore(32)
+
+        async def one() -> None:
+            async with semaphore:
+                response = await http.post(
+                    f"{sandbox}/sandbox/calls", json={"relay_url": f"{relay}/plivo/recording"}
+                )
+                body = response.json()
+                assert body["callback_status"] == 200, body
+                ids.append(body["recording_id"])
+
+        await asyncio.gather(*(one() for _ in range(count)))
+    return ids
+
+
+async def wait_transcribed(redis_url: str, ids: list[str]) -> float:
+    client = aioredis.Redis.from_url(redis_url)
+    started = time.monotonic()
+    while True:
+        async with client.pipeline(transaction=False) as pipe:
+            for recording_id in ids:
+                pipe.hget(f"rr:recording:{recording_id}", "status")
+            statuses = await pipe.execute()
+        done = sum(status in (b"transcribed", b"failed") for status in statuses)
+        if done == len(ids):
+            failed = statuses.count(b"failed")
+            await client.aclose()
+            if failed:
+                raise SystemExit(f"{failed} recordings failed")
+            return time.monotonic() - started
+        await asyncio.sleep(0.1)
+
+
+async def plivo_requests(redis_url: str, ids: list[str]) -> float:
+    client = aioredis.Redis.from_url(redis_url)
+    async with client.pipeline(transaction=False) as pipe:
+        for recording_id in ids:
+            pipe.hget(f"rr:recording:{recording_id}", "plivo_requests")
+        counts = [int(c or 0) for c in await pipe.execute()]
+    await client.aclose()
+    return sum(counts) / len(counts)
+
+
+async def bare_loop(sandbox: str, ids: list[str]) -> float:
+    """The same Plivo requests, as fast as httpx makes them, with the worker's concurrency."""
+    base = f"{sandbox}/v1/Account/{AUTH_ID}"
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+    async with httpx.AsyncClient(auth=(AUTH_ID, TOKEN), timeout=30) as http:
+
+        async def one(recording_id: str) -> None:
+            async with semaphore:
+                (await http.get(f"{base}/Recording/{recording_id}/")).raise_for_status()
+                (
+                    await http.post(f"{base}/Transcription/{recording_id}/", json={})
+                ).raise_for_status()
+                for kind in ("raw", "diarized"):
+                    url = f"{base}/Transcription/{recording_id}/"
+                    (await http.get(url, params={"type": kind})).raise_for_status()
+
+        started = time.monotonic()
+        await asyncio.gather(*(one(recording_id) for recording_id in ids))
+        return time.monotonic() - started
+
+
+async def run(args: argparse.Namespace, work: Path) -> None:
+    with EmbeddedRedis(work / "redis") as redis_server:
+        sandbox_port, relay_port = free_port(), free_port()
+        sandbox, relay = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{relay_port}"
+        env = {
+            **os.environ,
+            "SANDBOX_PORT": str(sandbox_port),
+            "SANDBOX_ACCOUNTS": f"{AUTH_ID}:{TOKEN}",
+            "SANDBOX_TRANSCRIPTION_DELAY": "0",
+            "PORT": str(relay_port),
+            "REDIS_URL": redis_server.url,
+            "PLIVO_AUTH_ID": AUTH_ID,
+            "PLIVO_AUTH_TOKEN": TOKEN,
+            "PLIVO_API_URL": sandbox,
+            "PUBLIC_BASE_URL": relay,
+            "ADMIN_TOKEN": secrets.token_urlsafe(16),
+            "WORKER_MAX_JOBS": str(CONCURRENCY),
+            "TRANSCRIPTION_POLL_SCHEDULE": "5",
+            "PLIVO_RATE_LIMIT": "1000000/1",
+            "LOG_LEVEL": "warning",
+        }
+        processes = [
+            start([sys.executable, "-m", "sandbox"], env, work / "sandbox.log"),
+            start([sys.executable, "-m", "service.web"], env, work / "web.log"),
+        ]
+        try:
+            await wait_up(f"{relay}/healthz")
+            await wait_up(f"{sandbox}/sandbox/stats")
+            http = httpx.AsyncClient()
+
+            # 1. throughput against the baseline
+            ids = await record_calls(sandbox, relay, args.recordings)
+            worker = start([sys.executable, "-m", "workers"], env, work / "worker.log")
+            processes.append(worker)
+            relay_seconds = await wait_transcribed(redis_server.url, ids)
+            per_recording = await plivo_requests(redis_server.url, ids)
+            bare_seconds = await bare_loop(sandbox, ids)  # same recordings, same requests
+            relay_rate, bare_rate = len(ids) / relay_seconds, len(ids) / bare_seconds
+            print(f"bench/pipeline: {len(ids)} recordings, one worker (max_jobs {CONCURRENCY})")
+            print(f"  relay worker:    {relay_rate:8.1f} recordings/s ({relay_seconds:.1f} s)")
+            print(f"  bare httpx loop: {bare_rate:8.1f} recordings/s ({bare_seconds:.1f} s)")
+            print(f"  ratio: {relay_rate / bare_rate:.2f} (goal >= 0.60)")
+            print(f"  Plivo requests per recording: {per_recording:.2f} (goal <= 4)")
+            worker.terminate()
+            worker.wait(timeout=30)
+
+            # 2. under Plivo's rate limit, scaled
+            limit, window = args.limit, 5.0
+            await http.put(
+                f"{sandbox}/sandbox/faults", json={"rate_limit": limit, "rate_window": window}
+            )
+            before = (await http.get(f"{sandbox}/sandbox/stats")).json()
+            limited_ids = await record_calls(sandbox, relay, args.limited)
+            worker = start(
+                [sys.executable, "-m", "workers"],
+                {**env, "PLIVO_RATE_LIMIT": f"{limit}/{window:g}"},
+                work / "worker2.log",
+            )
+            processes.append(worker)
+            seconds = await wait_transcribed(redis_server.url, limited_ids)
+            after = (await http.get(f"{sandbox}/sandbox/stats")).json()
+            per = await plivo_requests(redis_server.url, limited_ids)
+            allowed = limit / window / per
+            rate = len(limited_ids) / seconds
+            print(
+                f"rate limit {limit} requests per {window:g} s (Plivo's 300 per 5 s, scaled "
+                f"x{limit / 300:.1f}): {len(limited_ids)} recordings"
+            )
+            rejected = after["rate_limited"] - before["rate_limited"]
+            print(f"  429s from the sandbox: {rejected} (goal 0)")
+            print(
+                f"  throughput: {rate:.1f} recordings/s; the limit allows {allowed:.1f}: "
+                f"{rate / allowed:.2f} of it (goal >= 0.90)"
+            )
+            await http.aclose()
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recordings", type=int, default=2000)
+    parser.add_argument("--limited", type=int, default=2000)
+    parser.add_argument("--limit", type=int, default=800, help="requests per 5 s in phase 2")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        asyncio.run(run(args, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()
