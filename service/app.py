@@ -23,10 +23,14 @@ from service.fast_path import CallbackEndpoint, CallbackRoutes
 from service.health import Readiness, healthz
 from service.ingest import Ingest
 from service.logs import configure
+from service.openapi import openapi
 from service.plivo_auth import PlivoAuth
 from service.recordings_api import RecordingsAPI
 from service.settings import Settings, load_settings
+from service.ssrf import URLGuard
 from service.store import RecordingStore, connect
+from service.subscriptions import SubscriptionStore
+from service.subscriptions_api import SubscriptionsAPI
 
 log = logging.getLogger("recording_relay")
 
@@ -52,7 +56,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     redis = connect(settings.redis_url)
     store = RecordingStore(redis, settings.recording_retention_days)
     ingest = Ingest(PlivoAuth(settings), store)
-    recordings = RecordingsAPI(store, AdminAuth(settings.admin_token))
+    admin = AdminAuth(settings.admin_token)
+    recordings = RecordingsAPI(store, admin)
+    subscriptions = SubscriptionsAPI(
+        SubscriptionStore(redis), admin, URLGuard(settings.delivery_allow_networks)
+    )
     if not settings.plivo_verify_signatures:
         log.warning("PLIVO_VERIFY_SIGNATURES is off: callbacks are accepted without a signature")
 
@@ -69,6 +77,17 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", Readiness(redis).probe, methods=["GET"]),
         Route("/v1/recordings/{recording_id}", recordings.get, methods=["GET"]),
+        Route("/v1/openapi.json", openapi, methods=["GET"]),
+        Route("/v1/subscriptions", subscriptions.create, methods=["POST"]),
+        Route("/v1/subscriptions", subscriptions.list, methods=["GET"]),
+        Route("/v1/subscriptions/{subscription_id}", subscriptions.get, methods=["GET"]),
+        Route("/v1/subscriptions/{subscription_id}", subscriptions.patch, methods=["PATCH"]),
+        Route("/v1/subscriptions/{subscription_id}", subscriptions.delete, methods=["DELETE"]),
+        Route(
+            "/v1/subscriptions/{subscription_id}/rotate-secret",
+            subscriptions.rotate_secret,
+            methods=["POST"],
+        ),
     ]
     app = Starlette(routes=routes, exception_handlers=errors.HANDLERS, lifespan=lifespan)
     callbacks = {

@@ -6,6 +6,7 @@ line that names the variable, and never echoes a secret's value.
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from collections.abc import Mapping
 from typing import Annotated
@@ -14,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 AUTH_ID_PREFIXES = ("MA", "SA")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
@@ -59,6 +61,9 @@ class Settings(BaseSettings):
     # Delete each recording and its transcription from Plivo this many days after its final
     # event (0: at once). Unset: never. Storage costs money after 90 days.
     plivo_delete_after_days: float | None = Field(default=None, ge=0)
+
+    # Networks webhooks may be sent to despite being loopback/private/link-local: "CIDR,CIDR".
+    delivery_allow_networks: Annotated[tuple[Network, ...], NoDecode] = ()
 
     @field_validator("plivo_auth_id")
     @classmethod
@@ -129,6 +134,20 @@ class Settings(BaseSettings):
         if not sep or parsed[0] < 1 or parsed[1] <= 0:
             raise ValueError("must be requests/seconds, e.g. 300/5")
         return parsed
+
+    @field_validator("delivery_allow_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return tuple(
+                ipaddress.ip_network(part.strip()) for part in value.split(",") if part.strip()
+            )
+        except ValueError:
+            raise ValueError(
+                "must be comma-separated CIDRs, e.g. 127.0.0.0/8,10.1.0.0/16"
+            ) from None
 
     def token_for(self, auth_id: str) -> SecretStr | None:
         """The auth token of the main account or of one of the configured subaccounts."""
