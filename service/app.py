@@ -13,12 +13,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from arq.connections import ArqRedis
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from service import errors
 from service.admin_auth import AdminAuth
+from service.deliveries import Deliveries
+from service.deliveries_api import DeliveriesAPI
 from service.fast_path import CallbackEndpoint, CallbackRoutes
 from service.health import Readiness, healthz
 from service.ingest import Ingest
@@ -58,8 +61,15 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     ingest = Ingest(PlivoAuth(settings), store)
     admin = AdminAuth(settings.admin_token)
     recordings = RecordingsAPI(store, admin)
+    subscription_store = SubscriptionStore(redis)
     subscriptions = SubscriptionsAPI(
-        SubscriptionStore(redis), admin, URLGuard(settings.delivery_allow_networks)
+        subscription_store, admin, URLGuard(settings.delivery_allow_networks)
+    )
+    deliveries = DeliveriesAPI(
+        Deliveries(ArqRedis(connection_pool=redis.connection_pool), subscription_store),
+        subscription_store,
+        store,
+        admin,
     )
     if not settings.plivo_verify_signatures:
         log.warning("PLIVO_VERIFY_SIGNATURES is off: callbacks are accepted without a signature")
@@ -78,6 +88,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         Route("/readyz", Readiness(redis).probe, methods=["GET"]),
         Route("/v1/recordings/{recording_id}", recordings.get, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
+        Route("/v1/recordings/{recording_id}/replay", deliveries.replay, methods=["POST"]),
+        Route("/v1/subscriptions/{subscription_id}/recover", deliveries.recover, methods=["POST"]),
+        Route("/v1/subscriptions/{subscription_id}/attempts", deliveries.attempts, methods=["GET"]),
         Route("/v1/subscriptions", subscriptions.create, methods=["POST"]),
         Route("/v1/subscriptions", subscriptions.list, methods=["GET"]),
         Route("/v1/subscriptions/{subscription_id}", subscriptions.get, methods=["GET"]),

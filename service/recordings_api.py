@@ -48,6 +48,7 @@ class RecordingsAPI:
                     json.loads(c) for c in await self.store.callbacks(recording_id)
                 ],
                 "events": [json.loads(e) for e in await self.store.events(recording_id)],
+                "attempts": [json.loads(a) for a in await self.store.attempts(recording_id)],
             }
         )
 

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Mapping
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 AUTH_ID_PREFIXES = ("MA", "SA")
@@ -64,6 +64,15 @@ class Settings(BaseSettings):
 
     # Networks webhooks may be sent to despite being loopback/private/link-local: "CIDR,CIDR".
     delivery_allow_networks: Annotated[tuple[Network, ...], NoDecode] = ()
+    # Seconds before each delivery attempt (the first is usually 0), each with +/-20% jitter.
+    delivery_retry_schedule: Annotated[tuple[float, ...], NoDecode] = (
+        0, 5, 300, 1800, 7200, 18000, 36000, 36000,
+    )  # fmt: skip
+    delivery_timeout: float = Field(default=15.0, gt=0)
+    # A subscription failing this long without a success is disabled (seconds; 5 days).
+    delivery_disable_after: float = Field(default=5 * 86400, gt=0)
+    # Attempts in flight at once to one subscription, so a slow one cannot take every worker.
+    delivery_max_in_flight: int = Field(default=4, ge=1)
 
     @field_validator("plivo_auth_id")
     @classmethod
@@ -108,16 +117,18 @@ class Settings(BaseSettings):
             pairs[auth_id] = token
         return pairs
 
-    @field_validator("transcription_poll_schedule", mode="before")
+    @field_validator("transcription_poll_schedule", "delivery_retry_schedule", mode="before")
     @classmethod
-    def _parse_schedule(cls, value: object) -> object:
+    def _parse_schedule(cls, value: object, info: ValidationInfo) -> object:
         if not isinstance(value, str):
             return value
         try:
             seconds = tuple(float(part) for part in value.split(",") if part.strip())
         except ValueError:
             raise ValueError("must be comma-separated seconds, e.g. 30,60,120") from None
-        if not seconds or any(s <= 0 for s in seconds):
+        # Polls need a pause between them; a delivery may be tried at once.
+        smallest_ok = 0.0 if info.field_name == "delivery_retry_schedule" else 1e-9
+        if not seconds or any(s < smallest_ok for s in seconds):
             raise ValueError("must be comma-separated positive seconds, e.g. 30,60,120")
         return seconds
 

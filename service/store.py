@@ -182,6 +182,11 @@ class RecordingStore:
         raw = await self.redis.lrange(f"{recording_key(recording_id)}:events", 0, -1)  # type: ignore[misc]
         return [item.decode() for item in raw]
 
+    async def attempts(self, recording_id: str) -> list[str]:
+        """The webhook attempts made for the recording's events (`service.deliveries`)."""
+        raw = await self.redis.lrange(f"{recording_key(recording_id)}:attempts", 0, -1)  # type: ignore[misc]
+        return [item.decode() for item in raw]
+
     async def callbacks(self, recording_id: str) -> list[str]:
         raw = await self.redis.lrange(f"{recording_key(recording_id)}:callbacks", 0, -1)  # type: ignore[misc]
         return [item.decode() for item in raw]

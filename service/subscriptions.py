@@ -89,7 +89,7 @@ class SubscriptionStore:
             created_at=now,
             updated_at=now,
         )
-        await self._save(subscription)
+        await self.save(subscription)
         return subscription
 
     async def get(self, subscription_id: str) -> Subscription | None:
@@ -106,7 +106,7 @@ class SubscriptionStore:
         if changes.get("enabled"):
             changes["disabled_reason"] = None
         updated = subscription.model_copy(update={**changes, "updated_at": time.time()})
-        await self._save(updated)
+        await self.save(updated)
         return updated
 
     async def rotate(self, subscription: Subscription) -> Subscription:
@@ -119,11 +119,11 @@ class SubscriptionStore:
                 "updated_at": now,
             }
         )
-        await self._save(rotated)
+        await self.save(rotated)
         return rotated
 
     async def delete(self, subscription_id: str) -> bool:
         return bool(await self.redis.hdel(KEY, subscription_id))  # type: ignore[misc]
 
-    async def _save(self, subscription: Subscription) -> None:
+    async def save(self, subscription: Subscription) -> None:
         await self.redis.hset(KEY, subscription.id, subscription.model_dump_json())  # type: ignore[misc]

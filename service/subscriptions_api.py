@@ -29,7 +29,7 @@ class Unprocessable(HTTPException):
         super().__init__(422, f"{field}: {message}")
 
 
-async def _body(request: Request, model: type[BaseModel]) -> Any:
+async def read_body(request: Request, model: type[BaseModel]) -> Any:
     try:
         document = json.loads(await request.body() or b"{}")
     except ValueError:
@@ -70,7 +70,7 @@ class SubscriptionsAPI:
 
     async def create(self, request: Request) -> JSONResponse:
         self.auth.check(request)
-        wanted: SubscriptionCreate = await _body(request, SubscriptionCreate)
+        wanted: SubscriptionCreate = await read_body(request, SubscriptionCreate)
         await self._check_url(wanted.url)
         return JSONResponse(public(await self.store.create(wanted)), status_code=201)
 
@@ -83,7 +83,7 @@ class SubscriptionsAPI:
 
     async def patch(self, request: Request) -> JSONResponse:
         subscription = await self._find(request)
-        patch: SubscriptionPatch = await _body(request, SubscriptionPatch)
+        patch: SubscriptionPatch = await read_body(request, SubscriptionPatch)
         if patch.url is not None:
             await self._check_url(patch.url)
         return JSONResponse(public(await self.store.update(subscription, patch)))

@@ -14,7 +14,14 @@ from starlette.types import ASGIApp
 async def serve(app: ASGIApp, port: int = 0, within: float = 10.0) -> AsyncIterator[str]:
     """Run `app` on 127.0.0.1 (on `port`, or a free one) and yield its base URL; shut it down
     afterwards."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=2,  # a test subscriber may hold a request open forever
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(within):

@@ -31,6 +31,7 @@ from arq.connections import ArqRedis
 
 from service import events, queue
 from service.callbacks import TranscriptionCallback
+from service.deliveries import Deliveries
 from service.events import EventData, Transcript
 from service.plivo import NotFound, PlivoClient, PlivoError, count_requests, take_count
 from service.settings import Settings
@@ -42,8 +43,14 @@ FINAL = ("transcribed", "failed")
 
 class Pipeline:
     def __init__(
-        self, settings: Settings, store: RecordingStore, plivo: PlivoClient, arq: ArqRedis
+        self,
+        settings: Settings,
+        store: RecordingStore,
+        plivo: PlivoClient,
+        arq: ArqRedis,
+        deliveries: Deliveries,
     ) -> None:
+        self.deliveries = deliveries
         self.settings = settings
         self.store = store
         self.plivo = plivo
@@ -229,8 +236,15 @@ class Pipeline:
             stage=stage,
             reason=reason,
         )
+        if f"emitted:{kind}" in state:
+            return
         event = events.make_event(kind, data)
-        if await self.store.emit(recording_id, kind, event.model_dump_json()):
+        body = event.model_dump_json()
+        # Deliveries first, then the mark: a crash between the two re-sends this event with the
+        # same webhook-id (subscribers de-duplicate on it) rather than never sending it.
+        await self.deliveries.fan_out(recording_id, kind, body)
+        if await self.store.emit(recording_id, kind, body):
+            state[f"emitted:{kind}"] = "1"
             log.info("%s: recording_id=%s", kind, recording_id)
 
     async def fail(self, recording_id: str, state: dict[str, str], stage: str, reason: str) -> None:

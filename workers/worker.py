@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import httpx
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
 from service import queue
+from service.deliveries import Deliveries
 from service.plivo import PlivoClient
 from service.rate_limit import RateLimiter
 from service.settings import Settings
 from service.store import RecordingStore
+from service.subscriptions import SubscriptionStore
+from workers.delivery import Deliverer
 from workers.pipeline import Pipeline
 
 log = logging.getLogger("recording_relay.worker")
@@ -31,6 +35,11 @@ async def collect_transcription(ctx: dict[str, Any], recording_id: str) -> str:
 async def delete_recording(ctx: dict[str, Any], recording_id: str) -> str:
     pipeline: Pipeline = ctx["pipeline"]
     return await pipeline.delete(recording_id)
+
+
+async def deliver(ctx: dict[str, Any], subscription_id: str, msg_id: str) -> str:
+    deliverer: Deliverer = ctx["deliverer"]
+    return await deliverer.deliver(subscription_id, msg_id)
 
 
 def build_worker(settings: Settings, **overrides: Any) -> Worker:
@@ -53,8 +62,14 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
             timeout=settings.plivo_timeout,
         )
         store = RecordingStore(redis, settings.recording_retention_days)
-        ctx["plivo"], ctx["store"] = plivo, store
-        ctx["pipeline"] = Pipeline(settings, store, plivo, redis)
+        subscriptions = SubscriptionStore(redis)
+        deliveries = Deliveries(redis, subscriptions)
+        webhooks = httpx.AsyncClient(
+            follow_redirects=False, limits=httpx.Limits(max_connections=200)
+        )
+        ctx["plivo"], ctx["store"], ctx["webhooks"] = plivo, store, webhooks
+        ctx["pipeline"] = Pipeline(settings, store, plivo, redis, deliveries)
+        ctx["deliverer"] = Deliverer(settings, redis, subscriptions, deliveries, webhooks)
         if settings.public_base_url is None:
             log.warning(
                 "PUBLIC_BASE_URL is unset: Plivo cannot call back when a transcription is "
@@ -65,6 +80,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         if "plivo" in ctx:
             await ctx["plivo"].aclose()
             await ctx["store"].aclose()
+            await ctx["webhooks"].aclose()
 
     options: dict[str, Any] = {
         "functions": [
@@ -72,6 +88,8 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
             # Re-deferred once per poll: its tries are polls, bounded by the deadline instead.
             func(collect_transcription, name=queue.COLLECT_TRANSCRIPTION, max_tries=100_000),
             func(delete_recording, name=queue.DELETE_RECORDING, max_tries=10),
+            # Deferred for retries, ordering and the per-subscriber cap: the schedule bounds it.
+            func(deliver, name=queue.DELIVER, max_tries=1_000_000, keep_result=0),
         ],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": queue.QUEUE,

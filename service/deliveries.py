@@ -1,0 +1,128 @@
+"""Deliveries: one per event and subscription, with its attempts, kept in Redis.
+
+- `rr:delivery:{subscription}:{message}`: the delivery (the exact body to send, its status,
+  attempts, last error). The message id (`webhook-id`) is derived from the recording and the
+  event type, so every retry and every replay carries the same one.
+- `rr:outbox:{subscription}:{recording}`: the recording's pending messages for that subscriber,
+  in order; only the head is sent, so `recording.completed` arrives before
+  `recording.transcribed`.
+- `rr:failed:{subscription}`: deliveries that exhausted their schedule, by time (for recover).
+- `rr:attempts:{subscription}` and `rr:recording:{id}:attempts`: the attempt log, newest last.
+
+Each delivery is an arq job (`deliver`, id `deliver:{subscription}:{message}`); queuing one is
+idempotent, and nothing is dropped: a worker that dies mid-attempt leaves the job to be taken
+up again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from service import queue
+from service.subscriptions import Subscription, SubscriptionStore
+
+ATTEMPT_LOG_MAX = 1000
+
+
+def message_id(recording_id: str, event_type: str) -> str:
+    digest = hashlib.sha256(f"{recording_id}\n{event_type}".encode()).hexdigest()
+    return f"msg_{digest[:26]}"
+
+
+def delivery_key(subscription_id: str, msg_id: str) -> str:
+    return f"rr:delivery:{subscription_id}:{msg_id}"
+
+
+def outbox_key(subscription_id: str, recording_id: str) -> str:
+    return f"rr:outbox:{subscription_id}:{recording_id}"
+
+
+def deliver_job_id(subscription_id: str, msg_id: str) -> str:
+    return f"{queue.DELIVER}:{subscription_id}:{msg_id}"
+
+
+class Deliveries:
+    def __init__(self, redis: ArqRedis, subscriptions: SubscriptionStore) -> None:
+        self.redis = redis
+        self.subscriptions = subscriptions
+
+    async def fan_out(
+        self, recording_id: str, event_type: str, body: str, only: str | None = None
+    ) -> int:
+        """Queue `body` for every enabled subscription that wants `event_type` (or only `only`);
+        re-queuing one already delivered sends it again (a replay), with the same message id."""
+        queued = 0
+        for subscription in await self.subscriptions.all():
+            if only is not None and subscription.id != only:
+                continue
+            if subscription.wants(event_type):
+                await self.queue(subscription, recording_id, event_type, body)
+                queued += 1
+        return queued
+
+    async def queue(
+        self, subscription: Subscription, recording_id: str, event_type: str, body: str
+    ) -> None:
+        msg_id = message_id(recording_id, event_type)
+        key = delivery_key(subscription.id, msg_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key)
+            pipe.hset(
+                key,
+                mapping={
+                    "subscription_id": subscription.id,
+                    "recording_id": recording_id,
+                    "type": event_type,
+                    "msg_id": msg_id,
+                    "body": body,
+                    "status": "pending",
+                    "attempts": 0,
+                    "created_at": time.time(),
+                },
+            )
+            pipe.zrem(f"rr:failed:{subscription.id}", key)
+            pipe.lrem(outbox_key(subscription.id, recording_id), 0, msg_id)
+            pipe.rpush(outbox_key(subscription.id, recording_id), msg_id)
+            await pipe.execute()
+        await self.enqueue(subscription.id, msg_id)
+
+    async def enqueue(self, subscription_id: str, msg_id: str, defer: float = 0) -> None:
+        job_id = deliver_job_id(subscription_id, msg_id)
+        queued = await self.redis.enqueue_job(
+            queue.DELIVER, subscription_id, msg_id, _job_id=job_id, _defer_by=defer or None
+        )
+        if queued is None:  # already queued (perhaps deferred): bring it forward
+            await self.redis.zadd(queue.QUEUE, {job_id: int(time.time() * 1000)}, xx=True)
+
+    async def get(self, subscription_id: str, msg_id: str) -> dict[str, str] | None:
+        raw = await self.redis.hgetall(delivery_key(subscription_id, msg_id))  # type: ignore[misc]
+        return {k.decode(): v.decode() for k, v in raw.items()} or None
+
+    async def log_attempt(self, attempt: dict[str, Any]) -> None:
+        line = json.dumps(attempt)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in (
+                f"rr:attempts:{attempt['subscription_id']}",
+                f"rr:recording:{attempt['recording_id']}:attempts",
+            ):
+                pipe.rpush(key, line)
+                pipe.ltrim(key, -ATTEMPT_LOG_MAX, -1)
+            await pipe.execute()
+
+    async def attempts(self, key: str) -> list[dict[str, Any]]:
+        raw = await self.redis.lrange(key, 0, -1)  # type: ignore[misc]
+        return [json.loads(item) for item in raw]
+
+    async def failed_since(self, subscription_id: str, since: float) -> list[dict[str, str]]:
+        keys = await self.redis.zrangebyscore(f"rr:failed:{subscription_id}", since, "+inf")
+        found = []
+        for key in keys:
+            raw = await self.redis.hgetall(key)  # type: ignore[misc]
+            if raw:
+                found.append({k.decode(): v.decode() for k, v in raw.items()})
+        return found

@@ -1,0 +1,86 @@
+"""Replay, recover and the attempt log (bearer `ADMIN_TOKEN`).
+
+- `POST /v1/recordings/{recording_id}/replay`, optional `{"subscription_id"}`: the recording's
+  events again, to every matching subscription or the one named.
+- `POST /v1/subscriptions/{id}/recover` with `{"since": ISO 8601}`: everything that failed for
+  the subscription since then, again.
+- `GET /v1/subscriptions/{id}/attempts`: the subscription's attempts, newest last.
+Re-sent messages keep their `webhook-id`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from service.admin_auth import AdminAuth
+from service.deliveries import Deliveries
+from service.store import RecordingStore
+from service.subscriptions import SubscriptionStore
+from service.subscriptions_api import Unprocessable, read_body
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subscription_id: str | None = None
+
+
+class RecoverRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    since: AwareDatetime
+
+
+class DeliveriesAPI:
+    def __init__(
+        self,
+        deliveries: Deliveries,
+        subscriptions: SubscriptionStore,
+        store: RecordingStore,
+        auth: AdminAuth,
+    ) -> None:
+        self.deliveries = deliveries
+        self.subscriptions = subscriptions
+        self.store = store
+        self.auth = auth
+
+    async def replay(self, request: Request) -> JSONResponse:
+        self.auth.check(request)
+        recording_id = request.path_params["recording_id"]
+        wanted: ReplayRequest = await read_body(request, ReplayRequest)
+        named = wanted.subscription_id
+        if named is not None and await self.subscriptions.get(named) is None:
+            raise Unprocessable("subscription_id", "no such subscription")
+        if await self.store.state(recording_id) is None:
+            raise HTTPException(404, f"recording {recording_id[:80]!r} is unknown to the relay")
+        queued = 0
+        for body in await self.store.events(recording_id):
+            kind = json.loads(body)["type"]
+            queued += await self.deliveries.fan_out(
+                recording_id, kind, body, only=wanted.subscription_id
+            )
+        return JSONResponse({"queued": queued}, status_code=202)
+
+    async def recover(self, request: Request) -> JSONResponse:
+        self.auth.check(request)
+        subscription = await self.subscriptions.get(request.path_params["subscription_id"])
+        if subscription is None:
+            raise HTTPException(404, "no such subscription")
+        wanted: RecoverRequest = await read_body(request, RecoverRequest)
+        failed = await self.deliveries.failed_since(subscription.id, wanted.since.timestamp())
+        for delivery in failed:
+            await self.deliveries.queue(
+                subscription, delivery["recording_id"], delivery["type"], delivery["body"]
+            )
+        return JSONResponse({"queued": len(failed)}, status_code=202)
+
+    async def attempts(self, request: Request) -> JSONResponse:
+        self.auth.check(request)
+        subscription_id = request.path_params["subscription_id"]
+        if await self.subscriptions.get(subscription_id) is None:
+            raise HTTPException(404, "no such subscription")
+        found = await self.deliveries.attempts(f"rr:attempts:{subscription_id}")
+        return JSONResponse({"data": found})

@@ -1,0 +1,37 @@
+"""Downstream subscribers for tests: real HTTP servers on loopback that record what they get."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """Answers each POST with the next of `answers` (then the last one, repeated)."""
+
+    answers: list[int] = field(default_factory=lambda: [200])
+    hang: bool = False
+    got: list[Received] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def app(self) -> Starlette:
+        async def hook(request: Request) -> Response:
+            self.got.append(Received(dict(request.headers), await request.body()))
+            if self.hang:
+                await asyncio.Event().wait()  # never answers; the relay's timeout ends it
+            status = self.answers[min(len(self.got) - 1, len(self.answers) - 1)]
+            return Response(f"answer {status}", status_code=status, headers=self.headers)
+
+        return Starlette(routes=[Route("/hook", hook, methods=["POST"])])

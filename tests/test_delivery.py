@@ -1,0 +1,148 @@
+"""Events go to subscribers as Standard Webhooks: retries, order, replay and isolation."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from standardwebhooks.webhooks import Webhook
+
+from tests.conftest import ADMIN_TOKEN
+from tests.pipeline_env import Relay, running_relay
+from tests.receivers import Receiver
+from tests.servers import serve
+from tests.waiting import eventually
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+FAST = {"delivery_allow_networks": "127.0.0.0/8", "delivery_retry_schedule": "0,0.2,0.2"}
+
+
+@asynccontextmanager
+async def subscriber(relay: Relay, receiver: Receiver, **fields: object) -> AsyncIterator[dict]:
+    async with serve(receiver.app()) as url:
+        response = await relay.http.post(
+            f"{relay.url}/v1/subscriptions", json={"url": f"{url}/hook", **fields}, headers=ADMIN
+        )
+        assert response.status_code == 201, response.text
+        yield response.json()
+
+
+async def received(receiver: Receiver, count: int, within: float = 20) -> None:
+    async def enough() -> bool:
+        return len(receiver.got) >= count
+
+    await eventually(enough, within=within, what=f"{count} webhooks")
+
+
+async def test_events_arrive_signed_in_order(redis_url: str) -> None:
+    async with running_relay(redis_url, **FAST) as relay:
+        receiver = Receiver()
+        async with subscriber(relay, receiver) as subscription:
+            recording_id = await relay.call()
+            await received(receiver, 2)
+            hook = Webhook(subscription["secret"])
+            payloads = [hook.verify(r.body, r.headers) for r in receiver.got]
+            assert [p["type"] for p in payloads] == ["recording.completed", "recording.transcribed"]
+            assert all(p["data"]["recording_id"] == recording_id for p in payloads)
+            assert len({r.headers["webhook-id"] for r in receiver.got}) == 2
+            status = (await relay.status(recording_id)).json()
+            assert [a["status_code"] for a in status["attempts"]] == [200, 200]
+            # The bytes sent are the event as the relay keeps it.
+            assert json.loads(receiver.got[0].body) == status["events"][0]
+
+
+async def test_failures_are_retried_with_the_same_webhook_id(redis_url: str) -> None:
+    async with running_relay(redis_url, **FAST) as relay:
+        receiver = Receiver(answers=[500, 503, 200])
+        async with subscriber(relay, receiver, events=["recording.completed"]) as subscription:
+            await relay.call()
+            await received(receiver, 3)
+            assert len({r.headers["webhook-id"] for r in receiver.got}) == 1
+            attempts = (
+                await relay.http.get(
+                    f"{relay.url}/v1/subscriptions/{subscription['id']}/attempts", headers=ADMIN
+                )
+            ).json()["data"]
+            assert [a["status_code"] for a in attempts] == [500, 503, 200]
+            assert attempts[0]["response_body"] == "answer 500"
+            assert all(a["latency_ms"] >= 0 for a in attempts)
+
+
+async def test_exhausted_deliveries_stay_visible_and_recover(redis_url: str) -> None:
+    async with running_relay(redis_url, **FAST) as relay:
+        receiver = Receiver(answers=[500])
+        async with subscriber(relay, receiver, events=["recording.completed"]) as subscription:
+            since = time.time()
+            recording_id = await relay.call()
+            await received(receiver, 3)  # the whole (shrunken) schedule
+
+            async def logged() -> bool:
+                status = (await relay.status(recording_id)).json()
+                return len(status["attempts"]) == 3
+
+            await eventually(logged, what="three attempts logged")
+            receiver.answers = [200]
+            response = await relay.http.post(
+                f"{relay.url}/v1/subscriptions/{subscription['id']}/recover",
+                json={"since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since - 1))},
+                headers=ADMIN,
+            )
+            assert response.json() == {"queued": 1}
+            await received(receiver, 4)
+            assert receiver.got[3].headers["webhook-id"] == receiver.got[0].headers["webhook-id"]
+
+
+async def test_410_disables_the_subscription(redis_url: str) -> None:
+    async with running_relay(redis_url, **FAST) as relay:
+        receiver = Receiver(answers=[410])
+        async with subscriber(relay, receiver) as subscription:
+            await relay.call()
+            await received(receiver, 1)
+
+            async def disabled() -> bool:
+                got = await relay.http.get(
+                    f"{relay.url}/v1/subscriptions/{subscription['id']}", headers=ADMIN
+                )
+                return got.json()["enabled"] is False
+
+            await eventually(disabled, what="subscription disabled")
+            assert len(receiver.got) == 1  # nothing more was sent to it
+
+
+async def test_replay_resends_with_the_same_ids(redis_url: str) -> None:
+    async with running_relay(redis_url, **FAST) as relay:
+        receiver = Receiver()
+        async with subscriber(relay, receiver) as subscription:
+            recording_id = await relay.call()
+            await received(receiver, 2)
+            response = await relay.http.post(
+                f"{relay.url}/v1/recordings/{recording_id}/replay",
+                json={"subscription_id": subscription["id"]},
+                headers=ADMIN,
+            )
+            assert response.status_code == 202
+            assert response.json() == {"queued": 2}
+            await received(receiver, 4)
+            first = [r.headers["webhook-id"] for r in receiver.got[:2]]
+            again = [r.headers["webhook-id"] for r in receiver.got[2:]]
+            assert first == again
+            bad = await relay.http.post(
+                f"{relay.url}/v1/recordings/{recording_id}/replay",
+                json={"subscription_id": "sub_nope"},
+                headers=ADMIN,
+            )
+            assert bad.status_code == 422
+
+
+async def test_a_hanging_subscriber_does_not_hold_up_the_others(redis_url: str) -> None:
+    settings = {**FAST, "delivery_timeout": "2", "delivery_max_in_flight": "1"}
+    async with running_relay(redis_url, **settings) as relay:
+        stuck, healthy = Receiver(hang=True), Receiver()
+        async with subscriber(relay, stuck), subscriber(relay, healthy):
+            started = time.monotonic()
+            for _ in range(4):
+                await relay.call()
+            await received(healthy, 8)
+            assert time.monotonic() - started < 2 * 4  # not queued behind the hanging one
