@@ -146,3 +146,25 @@ async def test_a_hanging_subscriber_does_not_hold_up_the_others(redis_url: str) 
                 await relay.call()
             await received(healthy, 8)
             assert time.monotonic() - started < 2 * 4  # not queued behind the hanging one
+
+
+async def test_long_failing_subscription_is_disabled_with_an_operational_event(
+    redis_url: str,
+) -> None:
+    settings = {**FAST, "delivery_retry_schedule": "0,0.3,0.3,0.3", "delivery_disable_after": "0.5"}
+    async with running_relay(redis_url, **settings) as relay:
+        failing, watcher = Receiver(answers=[500]), Receiver()
+        async with (
+            subscriber(relay, failing, events=["recording.completed"]) as broken,
+            subscriber(relay, watcher, events=["subscription.disabled"]) as operator,
+        ):
+            await relay.call()
+            await received(watcher, 1)
+            notice = Webhook(operator["secret"]).verify(watcher.got[0].body, watcher.got[0].headers)
+            assert notice["type"] == "subscription.disabled"
+            assert notice["data"]["subscription_id"] == broken["id"]
+            state = await relay.http.get(
+                f"{relay.url}/v1/subscriptions/{broken['id']}", headers=ADMIN
+            )
+            assert state.json()["enabled"] is False
+            assert "failing" in state.json()["disabled_reason"]
