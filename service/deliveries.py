@@ -38,6 +38,14 @@ def delivery_key(subscription_id: str, msg_id: str) -> str:
     return f"rr:delivery:{subscription_id}:{msg_id}"
 
 
+def failed_key(subscription_id: str) -> str:
+    return f"rr:failed:{subscription_id}"
+
+
+def attempts_key(subscription_id: str) -> str:
+    return f"rr:attempts:{subscription_id}"
+
+
 def outbox_key(subscription_id: str, recording_id: str) -> str:
     return f"rr:outbox:{subscription_id}:{recording_id}"
 
@@ -85,7 +93,7 @@ class Deliveries:
                     "created_at": time.time(),
                 },
             )
-            pipe.zrem(f"rr:failed:{subscription.id}", key)
+            pipe.zrem(failed_key(subscription.id), key)
             pipe.lrem(outbox_key(subscription.id, recording_id), 0, msg_id)
             pipe.rpush(outbox_key(subscription.id, recording_id), msg_id)
             await pipe.execute()
@@ -107,7 +115,7 @@ class Deliveries:
         line = json.dumps(attempt)
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in (
-                f"rr:attempts:{attempt['subscription_id']}",
+                attempts_key(attempt["subscription_id"]),
                 f"rr:recording:{attempt['recording_id']}:attempts",
             ):
                 pipe.rpush(key, line)
@@ -119,7 +127,7 @@ class Deliveries:
         return [json.loads(item) for item in raw]
 
     async def failed_since(self, subscription_id: str, since: float) -> list[dict[str, str]]:
-        keys = await self.redis.zrangebyscore(f"rr:failed:{subscription_id}", since, "+inf")
+        keys = await self.redis.zrangebyscore(failed_key(subscription_id), since, "+inf")
         found = []
         for key in keys:
             raw = await self.redis.hgetall(key)  # type: ignore[misc]

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service.admin_auth import AdminAuth
-from service.deliveries import Deliveries
+from service.deliveries import Deliveries, attempts_key
 from service.store import RecordingStore
 from service.subscriptions import SubscriptionStore
 from service.subscriptions_api import Unprocessable, read_body
@@ -82,5 +82,5 @@ class DeliveriesAPI:
         subscription_id = request.path_params["subscription_id"]
         if await self.subscriptions.get(subscription_id) is None:
             raise HTTPException(404, "no such subscription")
-        found = await self.deliveries.attempts(f"rr:attempts:{subscription_id}")
+        found = await self.deliveries.attempts(attempts_key(subscription_id))
         return JSONResponse({"data": found})

@@ -26,7 +26,7 @@ from arq import Retry
 from arq.connections import ArqRedis
 from standardwebhooks.webhooks import Webhook
 
-from service.deliveries import Deliveries, outbox_key
+from service.deliveries import Deliveries, delivery_key, failed_key, outbox_key
 from service.settings import Settings
 from service.ssrf import RefusedURL, URLGuard
 from service.subscriptions import OPERATIONAL, Subscription, SubscriptionStore
@@ -81,10 +81,11 @@ class Deliverer:
             await self.redis.decr(in_flight)
         await self.deliveries.log_attempt(attempt)
         status = attempt["status_code"]
-        key = f"rr:delivery:{subscription_id}:{msg_id}"
+        key = delivery_key(subscription_id, msg_id)
+        failing_since = f"rr:failing-since:{subscription_id}"
         attempts = await self.redis.hincrby(key, "attempts", 1)  # type: ignore[misc]
         if status is not None and 200 <= status < 300:
-            await self.redis.delete(f"rr:failing-since:{subscription_id}")
+            await self.redis.delete(failing_since)
             await self._finish(delivery, "succeeded", None)
             return "succeeded"
         await self.redis.hset(key, "last_error", attempt["error"] or f"HTTP {status}")  # type: ignore[misc]
@@ -92,8 +93,8 @@ class Deliverer:
             await self._disable(subscription, "the endpoint answered 410 Gone")
             await self._finish(delivery, "failed", "410 Gone: subscription disabled")
             return "failed"
-        await self.redis.set(f"rr:failing-since:{subscription_id}", time.time(), nx=True)
-        since = float(await self.redis.get(f"rr:failing-since:{subscription_id}") or time.time())
+        await self.redis.set(failing_since, time.time(), nx=True)
+        since = float(await self.redis.get(failing_since) or time.time())
         if time.time() - since >= self.settings.delivery_disable_after:
             await self._disable(subscription, "failing without a success for too long")
             await self._finish(delivery, "failed", "subscription disabled after failing")
@@ -163,14 +164,14 @@ class Deliverer:
 
     async def _finish(self, delivery: dict[str, str], status: str, error: str | None) -> None:
         subscription_id, msg_id = delivery["subscription_id"], delivery["msg_id"]
-        key = f"rr:delivery:{subscription_id}:{msg_id}"
+        key = delivery_key(subscription_id, msg_id)
         outbox = outbox_key(subscription_id, delivery["recording_id"])
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"status": status, "finished_at": time.time()})
             if error:
                 pipe.hset(key, "last_error", error)
             if status == "failed":
-                pipe.zadd(f"rr:failed:{subscription_id}", {key: time.time()})
+                pipe.zadd(failed_key(subscription_id), {key: time.time()})
             pipe.lrem(outbox, 0, msg_id)
             pipe.lindex(outbox, 0)
             results = await pipe.execute()
