@@ -2,9 +2,10 @@
 
 One `PlivoClient` per process (one connection pool). Every call has a timeout, takes a slot
 from the shared rate limiter first, retries 5xx answers and timeouts with exponential backoff
-and jitter, honours `Retry-After` on 429, and raises `PlivoError` (with Plivo's message) for
-other 4xx answers. Plivo's numbers-as-strings come back as numbers. `count_requests()` tells a
-caller how many HTTP requests its calls cost, retries included.
+and jitter, honours `Retry-After` on 429, and raises `PlivoError` (with Plivo's message) when
+that is not enough; its `transient` tells an outage from a refusal. Plivo's numbers-as-strings
+come back as numbers. `count_requests()` tells a caller how many HTTP requests its calls cost,
+retries included.
 """
 
 from __future__ import annotations
@@ -45,9 +46,17 @@ class PlivoError(Exception):
         self.status = status
         self.message = message
 
+    @property
+    def transient(self) -> bool:
+        """Worth trying again later: Plivo was down, overloaded or unreachable."""
+        return self.status == 429 or self.status >= 500 or self.status == UNREACHABLE
+
 
 class NotFound(PlivoError):
     pass
+
+
+UNREACHABLE = 0  # the `status` of a PlivoError when no answer came (timeouts, refused)
 
 
 @contextmanager
@@ -123,9 +132,10 @@ class PlivoClient:
             delay = self.backoff * 2**attempt * random.uniform(0.5, 1.5)
             try:
                 response = await self.http.request(method, url, auth=(auth_id, token), **kwargs)
-            except (httpx.TimeoutException, httpx.NetworkError):
+            except (httpx.TimeoutException, httpx.NetworkError) as error:
                 if attempt == self.retries:
-                    raise
+                    reason = f"no answer from Plivo ({type(error).__name__})"
+                    raise PlivoError(UNREACHABLE, reason) from error
                 await asyncio.sleep(delay)
                 continue
             if response.status_code == 429 or response.status_code >= 500:

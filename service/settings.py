@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # Plivo's API limit shared by every worker of an account: "requests/seconds".
     plivo_rate_limit: Annotated[tuple[int, float], NoDecode] = (300, 5.0)
     plivo_timeout: float = Field(default=10.0, gt=0)
+    # Retries of one Plivo request (5xx, 429, timeouts) within its job, with backoff.
+    plivo_retries: int = Field(default=4, ge=0, le=10)
+    # Seconds after a recording's callback during which Plivo outages (5xx, 429, timeouts) are
+    # waited out by retrying its job later; then it is reported failed.
+    plivo_outage_window: float = Field(default=3600, gt=0)
     # Delete each recording and its transcription from Plivo this many days after its final
     # event (0: at once). Unset: never. Storage costs money after 90 days.
     plivo_delete_after_days: float | None = Field(default=None, ge=0)

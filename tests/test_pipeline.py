@@ -129,6 +129,38 @@ async def test_plivo_errors_and_rate_limits_are_ridden_out(redis_url: str) -> No
         assert relay.sandbox.state.counters.rate_limited == 3
 
 
+async def test_an_outage_longer_than_a_requests_retries_is_waited_out(redis_url: str) -> None:
+    async with running_relay(redis_url, plivo_retries="0") as relay:
+        relay.faults.error_rate = 1.0
+        recording_id = await relay.call()
+
+        async def retrying() -> bool:
+            status = (await relay.status(recording_id)).json()
+            return "500" in str(status.get("last_error"))
+
+        await eventually(retrying, what="the outage shown as the last error")
+        assert (await relay.status(recording_id)).json()["status"] == "queued"  # not failed
+        relay.faults.error_rate = 0.0
+        status = await relay.settled(recording_id)
+        assert status["status"] == "transcribed", status
+        assert [e["type"] for e in status["events"]] == [
+            "recording.completed",
+            "recording.transcribed",
+        ]
+
+
+async def test_an_outage_past_its_window_fails_the_recording(redis_url: str) -> None:
+    async with running_relay(redis_url, plivo_retries="0", plivo_outage_window="1") as relay:
+        relay.faults.error_rate = 1.0
+        recording_id = await relay.call()
+        status = await relay.settled(recording_id)
+        assert status["status"] == "failed"
+        failed = status["events"][-1]["data"]
+        assert failed["stage"] == "fetch_recording"
+        assert "Internal server error" in failed["reason"]
+        assert relay.sandbox.state.counters.injected_errors >= 2  # it was tried again
+
+
 async def test_status_needs_the_admin_token_and_knows_what_it_saw(redis_url: str) -> None:
     async with running_relay(redis_url, worker=False) as relay:
         unknown = await relay.status("never-seen")

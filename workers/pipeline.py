@@ -14,6 +14,10 @@ before the next step starts:
    deferred in the queue, holding no worker. It fetches what the callback did not carry and
    emits `recording.transcribed`, or `recording.failed` once `TRANSCRIPTION_DEADLINE` passes.
 
+When Plivo has an outage (5xx, 429 or no answer after a request's own retries), the job runs
+again later with backoff, for `PLIVO_OUTAGE_WINDOW` after the callback (`collect`: until its
+deadline); a refusal (other 4xx) fails the recording at once.
+
 On the happy path that is 4 Plivo requests: the recording, the transcription request, and the
 `raw` and `diarized` transcripts (the callback carries the text itself).
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import random
 import time
 from typing import Any
 
@@ -60,7 +65,7 @@ class Pipeline:
 
     # -- the jobs ------------------------------------------------------------------------------
 
-    async def process(self, recording_id: str) -> str:
+    async def process(self, recording_id: str, job_try: int = 1) -> str:
         state = await self.store.state(recording_id)
         if state is None or state.get("status") in FINAL:
             return "nothing to do"
@@ -69,6 +74,9 @@ class Pipeline:
                 return await self._process(recording_id, state)
             except PlivoError as error:
                 stage = "fetch_recording" if "recording" not in state else "request_transcription"
+                accepted = float(state.get("accepted_at", _now_ms())) / 1000
+                if error.transient and time.time() - accepted < self.settings.plivo_outage_window:
+                    await self._retry_later(recording_id, stage, error, job_try)
                 await self.fail(recording_id, state, stage, error.message)
                 return "failed"
             finally:
@@ -82,10 +90,24 @@ class Pipeline:
             try:
                 return await self._collect(recording_id, state, job_try)
             except PlivoError as error:
-                await self.fail(recording_id, state, "collect_transcription", error.message)
+                stage = "collect_transcription"
+                if error.transient and not self._past_deadline(state):
+                    await self._retry_later(recording_id, stage, error, job_try)
+                await self.fail(recording_id, state, stage, error.message)
                 return "failed"
             finally:
                 await self.store.add_requests(recording_id, take_count())
+
+    async def _retry_later(
+        self, recording_id: str, stage: str, error: PlivoError, job_try: int
+    ) -> None:
+        """Plivo is having an outage beyond one request's retries: run the job again later."""
+        defer = min(60.0, 2.0 ** (job_try - 1)) * random.uniform(0.8, 1.2)
+        await self.store.update(recording_id, last_error=f"{stage}: {error} (retrying)")
+        log.warning(
+            "%s: recording_id=%s %s; trying again in %.0f s", stage, recording_id, error, defer
+        )
+        raise Retry(defer=defer)
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -173,8 +195,7 @@ class Pipeline:
         return document
 
     async def _wait(self, recording_id: str, state: dict[str, str], job_try: int) -> str:
-        requested = float(state.get("transcription_requested_at", _now_ms())) / 1000
-        if time.time() - requested > self.settings.transcription_deadline:
+        if self._past_deadline(state):
             deadline = self.settings.transcription_deadline
             await self.fail(
                 recording_id, state, "transcription", f"deadline of {deadline:g} s passed"
@@ -184,6 +205,10 @@ class Pipeline:
             raise Retry(defer=0)  # it came while we polled: go again at once
         schedule = self.settings.transcription_poll_schedule
         raise Retry(defer=schedule[min(job_try, len(schedule) - 1)])
+
+    def _past_deadline(self, state: dict[str, str]) -> bool:
+        requested = float(state.get("transcription_requested_at", _now_ms())) / 1000
+        return time.time() - requested > self.settings.transcription_deadline
 
     # -- retention ---------------------------------------------------------------------------
 
@@ -198,7 +223,7 @@ class Pipeline:
             _defer_by=days * 86_400,
         )
 
-    async def delete(self, recording_id: str) -> str:
+    async def delete(self, recording_id: str, job_try: int = 1) -> str:
         """Remove the recording and its transcription from Plivo (the retention policy)."""
         state = await self.store.state(recording_id)
         if state is None or "deleted_at" in state:
@@ -209,6 +234,10 @@ class Pipeline:
                 for remove in (self.plivo.delete_transcription, self.plivo.delete_recording):
                     with contextlib.suppress(NotFound):  # already gone: what we wanted
                         await remove(auth_id, recording_id)
+            except PlivoError as error:
+                if not error.transient:
+                    raise
+                await self._retry_later(recording_id, "delete_recording", error, job_try)
             finally:
                 await self.store.add_requests(recording_id, take_count())
         await self.store.update(recording_id, deleted_at=_now_ms())

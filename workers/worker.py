@@ -24,7 +24,7 @@ log = logging.getLogger("recording_relay.worker")
 
 async def process_recording(ctx: dict[str, Any], recording_id: str) -> str:
     pipeline: Pipeline = ctx["pipeline"]
-    return await pipeline.process(recording_id)
+    return await pipeline.process(recording_id, ctx["job_try"])
 
 
 async def collect_transcription(ctx: dict[str, Any], recording_id: str) -> str:
@@ -34,7 +34,7 @@ async def collect_transcription(ctx: dict[str, Any], recording_id: str) -> str:
 
 async def delete_recording(ctx: dict[str, Any], recording_id: str) -> str:
     pipeline: Pipeline = ctx["pipeline"]
-    return await pipeline.delete(recording_id)
+    return await pipeline.delete(recording_id, ctx["job_try"])
 
 
 async def deliver(ctx: dict[str, Any], subscription_id: str, msg_id: str) -> str:
@@ -60,6 +60,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
             credentials,
             limiter=RateLimiter(redis, limit, window),
             timeout=settings.plivo_timeout,
+            retries=settings.plivo_retries,
         )
         store = RecordingStore(redis, settings.recording_retention_days)
         subscriptions = SubscriptionStore(redis)
@@ -84,7 +85,8 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
 
     options: dict[str, Any] = {
         "functions": [
-            func(process_recording, name=queue.PROCESS_RECORDING, max_tries=10),
+            # Retried later through Plivo outages: PLIVO_OUTAGE_WINDOW bounds its tries.
+            func(process_recording, name=queue.PROCESS_RECORDING, max_tries=100_000),
             # Re-deferred once per poll: its tries are polls, bounded by the deadline instead.
             func(collect_transcription, name=queue.COLLECT_TRANSCRIPTION, max_tries=100_000),
             func(delete_recording, name=queue.DELETE_RECORDING, max_tries=10),
