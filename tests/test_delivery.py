@@ -168,3 +168,29 @@ async def test_long_failing_subscription_is_disabled_with_an_operational_event(
             )
             assert state.json()["enabled"] is False
             assert "failing" in state.json()["disabled_reason"]
+
+
+async def test_an_inward_address_is_refused_at_delivery_after_dns(redis_url: str) -> None:
+    async with running_relay(redis_url, worker=False, **FAST) as relay:
+        receiver = Receiver()
+        async with serve(receiver.app()) as url:
+            # Admitted when it was made; the workers no longer admit loopback.
+            hook = url.replace("127.0.0.1", "localhost") + "/hook"
+            response = await relay.http.post(
+                f"{relay.url}/v1/subscriptions", json={"url": hook}, headers=ADMIN
+            )
+            assert response.status_code == 201, response.text
+            relay.settings = relay.settings.model_copy(update={"delivery_allow_networks": ()})
+            relay.start_worker()
+            recording_id = await relay.call()
+
+            async def refused() -> bool:
+                attempts = (await relay.status(recording_id)).json()["attempts"]
+                return bool(attempts) and "refused" in str(attempts[0]["error"])
+
+            await eventually(refused, what="a refused attempt")
+            attempt = (await relay.status(recording_id)).json()["attempts"][0]
+            assert "localhost resolves to" in attempt["error"]
+            assert "loopback" in attempt["error"]
+            assert attempt["status_code"] is None
+            assert receiver.got == []

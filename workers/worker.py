@@ -14,6 +14,7 @@ from service.deliveries import Deliveries
 from service.plivo import PlivoClient
 from service.rate_limit import RateLimiter
 from service.settings import Settings
+from service.ssrf import URLGuard, guarded_transport
 from service.store import RecordingStore
 from service.subscriptions import SubscriptionStore
 from workers.delivery import Deliverer
@@ -65,8 +66,10 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         store = RecordingStore(redis, settings.recording_retention_days)
         subscriptions = SubscriptionStore(redis)
         deliveries = Deliveries(redis, subscriptions)
+        guard = URLGuard(settings.delivery_allow_networks)
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
         webhooks = httpx.AsyncClient(
-            follow_redirects=False, limits=httpx.Limits(max_connections=200)
+            follow_redirects=False, transport=guarded_transport(guard, limits)
         )
         ctx["plivo"], ctx["store"], ctx["webhooks"] = plivo, store, webhooks
         ctx["pipeline"] = Pipeline(settings, store, plivo, redis, deliveries)
