@@ -49,12 +49,14 @@ class EmbeddedRedis:
         *,
         databases: int = 16,
         appendonly: bool = True,
+        appendfsync: str = "everysec",
         cpu: int | None = None,
     ) -> None:
         self.directory = directory
         self.cpu = cpu  # pin to this CPU (benchmarks)
         self.databases = databases
         self.appendonly = appendonly
+        self.appendfsync = appendfsync  # "always": not even the last second is lost in a crash
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -72,6 +74,7 @@ class EmbeddedRedis:
             "--dir", str(self.directory),
             "--databases", str(self.databases),
             "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", self.appendfsync,
             "--save", "",
             "--daemonize", "no",
             "--loglevel", "warning",
@@ -111,6 +114,13 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """End it as a crash would (SIGKILL): only what is in its append-only file survives."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
         self.process = None
 
     def __enter__(self) -> EmbeddedRedis:

@@ -15,6 +15,7 @@ from starlette.routing import Route
 class Received:
     headers: dict[str, str]
     body: bytes
+    status: int  # what the receiver answered (unless it hung)
 
 
 @dataclass
@@ -28,10 +29,10 @@ class Receiver:
 
     def app(self) -> Starlette:
         async def hook(request: Request) -> Response:
-            self.got.append(Received(dict(request.headers), await request.body()))
+            status = self.answers[min(len(self.got), len(self.answers) - 1)]
+            self.got.append(Received(dict(request.headers), await request.body(), status))
             if self.hang:
                 await asyncio.Event().wait()  # never answers; the relay's timeout ends it
-            status = self.answers[min(len(self.got) - 1, len(self.answers) - 1)]
             return Response(f"answer {status}", status_code=status, headers=self.headers)
 
         return Starlette(routes=[Route("/hook", hook, methods=["POST"])])

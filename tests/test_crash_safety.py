@@ -1,46 +1,58 @@
-"""A worker killed mid-pipeline (kill -9) loses nothing: another finishes, no event twice."""
+"""Crashes lose nothing: a worker killed mid-pipeline (kill -9), or Redis killed and restarted
+from its append-only file while webhooks wait to be delivered."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import subprocess
 import sys
+from asyncio.subprocess import Process
+from pathlib import Path
 
 from redis.asyncio import Redis
 
+from service.embedded_redis import EmbeddedRedis
 from tests.conftest import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN, SUB_AUTH_ID, SUB_AUTH_TOKEN
-from tests.pipeline_env import running_relay
+from tests.pipeline_env import Relay, running_relay
+from tests.receivers import Receiver
+from tests.servers import serve
 from tests.waiting import eventually
 
 
-async def start_worker(relay_env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "workers",
-        env=relay_env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+async def start_worker(relay_env: dict[str, str], log: Path | None = None) -> Process:
+    """A `python -m workers` process; its output goes to `log` (pytest shows it on failure)."""
+    start = asyncio.create_subprocess_exec
+    if log is None:
+        null = subprocess.DEVNULL
+        return await start(sys.executable, "-m", "workers", env=relay_env, stdout=null, stderr=null)
+    with log.open("ab") as out:
+        return await start(sys.executable, "-m", "workers", env=relay_env, stdout=out, stderr=out)
+
+
+def worker_env(relay: Relay, **extra: str) -> dict[str, str]:
+    """The environment of a `python -m workers` process serving `relay`."""
+    settings = relay.settings
+    return {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "PLIVO_AUTH_ID": AUTH_ID,
+        "PLIVO_AUTH_TOKEN": AUTH_TOKEN,
+        "PLIVO_SUBACCOUNTS": f"{SUB_AUTH_ID}:{SUB_AUTH_TOKEN}",
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "PLIVO_API_URL": settings.plivo_api_url,
+        "PUBLIC_BASE_URL": str(settings.public_base_url),
+        "TRANSCRIPTION_POLL_SCHEDULE": "0.3",
+        "WORKER_JOB_TIMEOUT": "2",
+        "LOG_LEVEL": "warning",
+        **extra,
+    }
 
 
 async def test_killed_worker_loses_nothing(redis_url: str, redis: Redis) -> None:
     async with running_relay(redis_url, worker=False) as relay:
-        settings = relay.settings
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "PLIVO_AUTH_ID": AUTH_ID,
-            "PLIVO_AUTH_TOKEN": AUTH_TOKEN,
-            "PLIVO_SUBACCOUNTS": f"{SUB_AUTH_ID}:{SUB_AUTH_TOKEN}",
-            "ADMIN_TOKEN": ADMIN_TOKEN,
-            "PLIVO_API_URL": settings.plivo_api_url,
-            "PUBLIC_BASE_URL": str(settings.public_base_url),
-            "TRANSCRIPTION_POLL_SCHEDULE": "0.3",
-            "WORKER_JOB_TIMEOUT": "2",
-            "LOG_LEVEL": "warning",
-        }
+        env = worker_env(relay)
         relay.faults.latency = 0.5  # every Plivo request is slow: the worker dies mid-request
         ids = [await relay.call() for _ in range(3)]
         first = await start_worker(env)
@@ -64,3 +76,46 @@ async def test_killed_worker_loses_nothing(redis_url: str, redis: Redis) -> None
             await second.wait()
         route = "POST /v1/Account/{auth_id}/Transcription/{recording_id}/"
         assert relay.sandbox_requests(route) == len(ids)  # none bought twice
+
+
+async def test_redis_crash_and_restart_from_its_aof_loses_no_webhook(tmp_path: Path) -> None:
+    with EmbeddedRedis(tmp_path / "redis", appendfsync="always") as server:
+        admit = "127.0.0.0/8"
+        async with running_relay(server.url, worker=False, delivery_allow_networks=admit) as relay:
+            receiver = Receiver(answers=[503])
+            async with serve(receiver.app()) as url:
+                response = await relay.http.post(
+                    f"{relay.url}/v1/subscriptions",
+                    json={"url": f"{url}/hook"},
+                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                )
+                assert response.status_code == 201
+                env = worker_env(
+                    relay,
+                    DELIVERY_ALLOW_NETWORKS=admit,
+                    DELIVERY_RETRY_SCHEDULE=",".join(["0"] + ["0.3"] * 20),
+                )
+                log = tmp_path / "worker.log"
+                worker = await start_worker(env, log)
+                try:
+                    ids = [await relay.call() for _ in range(3)]
+
+                    async def all_failing() -> bool:  # each recording's first webhook fails
+                        return len({r.headers["webhook-id"] for r in receiver.got}) == len(ids)
+
+                    await eventually(all_failing, what="a failed attempt for each recording")
+                    server.kill()
+                    server.start(port=server.port)
+                    receiver.answers = [200]
+                    ids.append(await relay.call())  # the web process is back by itself
+
+                    async def everything_delivered() -> bool:
+                        ok = {r.headers["webhook-id"] for r in receiver.got if r.status == 200}
+                        return len(ok) == 2 * len(ids)
+
+                    await eventually(everything_delivered, within=30, what="every webhook")
+                    assert worker.returncode is None  # the same worker rode it out
+                finally:
+                    worker.send_signal(signal.SIGTERM)
+                    await worker.wait()
+                    print(log.read_text())

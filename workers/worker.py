@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
+from arq import Retry
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import queue
 from service.deliveries import Deliveries
@@ -21,23 +26,47 @@ from workers.delivery import Deliverer
 from workers.pipeline import Pipeline
 
 log = logging.getLogger("recording_relay.worker")
+REDIS_LOSS_DEFER = 2.0
+Job = TypeVar("Job", bound=Callable[..., Awaitable[str]])
 
 
+def redis_loss_is_a_retry(job: Job) -> Job:
+    """arq ends a job that raises for good; losing Redis mid-job must instead run it again.
+
+    Every job is safe to re-run, so it is deferred rather than failed (if Redis is still away
+    the job stays queued under its lock, and is taken up again once the lock lapses).
+    """
+
+    @functools.wraps(job)
+    async def run(ctx: dict[str, Any], *args: str) -> str:
+        try:
+            return await job(ctx, *args)
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            log.warning("%s: lost Redis (%s); it runs again later", job.__name__, error)
+            raise Retry(defer=REDIS_LOSS_DEFER) from error
+
+    return run  # type: ignore[return-value]
+
+
+@redis_loss_is_a_retry
 async def process_recording(ctx: dict[str, Any], recording_id: str) -> str:
     pipeline: Pipeline = ctx["pipeline"]
     return await pipeline.process(recording_id, ctx["job_try"])
 
 
+@redis_loss_is_a_retry
 async def collect_transcription(ctx: dict[str, Any], recording_id: str) -> str:
     pipeline: Pipeline = ctx["pipeline"]
     return await pipeline.collect(recording_id, ctx["job_try"])
 
 
+@redis_loss_is_a_retry
 async def delete_recording(ctx: dict[str, Any], recording_id: str) -> str:
     pipeline: Pipeline = ctx["pipeline"]
     return await pipeline.delete(recording_id, ctx["job_try"])
 
 
+@redis_loss_is_a_retry
 async def deliver(ctx: dict[str, Any], subscription_id: str, msg_id: str) -> str:
     deliverer: Deliverer = ctx["deliverer"]
     return await deliverer.deliver(subscription_id, msg_id)
