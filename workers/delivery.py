@@ -8,8 +8,9 @@ schedule is spent: then the delivery is marked failed, stays visible and can be 
 a success is disabled and a `subscription.disabled` event goes to those that asked for it.
 
 A recording's messages to one subscriber go in order (only the outbox head is sent); at most
-`DELIVERY_MAX_IN_FLIGHT` attempts to one subscriber run at once, so a slow or hanging one
-cannot hold every worker slot and delay the others.
+`DELIVERY_MAX_IN_FLIGHT` attempts to one subscriber run at once (`workers.slots`; the rest
+park until a slot frees), so a slow or hanging one cannot hold every worker slot and delay the
+others.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from service.deliveries import Deliveries, delivery_key, failed_key, outbox_key
 from service.settings import Settings
 from service.ssrf import RefusedURL
 from service.subscriptions import OPERATIONAL, Subscription, SubscriptionStore
+from workers.slots import Slots
 
 log = logging.getLogger("recording_relay.delivery")
 BODY_LOG_BYTES = 4096
@@ -56,6 +58,8 @@ class Deliverer:
         self.subscriptions = subscriptions
         self.deliveries = deliveries
         self.http = http  # on `ssrf.guarded_transport`: it refuses inward addresses
+        hold = settings.delivery_timeout + 30
+        self.slots = Slots(redis, settings.delivery_max_in_flight, hold)
 
     async def deliver(self, subscription_id: str, msg_id: str) -> str:
         delivery = await self.deliveries.get(subscription_id, msg_id)
@@ -69,15 +73,15 @@ class Deliverer:
         if subscription is None or not subscription.enabled:
             await self._finish(delivery, "failed", "subscription disabled or deleted")
             return "failed"
-        in_flight = f"rr:in-flight:{subscription_id}"
-        if await self.redis.incr(in_flight) > self.settings.delivery_max_in_flight:
-            await self.redis.decr(in_flight)
-            raise Retry(defer=0.2 + random.random() * 0.3)
-        await self.redis.expire(in_flight, int(self.settings.delivery_timeout) + 60)
+        if not await self.slots.acquire(subscription_id, msg_id):
+            # Parked: a freed slot wakes it; this long defer only covers a lost wake-up.
+            raise Retry(defer=(self.settings.delivery_timeout + 5) * random.uniform(1, 1.2))
         try:
             attempt = await self._attempt(subscription, delivery)
         finally:
-            await self.redis.decr(in_flight)
+            woken = await self.slots.release(subscription_id, msg_id)
+            if woken is not None:
+                await self.deliveries.enqueue(subscription_id, woken)
         await self.deliveries.log_attempt(attempt)
         status = attempt["status_code"]
         key = delivery_key(subscription_id, msg_id)
