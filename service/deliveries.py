@@ -9,9 +9,8 @@
 - `rr:failed:{subscription}`: deliveries that exhausted their schedule, by time (for recover).
 - `rr:attempts:{subscription}` and `rr:recording:{id}:attempts`: the attempt log, newest last.
 
-Each delivery is an arq job (`deliver`, id `deliver:{subscription}:{message}`); queuing one is
-idempotent, and nothing is dropped: a worker that dies mid-attempt leaves the job to be taken
-up again.
+Queuing a delivery makes it due now in the delivery queue that the workers drain
+(`workers.delivery_queue`); queuing it again (a replay) sends it again, with the same id.
 """
 
 from __future__ import annotations
@@ -21,12 +20,12 @@ import json
 import time
 from typing import Any
 
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
-from service import queue
 from service.subscriptions import Subscription, SubscriptionStore
 
-ATTEMPT_LOG_MAX = 1000
+DUE_KEY = "rr:deliveries:due"  # member `{subscription}:{message}`, score: due (epoch ms)
+LEASED_KEY = "rr:deliveries:leased"  # the same, taken by a worker; score: lease lapses (ms)
 
 
 def message_id(recording_id: str, event_type: str) -> str:
@@ -50,12 +49,12 @@ def outbox_key(subscription_id: str, recording_id: str) -> str:
     return f"rr:outbox:{subscription_id}:{recording_id}"
 
 
-def deliver_job_id(subscription_id: str, msg_id: str) -> str:
-    return f"{queue.DELIVER}:{subscription_id}:{msg_id}"
+def recording_attempts_key(recording_id: str) -> str:
+    return f"rr:recording:{recording_id}:attempts"
 
 
 class Deliveries:
-    def __init__(self, redis: ArqRedis, subscriptions: SubscriptionStore) -> None:
+    def __init__(self, redis: Redis, subscriptions: SubscriptionStore) -> None:
         self.redis = redis
         self.subscriptions = subscriptions
 
@@ -96,30 +95,7 @@ class Deliveries:
             pipe.zrem(failed_key(subscription.id), key)
             pipe.lrem(outbox_key(subscription.id, recording_id), 0, msg_id)
             pipe.rpush(outbox_key(subscription.id, recording_id), msg_id)
-            await pipe.execute()
-        await self.enqueue(subscription.id, msg_id)
-
-    async def enqueue(self, subscription_id: str, msg_id: str, defer: float = 0) -> None:
-        job_id = deliver_job_id(subscription_id, msg_id)
-        queued = await self.redis.enqueue_job(
-            queue.DELIVER, subscription_id, msg_id, _job_id=job_id, _defer_by=defer or None
-        )
-        if queued is None:  # already queued (perhaps deferred): bring it forward
-            await self.redis.zadd(queue.QUEUE, {job_id: int(time.time() * 1000)}, xx=True)
-
-    async def get(self, subscription_id: str, msg_id: str) -> dict[str, str] | None:
-        raw = await self.redis.hgetall(delivery_key(subscription_id, msg_id))  # type: ignore[misc]
-        return {k.decode(): v.decode() for k, v in raw.items()} or None
-
-    async def log_attempt(self, attempt: dict[str, Any]) -> None:
-        line = json.dumps(attempt)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in (
-                attempts_key(attempt["subscription_id"]),
-                f"rr:recording:{attempt['recording_id']}:attempts",
-            ):
-                pipe.rpush(key, line)
-                pipe.ltrim(key, -ATTEMPT_LOG_MAX, -1)
+            pipe.zadd(DUE_KEY, {f"{subscription.id}:{msg_id}": int(time.time() * 1000)})
             await pipe.execute()
 
     async def attempts(self, key: str) -> list[dict[str, Any]]:

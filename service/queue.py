@@ -14,7 +14,6 @@ QUEUE = default_queue_name
 PROCESS_RECORDING = "process_recording"
 COLLECT_TRANSCRIPTION = "collect_transcription"
 DELETE_RECORDING = "delete_recording"
-DELIVER = "deliver"
 # An unstarted job expires after this long, as arq's own `enqueue_job` does.
 JOB_TTL_MS = expires_extra_ms
 

@@ -1,9 +1,11 @@
-"""The arq worker: its jobs, and the clients they share, all from `Settings`."""
+"""The worker process: arq jobs for the pipeline, the webhook dispatcher, and the clients they
+share, all from `Settings`."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -23,6 +25,8 @@ from service.ssrf import URLGuard, guarded_transport
 from service.store import RecordingStore
 from service.subscriptions import SubscriptionStore
 from workers.delivery import Deliverer
+from workers.delivery_queue import DeliveryQueue
+from workers.dispatcher import Dispatcher
 from workers.pipeline import Pipeline
 
 log = logging.getLogger("recording_relay.worker")
@@ -66,13 +70,17 @@ async def delete_recording(ctx: dict[str, Any], recording_id: str) -> str:
     return await pipeline.delete(recording_id, ctx["job_try"])
 
 
-@redis_loss_is_a_retry
-async def deliver(ctx: dict[str, Any], subscription_id: str, msg_id: str) -> str:
-    deliverer: Deliverer = ctx["deliverer"]
-    return await deliverer.deliver(subscription_id, msg_id)
+class RelayWorker(Worker):
+    """arq's worker, and beside its jobs the webhook dispatcher (`workers.dispatcher`)."""
+
+    def handle_sig(self, signum: signal.Signals) -> None:
+        dispatcher: Dispatcher | None = self.ctx.get("dispatcher")
+        if dispatcher is not None:
+            dispatcher.stop_claiming()  # as arq stops picking jobs
+        super().handle_sig(signum)
 
 
-def build_worker(settings: Settings, **overrides: Any) -> Worker:
+def build_worker(settings: Settings, **overrides: Any) -> RelayWorker:
     """An arq worker for the relay's jobs; `overrides` are passed to arq (tests use `burst`)."""
 
     async def startup(ctx: dict[str, Any]) -> None:
@@ -102,7 +110,12 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         )
         ctx["plivo"], ctx["store"], ctx["webhooks"] = plivo, store, webhooks
         ctx["pipeline"] = Pipeline(settings, store, plivo, redis, deliveries)
-        ctx["deliverer"] = Deliverer(settings, redis, subscriptions, deliveries, webhooks)
+        queue = DeliveryQueue(
+            redis, settings.delivery_max_in_flight, lease=settings.delivery_timeout + 10
+        )
+        deliverer = Deliverer(settings, redis, subscriptions, deliveries, queue, webhooks)
+        ctx["dispatcher"] = Dispatcher(queue, deliverer, settings.delivery_concurrency)
+        ctx["dispatcher"].start()
         if settings.public_base_url is None:
             log.warning(
                 "PUBLIC_BASE_URL is unset: Plivo cannot call back when a transcription is "
@@ -110,6 +123,8 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
             )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        if "dispatcher" in ctx:
+            await ctx["dispatcher"].stop(settings.worker_shutdown_grace)
         if "plivo" in ctx:
             await ctx["plivo"].aclose()
             await ctx["store"].aclose()
@@ -122,8 +137,6 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
             # Re-deferred once per poll: its tries are polls, bounded by the deadline instead.
             func(collect_transcription, name=queue.COLLECT_TRANSCRIPTION, max_tries=100_000),
             func(delete_recording, name=queue.DELETE_RECORDING, max_tries=10),
-            # Deferred for retries, ordering and the per-subscriber cap: the schedule bounds it.
-            func(deliver, name=queue.DELIVER, max_tries=1_000_000, keep_result=0),
         ],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": queue.QUEUE,
@@ -141,4 +154,4 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "poll_delay": 0.05,
     }
     options.update(overrides)
-    return Worker(**options)
+    return RelayWorker(**options)

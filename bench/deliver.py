@@ -1,0 +1,261 @@
+"""bench/deliver: webhooks per second from one worker process, and isolation from a hanging one.
+
+1. Throughput: N deliveries to one subscription are queued in Redis (the relay's own fan-out
+   code), then one worker process (`python -m workers`, default settings) sends them to a fast
+   local receiver; timed from the first arrival to the last. Baseline, in the same run and on
+   the same CPU: a bare httpx loop posting the same payloads to the same receiver with the
+   same concurrency (`DELIVERY_MAX_IN_FLIGHT`, 4). Rounds alternate; the median ratio counts.
+2. Isolation: events are fanned out at a steady rate to 10 subscriptions, and the receiver
+   notes each webhook's latency (arrival minus queueing). Once with all 10 healthy, once with
+   one of them hanging until `DELIVERY_TIMEOUT`; the p99 latency of the other 9 is compared.
+
+The worker and the baseline run pinned to CPU 0, Redis and the receiver to CPU 1 (`taskset`).
+
+    .venv/bin/python bench/deliver.py [--deliveries 4000] [--rounds 3] [--rate 15] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service.deliveries import Deliveries  # noqa: E402
+from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from service.subscriptions import SubscriptionCreate, SubscriptionStore  # noqa: E402
+
+IN_FLIGHT = 4  # DELIVERY_MAX_IN_FLIGHT's default, the relay's concurrency to one subscriber
+WORKER_CPU, SERVICE_CPU = 0, 1
+
+
+def pin(cpu: int) -> list[str]:
+    if (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+        return []
+    return ["taskset", "-c", str(cpu)]
+
+
+def payload(index: int) -> str:
+    """An event the size of a real `recording.completed` (about 2 KB)."""
+    data = {"recording_id": f"rec-{index}", "padding": "x" * 1800}
+    event = {"type": "recording.completed", "queued_at": time.time(), "data": data}
+    return json.dumps(event)
+
+
+class Bench:
+    def __init__(self, work: Path, redis: EmbeddedRedis, receiver: str) -> None:
+        self.work = work
+        self.redis = redis
+        self.receiver = receiver
+        self.http = httpx.AsyncClient(timeout=30)
+        self.env = {
+            **os.environ,
+            "REDIS_URL": redis.url,
+            "PLIVO_AUTH_ID": "MABENCHACCOUNT000001",
+            "PLIVO_AUTH_TOKEN": secrets.token_urlsafe(16),
+            "ADMIN_TOKEN": secrets.token_urlsafe(16),
+            "DELIVERY_ALLOW_NETWORKS": "127.0.0.0/8",
+            "LOG_LEVEL": "warning",
+            **(
+                {"DELIVERY_MAX_IN_FLIGHT": os.environ["IN_FLIGHT_OVERRIDE"]}
+                if "IN_FLIGHT_OVERRIDE" in os.environ
+                else {}
+            ),
+        }
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    async def fresh(self) -> tuple[ArqRedis, Deliveries, SubscriptionStore]:
+        """Empty Redis and receiver; the relay's store and fan-out on a new connection."""
+        arq = await create_pool(RedisSettings.from_dsn(self.redis.url))
+        await arq.flushall()
+        await self.http.post(f"{self.receiver}/reset")
+        subscriptions = SubscriptionStore(arq)
+        return arq, Deliveries(arq, subscriptions), subscriptions
+
+    def start_worker(self, log: str) -> None:
+        command = [*pin(WORKER_CPU), sys.executable, "-m", "workers"]
+        output = (self.work / log).open("wb")
+        self.worker = subprocess.Popen(
+            command, cwd=ROOT, env=self.env, stdout=output, stderr=subprocess.STDOUT
+        )
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.terminate()
+            try:
+                self.worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait()
+        self.worker = None
+
+    async def stats(self) -> dict[str, dict]:
+        stats: dict[str, dict] = (await self.http.get(f"{self.receiver}/stats")).json()
+        return stats
+
+    async def wait_for(self, count: int, paths: list[str], within: float = 300) -> None:
+        deadline = time.monotonic() + within
+        while True:
+            stats = await self.stats()
+            if sum(stats.get(path, {}).get("count", 0) for path in paths) >= count:
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only some of {count} webhooks arrived: {stats.keys()}")
+            await asyncio.sleep(0.1)
+
+    # -- 1. throughput -----------------------------------------------------------------------
+
+    async def relay_rate(self, bodies: list[str]) -> float:
+        arq, deliveries, subscriptions = await self.fresh()
+        subscription = await subscriptions.create(
+            SubscriptionCreate(url=f"{self.receiver}/hook/0", events=["recording.completed"])
+        )
+        for index, body in enumerate(bodies):
+            await deliveries.queue(subscription, f"rec-{index}", "recording.completed", body)
+        self.start_worker("worker-throughput.log")
+        try:
+            await self.wait_for(len(bodies), ["/hook/0"])
+        finally:
+            self.stop_worker()
+            await arq.aclose()
+        got = (await self.stats())["/hook/0"]
+        return (got["count"] - 1) / (got["last"] - got["first"])
+
+    async def bare_rate(self, bodies: list[str]) -> float:
+        """The baseline: as fast as httpx posts them, `IN_FLIGHT` at a time, on the same CPU."""
+        await self.http.post(f"{self.receiver}/reset")
+        before = os.sched_getaffinity(0)
+        if pin(WORKER_CPU):
+            os.sched_setaffinity(0, {WORKER_CPU})
+        try:
+            async with httpx.AsyncClient(timeout=30) as http:
+                pending = iter(bodies)
+                headers = {"content-type": "application/json"}
+
+                async def poster() -> None:
+                    for body in pending:
+                        url = f"{self.receiver}/hook/0"
+                        (await http.post(url, content=body, headers=headers)).raise_for_status()
+
+                await asyncio.gather(*(poster() for _ in range(IN_FLIGHT)))
+        finally:
+            os.sched_setaffinity(0, before)
+        got = (await self.stats())["/hook/0"]
+        return (got["count"] - 1) / (got["last"] - got["first"])
+
+    # -- 2. isolation --------------------------------------------------------------------------
+
+    async def latencies(self, hanging: bool, rate: float, seconds: float) -> list[float]:
+        """Latencies (s) of the 9 healthy subscribers' webhooks, with the 10th hanging or not."""
+        arq, deliveries, subscriptions = await self.fresh()
+        for index in range(10):
+            url = (
+                f"{self.receiver}/hang"
+                if hanging and index == 9
+                else f"{self.receiver}/hook/{index}"
+            )
+            await subscriptions.create(SubscriptionCreate(url=url))
+        self.start_worker(f"worker-isolation-{'hanging' if hanging else 'healthy'}.log")
+        try:
+            await asyncio.sleep(2)  # the worker starts up (not measured: latency is per event)
+            events = int(rate * seconds)
+            started = time.monotonic()
+            for index in range(events):
+                await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
+                await deliveries.fan_out(f"rec-{index}", "recording.completed", payload(index))
+            paths = [f"/hook/{index}" for index in range(9)]
+            await self.wait_for(events * 9, paths)
+        finally:
+            self.stop_worker()
+            await arq.aclose()
+        stats = await self.stats()
+        return [latency for path in paths for latency in stats[path]["latencies"]]
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98]
+
+
+async def run(args: argparse.Namespace, work: Path) -> None:
+    redis = EmbeddedRedis(work / "redis", cpu=SERVICE_CPU).start()
+    port = free_port()
+    receiver = subprocess.Popen(  # noqa: ASYNC220 (once, before anything is measured)
+        [*pin(SERVICE_CPU), sys.executable, "-m", "uvicorn", "bench.receiver:app",
+         "--port", str(port), "--log-level", "warning", "--no-access-log"],
+        cwd=ROOT,
+    )  # fmt: skip
+    bench = Bench(work, redis, f"http://127.0.0.1:{port}")
+    try:
+        for _ in range(100):
+            try:
+                await bench.http.get(f"{bench.receiver}/stats")
+                break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.1)
+        bodies = [payload(index) for index in range(args.deliveries)]
+        print(f"bench/deliver: {args.deliveries} webhooks of {len(bodies[0])} bytes to one")
+        print(f"subscription, one worker process, {IN_FLIGHT} in flight (CPU {WORKER_CPU})")
+        ratios = []
+        for round_ in range(1, args.rounds + 1):
+            relay = await bench.relay_rate(bodies)
+            bare = await bench.bare_rate(bodies)
+            ratios.append(relay / bare)
+            print(
+                f"  round {round_}: relay {relay:7.0f}/s  bare httpx {bare:7.0f}/s"
+                f"  ratio {relay / bare:.2f}"
+            )
+        print(f"  median ratio: {statistics.median(ratios):.2f} (goal >= 0.60)")
+
+        print(
+            f"isolation: {args.rate:g} events/s for {args.seconds:g} s to 10 subscriptions; "
+            "p99 latency of the 9 healthy ones"
+        )
+        factors = []
+        for round_ in range(1, args.rounds + 1):
+            healthy = await bench.latencies(False, args.rate, args.seconds)
+            hanging = await bench.latencies(True, args.rate, args.seconds)
+            factor = p99(hanging) / p99(healthy)
+            factors.append(factor)
+            print(
+                f"  round {round_}: all healthy p50 {statistics.median(healthy) * 1000:5.1f} ms"
+                f" p99 {p99(healthy) * 1000:5.1f} ms | one hanging p50"
+                f" {statistics.median(hanging) * 1000:5.1f} ms p99 {p99(hanging) * 1000:5.1f} ms"
+                f" | x{factor:.2f}"
+            )
+        print(f"  median factor: x{statistics.median(factors):.2f} (goal <= 1.2)")
+    finally:
+        await bench.http.aclose()
+        bench.stop_worker()
+        receiver.terminate()
+        receiver.wait(timeout=10)
+        redis.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deliveries", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=15, help="events per second (isolation)")
+    parser.add_argument("--seconds", type=float, default=20, help="length of an isolation run")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-deliver-") as tmp:
+        asyncio.run(run(args, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The subscribers of bench/deliver.py: one plain ASGI app, as little work per webhook as can be.
+
+- `POST /hook/{name}`: answers 204 at once, noting when it arrived and, from the body's
+  `queued_at`, how long after it was queued.
+- `POST /hang`: never answers (until the sender gives up).
+- `GET /stats`: per path, the count, first and last arrival and the latencies; `POST /reset`.
+
+    uvicorn bench.receiver:app --port N
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from typing import Any
+
+Scope = dict[str, Any]
+arrivals: dict[str, list[float]] = defaultdict(list)
+latencies: dict[str, list[float]] = defaultdict(list)
+
+
+async def app(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    path = scope["path"]
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if path == "/hang":
+        await receive()  # returns when the sender disconnects
+        return
+    if path == "/stats":
+        stats = {
+            name: {"count": len(times), "first": times[0], "last": times[-1]}
+            | {"latencies": latencies[name]}
+            for name, times in arrivals.items()
+        }
+        await answer(send, 200, json.dumps(stats).encode())
+        return
+    if path == "/reset":
+        arrivals.clear()
+        latencies.clear()
+        await answer(send, 204, b"")
+        return
+    now = time.time()
+    arrivals[path].append(now)
+    queued_at = json.loads(body).get("queued_at")
+    if queued_at is not None:
+        latencies[path].append(now - queued_at)
+    await answer(send, 204, b"")
+
+
+async def answer(send: Any, status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json")] if body else []
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
