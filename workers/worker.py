@@ -105,9 +105,7 @@ def build_worker(settings: Settings, **overrides: Any) -> RelayWorker:
         deliveries = Deliveries(redis, subscriptions)
         guard = URLGuard(settings.delivery_allow_networks)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-        webhooks = httpx.AsyncClient(
-            follow_redirects=False, transport=guarded_transport(guard, limits)
-        )
+        webhooks = guarded_transport(guard, limits)
         ctx["plivo"], ctx["store"], ctx["webhooks"] = plivo, store, webhooks
         ctx["pipeline"] = Pipeline(settings, store, plivo, redis, deliveries)
         queue = DeliveryQueue(
