@@ -3,9 +3,9 @@
 - `rr:delivery:{subscription}:{message}`: the delivery (the exact body to send, its status,
   attempts, last error). The message id (`webhook-id`) is derived from the recording and the
   event type, so every retry and every replay carries the same one.
-- `rr:outbox:{subscription}:{recording}`: the recording's pending messages for that subscriber,
-  in order; only the head is sent, so `recording.completed` arrives before
-  `recording.transcribed`.
+- `rr:outbox:{subscription}:{recording}` (ZSET): the recording's pending messages for that
+  subscriber, scored by their event's place in a recording's life; only the first is sent, so
+  `recording.completed` arrives before `recording.transcribed`, replays and recoveries too.
 - `rr:failed:{subscription}`: deliveries that exhausted their schedule, by time (for recover).
 - `rr:attempts:{subscription}` and `rr:recording:{id}:attempts`: the attempt log, newest last.
 
@@ -22,6 +22,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from service.events import EVENT_TYPES
 from service.subscriptions import Subscription, SubscriptionStore
 
 DUE_KEY = "rr:deliveries:due"  # member `{subscription}:{message}`, score: due (epoch ms)
@@ -51,6 +52,11 @@ def outbox_key(subscription_id: str, recording_id: str) -> str:
 
 def recording_attempts_key(recording_id: str) -> str:
     return f"rr:recording:{recording_id}:attempts"
+
+
+def _place(event_type: str) -> int:
+    """Where an event comes in a recording's life (others, like operational ones: first)."""
+    return EVENT_TYPES.index(event_type) + 1 if event_type in EVENT_TYPES else 0
 
 
 class Deliveries:
@@ -93,8 +99,7 @@ class Deliveries:
                 },
             )
             pipe.zrem(failed_key(subscription.id), key)
-            pipe.lrem(outbox_key(subscription.id, recording_id), 0, msg_id)
-            pipe.rpush(outbox_key(subscription.id, recording_id), msg_id)
+            pipe.zadd(outbox_key(subscription.id, recording_id), {msg_id: _place(event_type)})
             pipe.zadd(DUE_KEY, {f"{subscription.id}:{msg_id}": int(time.time() * 1000)})
             await pipe.execute()
 

@@ -60,7 +60,7 @@ for _, member in ipairs(due) do
   if d[1] ~= 'pending' then
     redis.call('ZREM', KEYS[1], member)
   else
-    local head = redis.call('LINDEX', 'rr:outbox:' .. sub_id .. ':' .. d[2], 0)
+    local head = redis.call('ZRANGE', 'rr:outbox:' .. sub_id .. ':' .. d[2], 0, 0)[1]
     local slots, waiting = 'rr:slots:' .. sub_id, 'rr:waiting:' .. sub_id
     redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
     if head and head ~= msg_id then
@@ -109,8 +109,8 @@ else
   redis.call('ZADD', KEYS[6], now / 1000, KEYS[3])
 end
 local outbox = 'rr:outbox:' .. sub_id .. ':' .. redis.call('HGET', KEYS[3], 'recording_id')
-redis.call('LREM', outbox, 0, msg_id)
-local following = redis.call('LINDEX', outbox, 0)
+redis.call('ZREM', outbox, msg_id)
+local following = redis.call('ZRANGE', outbox, 0, 0)[1]
 if following then redis.call('ZADD', KEYS[1], now, sub_id .. ':' .. following) end
 return 1
 """

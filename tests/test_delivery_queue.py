@@ -1,0 +1,74 @@
+"""The delivery queue on a real Redis: order per recording, slots per subscriber, leases."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from service.deliveries import Deliveries
+from service.subscriptions import Subscription, SubscriptionCreate, SubscriptionStore
+from workers.delivery_queue import Claimed, DeliveryQueue
+
+
+async def setup(
+    redis: Redis, slots: int = 4, lease: float = 60
+) -> tuple[DeliveryQueue, Deliveries, Subscription]:
+    subscriptions = SubscriptionStore(redis)
+    subscription = await subscriptions.create(SubscriptionCreate(url="https://example.com/hook"))
+    return DeliveryQueue(redis, slots, lease), Deliveries(redis, subscriptions), subscription
+
+
+def attempt(claimed: Claimed, status: int | None) -> dict[str, object]:
+    return {"msg_id": claimed.msg_id, "status_code": status}
+
+
+async def test_a_recordings_next_event_waits_for_the_first_to_settle(redis: Redis) -> None:
+    queue, deliveries, sub = await setup(redis)
+    await deliveries.queue(sub, "rec-1", "recording.completed", '{"n": 1}')
+    await deliveries.queue(sub, "rec-1", "recording.transcribed", '{"n": 2}')
+    first = await queue.claim(10)
+    assert [c.type for c in first] == ["recording.completed"]
+    assert await queue.claim(10) == []  # the second waits for the first
+    await queue.settle(first[0], "retry", attempt(first[0], 500), "HTTP 500", retry_in=60)
+    assert await queue.claim(10) == []  # a retrying head still holds the line
+    await deliveries.queue(sub, "rec-1", "recording.completed", '{"n": 1}')  # replayed: due now
+    again = await queue.claim(10)
+    assert [(c.type, c.attempts) for c in again] == [("recording.completed", 0)]
+    await queue.settle(again[0], "succeeded", attempt(again[0], 200))
+    second = await queue.claim(10)
+    assert [c.type for c in second] == ["recording.transcribed"]
+    assert second[0].body == '{"n": 2}'
+
+
+async def test_a_full_subscriber_waits_and_a_freed_slot_lets_the_next_go(redis: Redis) -> None:
+    queue, deliveries, sub = await setup(redis, slots=2)
+    for n in range(4):
+        await deliveries.queue(sub, f"rec-{n}", "recording.completed", "{}")
+    taken = await queue.claim(10)
+    assert len(taken) == 2
+    assert await queue.claim(10) == []
+    await queue.settle(taken[0], "succeeded", attempt(taken[0], 200))
+    [freed] = await queue.claim(10)
+    assert freed.recording_id not in {c.recording_id for c in taken}
+    log = await deliveries.attempts(f"rr:attempts:{sub.id}")
+    assert log == [{"msg_id": taken[0].msg_id, "status_code": 200}]
+
+
+async def test_a_dead_workers_lease_lapses_and_the_delivery_is_due_again(redis: Redis) -> None:
+    queue, deliveries, sub = await setup(redis, lease=-1)  # every lease has already lapsed
+    await deliveries.queue(sub, "rec-1", "recording.completed", "{}")
+    lost = await queue.claim(10)
+    assert len(lost) == 1
+    again = await queue.claim(10)
+    assert [c.msg_id for c in again] == [lost[0].msg_id]
+
+
+async def test_a_spent_delivery_is_failed_and_visible(redis: Redis) -> None:
+    queue, deliveries, sub = await setup(redis)
+    await deliveries.queue(sub, "rec-1", "recording.completed", "{}")
+    [claimed] = await queue.claim(10)
+    await queue.settle(claimed, "failed", attempt(claimed, 503), "HTTP 503")
+    [failed] = await deliveries.failed_since(sub.id, 0)
+    assert failed["status"] == "failed"
+    assert failed["last_error"] == "HTTP 503"
+    assert failed["attempts"] == "1"
+    assert await queue.claim(10) == []
