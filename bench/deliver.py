@@ -118,6 +118,13 @@ class Bench:
                 raise SystemExit(f"only some of {count} webhooks arrived: {stats.keys()}")
             await asyncio.sleep(0.1)
 
+    async def rate(self, path: str, expected: int) -> float:
+        """Webhooks per second at `path`, from the first arrival to the last."""
+        got = (await self.stats())[path]
+        if got["count"] != expected:
+            raise SystemExit(f"{path}: {got['count']} webhooks arrived, not {expected}")
+        return (got["count"] - 1) / (got["last"] - got["first"])
+
     # -- 1. throughput -----------------------------------------------------------------------
 
     async def relay_rate(self, bodies: list[str]) -> float:
@@ -133,8 +140,7 @@ class Bench:
         finally:
             self.stop_worker()
             await arq.aclose()
-        got = (await self.stats())["/hook/0"]
-        return (got["count"] - 1) / (got["last"] - got["first"])
+        return await self.rate("/hook/0", len(bodies))
 
     async def bare_rate(self, bodies: list[str]) -> float:
         """The baseline: as fast as httpx posts them, `IN_FLIGHT` at a time, on the same CPU."""
@@ -155,8 +161,7 @@ class Bench:
                 await asyncio.gather(*(poster() for _ in range(IN_FLIGHT)))
         finally:
             os.sched_setaffinity(0, before)
-        got = (await self.stats())["/hook/0"]
-        return (got["count"] - 1) / (got["last"] - got["first"])
+        return await self.rate("/hook/0", len(bodies))
 
     # -- 2. isolation --------------------------------------------------------------------------
 
