@@ -15,7 +15,7 @@ from starlette.routing import Route
 class Received:
     headers: dict[str, str]
     body: bytes
-    status: int  # what the receiver answered (unless it hung)
+    status: int | None  # what the receiver answered (None: it hung)
 
 
 @dataclass
@@ -30,8 +30,10 @@ class Receiver:
     def app(self) -> Starlette:
         async def hook(request: Request) -> Response:
             status = self.answers[min(len(self.got), len(self.answers) - 1)]
-            self.got.append(Received(dict(request.headers), await request.body(), status))
-            if self.hang:
+            hang = self.hang
+            body = await request.body()
+            self.got.append(Received(dict(request.headers), body, None if hang else status))
+            if hang:
                 await asyncio.Event().wait()  # never answers; the relay's timeout ends it
             return Response(f"answer {status}", status_code=status, headers=self.headers)
 

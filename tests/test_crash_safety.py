@@ -119,3 +119,45 @@ async def test_redis_crash_and_restart_from_its_aof_loses_no_webhook(tmp_path: P
                     worker.send_signal(signal.SIGTERM)
                     await worker.wait()
                     print(log.read_text())
+
+
+async def test_a_worker_killed_mid_webhook_leaves_it_to_another(redis_url: str) -> None:
+    admit = "127.0.0.0/8"
+    async with running_relay(redis_url, worker=False, delivery_allow_networks=admit) as relay:
+        receiver = Receiver(hang=True)
+        async with serve(receiver.app()) as url:
+            response = await relay.http.post(
+                f"{relay.url}/v1/subscriptions",
+                json={"url": f"{url}/hook", "events": ["recording.completed"]},
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            )
+            assert response.status_code == 201
+            # The lease of an attempt lapses DELIVERY_TIMEOUT + 10 s after it was claimed.
+            env = worker_env(relay, DELIVERY_ALLOW_NETWORKS=admit, DELIVERY_TIMEOUT="1")
+            first = await start_worker(env)
+            recording_id = await relay.call()
+
+            async def sending() -> bool:
+                return len(receiver.got) == 1
+
+            await eventually(sending, what="the first worker sending the webhook")
+            first.send_signal(signal.SIGKILL)
+            await first.wait()
+            receiver.hang = False
+            second = await start_worker(env)
+            try:
+
+                async def delivered() -> bool:
+                    return any(r.status == 200 for r in receiver.got)
+
+                await eventually(delivered, within=30, what="the webhook sent again")
+            finally:
+                second.send_signal(signal.SIGTERM)
+                await second.wait()
+            assert len({r.headers["webhook-id"] for r in receiver.got}) == 1
+
+            async def settled() -> bool:
+                status = (await relay.status(recording_id)).json()
+                return [a["status_code"] for a in status["attempts"]] == [200]
+
+            await eventually(settled, what="the attempt logged")
