@@ -68,6 +68,11 @@ def local_environment(stack: ExitStack) -> tuple[dict[str, str], list[tuple[str,
         env["ADMIN_TOKEN"] = token_file.read_text().strip()
         print("local    | no ADMIN_TOKEN: using the one in .local/admin-token")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
+    if "DELIVERY_ALLOW_NETWORKS" not in env:  # on a laptop, subscribers are local too
+        env["DELIVERY_ALLOW_NETWORKS"] = "127.0.0.0/8,::1/128"
+        print(
+            "local    | webhooks may go to loopback (DELIVERY_ALLOW_NETWORKS=127.0.0.0/8,::1/128)"
+        )
     return env, extra
 
 
@@ -80,6 +85,11 @@ def how_to_try(env: dict[str, str]) -> str:
             f"  curl -s -X POST {env['PLIVO_API_URL']}/sandbox/calls "
             "-H 'content-type: application/json' "
             f'-d \'{{"relay_url": "{relay}/plivo/recording"}}\'',
+            "subscribe to its events (any URL that takes a POST):",
+            f"  curl -s -X POST {relay}/v1/subscriptions "
+            f'-H "Authorization: Bearer $(cat .local/admin-token)" '
+            "-H 'content-type: application/json' "
+            '-d \'{"url": "http://127.0.0.1:9000/hook"}\'',
             "then watch it (use the recording_id it printed):",
             f'  curl -s -H "Authorization: Bearer $(cat .local/admin-token)" '
             f"{relay}/v1/recordings/RECORDING_ID",
