@@ -9,6 +9,7 @@ message.
 from __future__ import annotations
 
 import base64
+import functools
 import secrets
 import time
 from typing import Literal
@@ -74,6 +75,13 @@ class Subscription(BaseModel):
         return self.enabled and event_type in self.events
 
 
+@functools.lru_cache(maxsize=4096)
+def parse(document: str | bytes) -> Subscription:
+    """A subscription from its stored JSON, parsed once per version of it (treat as frozen:
+    changes are made with `model_copy`)."""
+    return Subscription.model_validate_json(document)
+
+
 class SubscriptionStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -94,11 +102,11 @@ class SubscriptionStore:
 
     async def get(self, subscription_id: str) -> Subscription | None:
         raw = await self.redis.hget(KEY, subscription_id)  # type: ignore[misc]
-        return None if raw is None else Subscription.model_validate_json(raw)
+        return None if raw is None else parse(raw)
 
     async def all(self) -> list[Subscription]:
         raw = await self.redis.hvals(KEY)  # type: ignore[misc]
-        found = [Subscription.model_validate_json(item) for item in raw]
+        found = [parse(item) for item in raw]
         return sorted(found, key=lambda s: s.created_at)
 
     async def update(self, subscription: Subscription, patch: SubscriptionPatch) -> Subscription:

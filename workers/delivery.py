@@ -30,7 +30,7 @@ from standardwebhooks.webhooks import Webhook
 from service.deliveries import Deliveries
 from service.settings import Settings
 from service.ssrf import RefusedURL
-from service.subscriptions import OPERATIONAL, Subscription, SubscriptionStore
+from service.subscriptions import OPERATIONAL, Subscription, SubscriptionStore, parse
 from workers.delivery_queue import Claimed, DeliveryQueue, failing_since_key
 
 log = logging.getLogger("recording_relay.delivery")
@@ -47,12 +47,6 @@ def signature_header(subscription: Subscription, msg_id: str, timestamp: int, bo
 @functools.lru_cache(maxsize=1024)
 def _signer(secret: str) -> Webhook:
     return Webhook(secret)
-
-
-@functools.lru_cache(maxsize=1024)
-def _subscription(document: str) -> Subscription:
-    """The subscription in its stored JSON (parsed once per version of it)."""
-    return Subscription.model_validate_json(document)
 
 
 class Deliverer:
@@ -79,7 +73,7 @@ class Deliverer:
 
     async def deliver(self, claimed: Claimed) -> str:
         """Attempt `claimed` once and settle it: succeeded, failed, or due again later."""
-        subscription = _subscription(claimed.subscription) if claimed.subscription else None
+        subscription = parse(claimed.subscription) if claimed.subscription else None
         if subscription is None or not subscription.enabled:
             attempt = self._record(claimed, "subscription disabled or deleted")
             await self.queue.settle(claimed, "failed", attempt, attempt["error"])
