@@ -8,13 +8,16 @@ from service.deliveries import Deliveries
 from service.subscriptions import Subscription, SubscriptionCreate, SubscriptionStore
 from workers.delivery_queue import Claimed, DeliveryQueue
 
+RETENTION = 3600
+
 
 async def setup(
     redis: Redis, slots: int = 4, lease: float = 60
 ) -> tuple[DeliveryQueue, Deliveries, Subscription]:
     subscriptions = SubscriptionStore(redis)
     subscription = await subscriptions.create(SubscriptionCreate(url="https://example.com/hook"))
-    return DeliveryQueue(redis, slots, lease), Deliveries(redis, subscriptions), subscription
+    queue = DeliveryQueue(redis, slots, lease, retention=RETENTION)
+    return queue, Deliveries(redis, subscriptions), subscription
 
 
 def attempt(claimed: Claimed, status: int | None) -> dict[str, object]:
@@ -72,3 +75,16 @@ async def test_a_spent_delivery_is_failed_and_visible(redis: Redis) -> None:
     assert failed["last_error"] == "HTTP 503"
     assert failed["attempts"] == "1"
     assert await queue.claim(10) == []
+
+
+async def test_a_settled_delivery_and_its_log_expire_with_the_recording(redis: Redis) -> None:
+    queue, deliveries, sub = await setup(redis)
+    await deliveries.queue(sub, "rec-1", "recording.completed", "{}")
+    [claimed] = await queue.claim(10)
+    key = f"rr:delivery:{claimed.member}"
+    await queue.settle(claimed, "retry", attempt(claimed, 500), "HTTP 500", retry_in=0)
+    assert await redis.ttl(key) == -1  # pending: kept until settled
+    [claimed] = await queue.claim(10)
+    await queue.settle(claimed, "succeeded", attempt(claimed, 200))
+    assert 0 < await redis.ttl(key) <= RETENTION
+    assert 0 < await redis.ttl("rr:recording:rec-1:attempts") <= RETENTION

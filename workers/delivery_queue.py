@@ -83,7 +83,8 @@ return claimed
 
 # KEYS: due, leased, delivery, subscriber's attempt log, recording's attempt log, failed,
 # failing-since. ARGV: member, outcome (succeeded | failed | retry), now (ms), retry at (ms),
-# error, attempt (JSON), log length.
+# error, attempt (JSON), log length, retention (s): a settled delivery, the recording's attempt
+# log and the failed list are kept as long as the recording's state.
 SETTLE = """
 local member, outcome, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local colon = string.find(member, ':', 1, true)
@@ -92,10 +93,12 @@ redis.call('ZREM', KEYS[2], member)
 redis.call('ZREM', 'rr:slots:' .. sub_id, member)
 local woken = redis.call('ZPOPMIN', 'rr:waiting:' .. sub_id)
 if woken[1] then redis.call('ZADD', KEYS[1], now, woken[1]) end
+local retention = tonumber(ARGV[8])
 for _, log in ipairs({KEYS[4], KEYS[5]}) do
   redis.call('RPUSH', log, ARGV[6])
   redis.call('LTRIM', log, -tonumber(ARGV[7]), -1)
 end
+redis.call('EXPIRE', KEYS[5], retention)
 redis.call('HINCRBY', KEYS[3], 'attempts', 1)
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], 'last_error', ARGV[5]) end
 if outcome == 'retry' then
@@ -103,10 +106,12 @@ if outcome == 'retry' then
   return 0
 end
 redis.call('HSET', KEYS[3], 'status', outcome, 'finished_at', now / 1000)
+redis.call('EXPIRE', KEYS[3], retention)
 if outcome == 'succeeded' then
   redis.call('DEL', KEYS[7])
 else
   redis.call('ZADD', KEYS[6], now / 1000, KEYS[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now / 1000 - retention)
 end
 local outbox = 'rr:outbox:' .. sub_id .. ':' .. redis.call('HGET', KEYS[3], 'recording_id')
 redis.call('ZREM', outbox, msg_id)
@@ -135,8 +140,11 @@ class Claimed:
 
 
 class DeliveryQueue:
-    def __init__(self, redis: Redis, slots: int, lease: float, put_off: float = 60.0) -> None:
+    def __init__(
+        self, redis: Redis, slots: int, lease: float, retention: int, put_off: float = 60.0
+    ) -> None:
         self.redis = redis
+        self.retention = retention  # seconds a settled delivery is kept (for recover)
         self.slots = slots  # attempts in flight to one subscriber, at most
         self.lease_ms = int(lease * 1000)  # an attempt's timeout and then some
         self.put_off_ms = int(put_off * 1000)  # when a delivery that must wait looks again
@@ -191,6 +199,7 @@ class DeliveryQueue:
             error or "",
             json.dumps(attempt),
             ATTEMPT_LOG_MAX,
+            self.retention,
         ]
         deadline = claimed.claimed_at + self.lease_ms / 1000 - 1
         delay = 0.1

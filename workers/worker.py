@@ -109,7 +109,10 @@ def build_worker(settings: Settings, **overrides: Any) -> RelayWorker:
         ctx["plivo"], ctx["store"], ctx["webhooks"] = plivo, store, webhooks
         ctx["pipeline"] = Pipeline(settings, store, plivo, redis, deliveries)
         queue = DeliveryQueue(
-            redis, settings.delivery_max_in_flight, lease=settings.delivery_timeout + 10
+            redis,
+            settings.delivery_max_in_flight,
+            lease=settings.delivery_timeout + 10,
+            retention=settings.recording_retention_days * 86_400,
         )
         deliverer = Deliverer(settings, redis, subscriptions, deliveries, queue, webhooks)
         ctx["dispatcher"] = Dispatcher(queue, deliverer, settings.delivery_concurrency)
