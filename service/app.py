@@ -13,7 +13,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from arq.connections import ArqRedis
 from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp
@@ -66,7 +65,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         subscription_store, admin, URLGuard(settings.delivery_allow_networks)
     )
     deliveries = DeliveriesAPI(
-        Deliveries(ArqRedis(connection_pool=redis.connection_pool), subscription_store),
+        Deliveries(redis, subscription_store),
         subscription_store,
         store,
         admin,

@@ -46,6 +46,11 @@ def attempts_key(subscription_id: str) -> str:
     return f"rr:attempts:{subscription_id}"
 
 
+def due_member(subscription_id: str, msg_id: str) -> str:
+    """A delivery as the delivery queue names it (`workers.delivery_queue`)."""
+    return f"{subscription_id}:{msg_id}"
+
+
 def outbox_key(subscription_id: str, recording_id: str) -> str:
     return f"rr:outbox:{subscription_id}:{recording_id}"
 
@@ -100,7 +105,7 @@ class Deliveries:
             )
             pipe.zrem(failed_key(subscription.id), key)
             pipe.zadd(outbox_key(subscription.id, recording_id), {msg_id: _place(event_type)})
-            pipe.zadd(DUE_KEY, {f"{subscription.id}:{msg_id}": int(time.time() * 1000)})
+            pipe.zadd(DUE_KEY, {due_member(subscription.id, msg_id): int(time.time() * 1000)})
             await pipe.execute()
 
     async def attempts(self, key: str) -> list[dict[str, Any]]:

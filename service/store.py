@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError
 from service import queue
 from service.batch import Batcher
 from service.callbacks import RecordingCallback, TranscriptionCallback
+from service.deliveries import recording_attempts_key
 from service.script import Script
 
 CALLBACK_LOG_MAX = 50
@@ -184,7 +185,7 @@ class RecordingStore:
 
     async def attempts(self, recording_id: str) -> list[str]:
         """The webhook attempts made for the recording's events (`service.deliveries`)."""
-        raw = await self.redis.lrange(f"{recording_key(recording_id)}:attempts", 0, -1)  # type: ignore[misc]
+        raw = await self.redis.lrange(recording_attempts_key(recording_id), 0, -1)  # type: ignore[misc]
         return [item.decode() for item in raw]
 
     async def callbacks(self, recording_id: str) -> list[str]:

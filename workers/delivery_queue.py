@@ -35,7 +35,15 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.deliveries import DUE_KEY, LEASED_KEY, attempts_key, recording_attempts_key
+from service.deliveries import (
+    DUE_KEY,
+    LEASED_KEY,
+    attempts_key,
+    delivery_key,
+    due_member,
+    failed_key,
+    recording_attempts_key,
+)
 from service.subscriptions import KEY as SUBSCRIPTIONS_KEY
 
 ATTEMPT_LOG_MAX = 1000
@@ -136,7 +144,7 @@ class Claimed:
 
     @property
     def member(self) -> str:
-        return f"{self.subscription_id}:{self.msg_id}"
+        return due_member(self.subscription_id, self.msg_id)
 
 
 class DeliveryQueue:
@@ -185,10 +193,10 @@ class DeliveryQueue:
         keys = [
             DUE_KEY,
             LEASED_KEY,
-            f"rr:delivery:{claimed.member}",
+            delivery_key(claimed.subscription_id, claimed.msg_id),
             attempts_key(claimed.subscription_id),
             recording_attempts_key(claimed.recording_id),
-            f"rr:failed:{claimed.subscription_id}",
+            failed_key(claimed.subscription_id),
             failing_since_key(claimed.subscription_id),
         ]
         args: list[str | int] = [
