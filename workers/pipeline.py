@@ -29,7 +29,7 @@ import json
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from arq import Retry
 from arq.connections import ArqRedis
@@ -100,7 +100,7 @@ class Pipeline:
 
     async def _retry_later(
         self, recording_id: str, stage: str, error: PlivoError, job_try: int
-    ) -> None:
+    ) -> NoReturn:
         """Plivo is having an outage beyond one request's retries: run the job again later."""
         defer = min(60.0, 2.0 ** (job_try - 1)) * random.uniform(0.8, 1.2)
         await self.store.update(recording_id, last_error=f"{stage}: {error} (retrying)")
@@ -114,14 +114,11 @@ class Pipeline:
     async def _process(self, recording_id: str, state: dict[str, str]) -> str:
         auth_id = _callback(state)["auth_id"]
         if "recording" not in state:
-            recording = await self._fetch(auth_id, recording_id)
+            recording = json.dumps(await self._fetch(auth_id, recording_id))
             await self.store.update(
-                recording_id,
-                recording=json.dumps(recording),
-                details_at=_now_ms(),
-                status="details_fetched",
+                recording_id, recording=recording, details_at=_now_ms(), status="details_fetched"
             )
-            state["recording"] = json.dumps(recording)
+            state["recording"] = recording
             await self.emit(recording_id, state, events.COMPLETED)
         if "transcription_requesting" not in state:
             callback = await self.store.transcription_callback(recording_id)

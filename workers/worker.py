@@ -108,14 +108,14 @@ def build_worker(settings: Settings, **overrides: Any) -> RelayWorker:
         webhooks = guarded_transport(guard, limits)
         ctx["plivo"], ctx["store"], ctx["webhooks"] = plivo, store, webhooks
         ctx["pipeline"] = Pipeline(settings, store, plivo, redis, deliveries)
-        queue = DeliveryQueue(
+        delivery_queue = DeliveryQueue(
             redis,
             settings.delivery_max_in_flight,
             lease=settings.delivery_timeout + 10,
             retention=settings.recording_retention_days * 86_400,
         )
-        deliverer = Deliverer(settings, redis, subscriptions, deliveries, queue, webhooks)
-        ctx["dispatcher"] = Dispatcher(queue, deliverer, settings.delivery_concurrency)
+        deliverer = Deliverer(settings, redis, subscriptions, deliveries, delivery_queue, webhooks)
+        ctx["dispatcher"] = Dispatcher(delivery_queue, deliverer, settings.delivery_concurrency)
         ctx["dispatcher"].start()
         if settings.public_base_url is None:
             log.warning(
@@ -151,7 +151,7 @@ def build_worker(settings: Settings, **overrides: Any) -> RelayWorker:
         "job_completion_wait": settings.worker_shutdown_grace,
         "keep_result": 3600,
         # How often an idle worker looks for new jobs (arq's default, 0.5 s, would add 250 ms
-        # to every webhook on average); a poll is one cheap Redis command.
+        # on average before each step of a recording); a poll is one cheap Redis command.
         "poll_delay": 0.05,
     }
     options.update(overrides)
