@@ -63,21 +63,32 @@ def _pairs(raw: bytes, where: str) -> Pairs:
                 name, _, value = field.partition("=")
                 if "%" in field or "+" in field:
                     name, value = _unquote(name), _unquote(value)
+                if not name:
+                    raise HTTPException(400, f"{where} has a parameter with an empty name")
                 pairs.append((name, value))
         return pairs
     except UnicodeDecodeError:
         raise HTTPException(400, f"{where} is not valid UTF-8") from None
 
 
-def _json_pairs(raw: bytes) -> Pairs:
+def json_document(raw: bytes) -> object:
+    """A JSON body, or 400 naming what is wrong with it (never a 500, however it is nested)."""
     try:
-        document = json.loads(raw)
+        return json.loads(raw)
     except (UnicodeDecodeError, ValueError):
         raise HTTPException(400, "body is not valid JSON") from None
+    except RecursionError:
+        raise HTTPException(400, "body is JSON nested too deeply") from None
+
+
+def _json_pairs(raw: bytes) -> Pairs:
+    document = json_document(raw)
     if not isinstance(document, dict):
         raise HTTPException(400, "JSON body must be an object")
     pairs: Pairs = []
     for key, value in document.items():
+        if not key:
+            raise HTTPException(400, "body has a parameter with an empty name")
         if value is None:
             continue
         if isinstance(value, (dict, list)):

@@ -53,6 +53,11 @@ class RecordingCallback(BaseModel):
     params: dict[str, str]
 
     @property
+    def recorded_ms(self) -> int | None:
+        """When the recording was made (epoch ms), as far as the callback says."""
+        return self.end_ms or self.start_ms
+
+    @property
     def starts_pipeline(self) -> bool:
         """Only a finished recording starts work; other MultiPartyCall events are just logged."""
         return self.source is not Source.MULTIPARTY_CALL or self.event_name == MPC_COMPLETED
@@ -75,16 +80,21 @@ class TranscriptionCallback(BaseModel):
     params: dict[str, str]
 
 
-RECORDING_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+# Plivo's recording ids (`RecordingID`, `recording_id`) and MultiPartyCall `RecordingUUID`s are
+# UUIDs. Holding ids to that shape matters beyond tidiness: Plivo's POST signature concatenates
+# sorted `name + value` pairs with no separator, so a captured callback can be re-split
+# (`RecordingID=<id>RecordingStartMs1700...`) under the same signature; the re-split id is no
+# UUID. An id also names Redis keys, and a UUID cannot name another recording's key.
+RECORDING_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _recording_id(params: Mapping[str, str], name: str) -> str:
     value = params.get(name, "").strip()
     if not value:
         raise InvalidCallback(f"missing {name}")
-    if not RECORDING_ID.fullmatch(value):
-        raise InvalidCallback(f"{name} is not a recording id: {value[:40]!r}")
-    return value
+    if not RECORDING_ID.fullmatch(value.lower()):
+        raise InvalidCallback(f"{name} is not a Plivo recording id (a UUID): {value[:40]!r}")
+    return value.lower()
 
 
 def _text(params: Mapping[str, str], *names: str) -> str | None:

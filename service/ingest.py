@@ -20,7 +20,7 @@ from starlette.responses import Response
 from service.body import read_params
 from service.callbacks import InvalidCallback, parse_recording, parse_transcription
 from service.plivo_auth import PlivoAuth
-from service.store import RecordingStore
+from service.store import ForeignRecording, Outcome, RecordingStore
 
 log = logging.getLogger("recording_relay.ingest")
 
@@ -53,12 +53,28 @@ class Ingest:
     async def recording(self, request: Request) -> Response:
         params = await read_params(request)
         auth_id = self.auth.verify(request, params)
+        now = time.time()
         try:
-            callback = parse_recording(params.merged(), auth_id, time.time())
+            callback = parse_recording(params.merged(), auth_id, now)
         except InvalidCallback as error:
             raise HTTPException(400, str(error)) from None
+        recorded = callback.recorded_ms
+        if recorded is not None and recorded < (now - self.store.retention_seconds) * 1000:
+            # The relay has forgotten recordings this old: a callback for one is a replay (or
+            # a very late retry), and taking it would buy its transcription a second time.
+            self.counts["recording older than the retention, ignored"] += 1
+            log.info(
+                "recording callback ignored: recording_id=%s was made before the retention "
+                "window (RECORDING_RETENTION_DAYS)",
+                callback.recording_id,
+            )
+            return PLIVO_OK
         outcome = await self.store.accept(callback)
         self.counts[f"recording {outcome.value}"] += 1
+        if outcome is Outcome.FAILED:
+            raise HTTPException(
+                503, "the callback could not be stored; retry later", {"Retry-After": "5"}
+            )
         log.debug(
             "recording callback %s: recording_id=%s source=%s",
             outcome.value,
@@ -74,7 +90,13 @@ class Ingest:
             callback = parse_transcription(params.merged(), auth_id, time.time())
         except InvalidCallback as error:
             raise HTTPException(400, str(error)) from None
-        await self.store.save_transcription(callback)
+        try:
+            await self.store.save_transcription(callback)
+        except ForeignRecording:
+            self.counts["transcription refused: another account's recording"] += 1
+            raise HTTPException(
+                403, "the recording belongs to another account than the one that signed this"
+            ) from None
         self.counts["transcription stored"] += 1
         log.debug(
             "transcription callback stored: recording_id=%s error=%s",

@@ -16,6 +16,7 @@ process take thousands a second.
 
 from __future__ import annotations
 
+import logging
 import time
 from enum import StrEnum
 
@@ -31,39 +32,56 @@ from service.deliveries import recording_attempts_key
 from service.script import Script
 
 CALLBACK_LOG_MAX = 50
+log = logging.getLogger("recording_relay.store")
 
 # One call accepts a batch of callbacks, in order (see `service.batch`).
 # KEYS: the arq queue, then four keys a callback: state, callback log, arq job, arq result.
-# ARGV: now (ms), retention (s), log cap, job TTL (ms), then four a callback: the callback's
-# JSON, "1" if it starts the pipeline, the encoded arq job, the job id.
+# ARGV: now (ms), retention (s), log cap, job TTL (ms), then five a callback: the callback's
+# JSON, "1" if it starts the pipeline, the encoded arq job, the job id, the signing account.
+# Each callback runs under its own `pcall`: one that fails is reported as `failed: <error>`
+# and changes neither the answer nor the fate of the others in the batch.
 ACCEPT = """
 local jobs = KEYS[1]
 local now, retention, log_max, job_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local outcomes = {}
-for i = 0, (#KEYS - 1) / 4 - 1 do
-  local state, log, job, result = KEYS[2 + 4*i], KEYS[3 + 4*i], KEYS[4 + 4*i], KEYS[5 + 4*i]
-  local callback, starts = ARGV[5 + 4*i], ARGV[6 + 4*i]
-  local outcome = 'recorded'
+local function accept(state, log, job, result, callback, starts, encoded, job_id, auth_id)
   if starts == '1' then
-    outcome = 'duplicate'
     if redis.call('HSETNX', state, 'accepted_at', now) == 1 then
-      outcome = 'queued'
-      redis.call('HSET', state, 'status', 'queued', 'callback', callback, 'updated_at', now)
+      redis.call('HSET', state, 'status', 'queued', 'callback', callback, 'auth_id', auth_id,
+                 'updated_at', now)
       redis.call('EXPIRE', state, retention)
       if redis.call('EXISTS', job, result) == 0 then
-        redis.call('PSETEX', job, job_ttl, ARGV[7 + 4*i])
-        redis.call('ZADD', jobs, now, ARGV[8 + 4*i])
+        redis.call('PSETEX', job, job_ttl, encoded)
+        redis.call('ZADD', jobs, now, job_id)
       end
+      return 'queued'
     end
   end
-  if outcome ~= 'queued' then
-    redis.call('RPUSH', log, callback)
-    redis.call('LTRIM', log, -log_max, -1)
-    redis.call('EXPIRE', log, retention)
-  end
-  outcomes[i + 1] = outcome
+  redis.call('RPUSH', log, callback)
+  redis.call('LTRIM', log, -log_max, -1)
+  redis.call('EXPIRE', log, retention)
+  if starts == '1' then return 'duplicate' end
+  return 'recorded'
+end
+local outcomes = {}
+for i = 0, (#KEYS - 1) / 4 - 1 do
+  local k, a = 2 + 4*i, 5 + 5*i
+  local ok, outcome = pcall(accept, KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3],
+                            ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+  if ok then outcomes[i + 1] = outcome else outcomes[i + 1] = 'failed: ' .. tostring(outcome) end
 end
 return outcomes
+"""
+
+# Keep a transcription callback unless the recording belongs to another account than the one
+# that signed it; wake the recording's collector if it waits (`ZADD XX`: only if queued).
+# KEYS: state, transcription, arq queue. ARGV: callback JSON, signer, retention (s), collector
+# job id, now (ms). Returns the owner's auth id when it refuses, else "".
+SAVE_TRANSCRIPTION = """
+local owner = redis.call('HGET', KEYS[1], 'auth_id')
+if owner and owner ~= ARGV[2] then return owner end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
+redis.call('ZADD', KEYS[3], 'XX', ARGV[5], ARGV[4])
+return ''
 """
 
 
@@ -80,6 +98,11 @@ class Outcome(StrEnum):
     QUEUED = "queued"  # first sight of a finished recording: its pipeline starts
     DUPLICATE = "duplicate"  # the recording was already accepted
     RECORDED = "recorded"  # a progress event: logged, nothing to do yet
+    FAILED = "failed"  # Redis refused this one callback (logged); the others are unaffected
+
+
+class ForeignRecording(Exception):
+    """A transcription callback signed by another account than the recording's owner."""
 
 
 def connect(url: str) -> Redis:
@@ -95,6 +118,13 @@ def connect(url: str) -> Redis:
     return client
 
 
+def _outcome(callback: RecordingCallback, raw: str) -> Outcome:
+    if raw.startswith("failed"):
+        log.error("callback not stored: recording_id=%s %s", callback.recording_id, raw)
+        return Outcome.FAILED
+    return Outcome(raw)
+
+
 def recording_key(recording_id: str) -> str:
     return f"rr:recording:{recording_id}"
 
@@ -108,6 +138,7 @@ class RecordingStore:
         self._accept_script = Script(redis, ACCEPT)
         self._accept = Batcher(self._accept_batch)
         self._emit = redis.register_script(EMIT)
+        self._save_transcription = redis.register_script(SAVE_TRANSCRIPTION)
 
     async def accept(self, callback: RecordingCallback) -> Outcome:
         """Log a recording callback and, the first time a recording is ready, queue its job."""
@@ -131,10 +162,14 @@ class RecordingStore:
                 "1" if callback.starts_pipeline else "0",
                 queue.encode_job(queue.PROCESS_RECORDING, (callback.recording_id,), now_ms),
                 job_id,
+                callback.auth_id,
             ]
         outcomes = await self._accept_script(keys, args)
         assert isinstance(outcomes, list)
-        return [Outcome(outcome.decode()) for outcome in outcomes]
+        return [
+            _outcome(callback, raw.decode())
+            for callback, raw in zip(callbacks, outcomes, strict=True)
+        ]
 
     async def aclose(self) -> None:
         await self._accept_script.aclose()
@@ -143,14 +178,23 @@ class RecordingStore:
         """Keep Plivo's transcription callback, and wake the recording's collector if it waits.
 
         The collector is an arq job deferred until its next poll; moving its score to now makes
-        a worker take it at once (`ZADD XX`: only if it is queued).
+        a worker take it at once. `ForeignRecording` if the recording belongs to an account
+        other than the one that signed the callback: nothing is kept.
         """
-        key = f"{recording_key(callback.recording_id)}:transcription"
+        key = recording_key(callback.recording_id)
         collector = queue.job_id(queue.COLLECT_TRANSCRIPTION, callback.recording_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, callback.model_dump_json(), ex=self.retention_seconds)
-            pipe.zadd(queue.QUEUE, {collector: int(time.time() * 1000)}, xx=True)
-            await pipe.execute()
+        owner = await self._save_transcription(
+            keys=[key, f"{key}:transcription", queue.QUEUE],
+            args=[
+                callback.model_dump_json(),
+                callback.auth_id,
+                self.retention_seconds,
+                collector,
+                int(time.time() * 1000),
+            ],
+        )
+        if owner:
+            raise ForeignRecording(owner.decode())
 
     async def transcription_callback(self, recording_id: str) -> TranscriptionCallback | None:
         raw = await self.redis.get(f"{recording_key(recording_id)}:transcription")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
+import uuid
 
 import httpx
 
@@ -51,15 +53,21 @@ async def get_query(client: httpx.AsyncClient, path: str, params: dict[str, str]
     return await client.get(path_and_query, headers=headers)
 
 
+def rid(name: str) -> str:
+    """A recording id in Plivo's format (a UUID), the same for the same name."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
 def record_xml_params(recording_id: str, **extra: str) -> dict[str, str]:
-    """What `<Record action=... callbackUrl=...>` sends."""
+    """What `<Record action=... callbackUrl=...>` sends, for a recording that just ended."""
+    end_ms = int(time.time() * 1000)
     return {
         "RecordingID": recording_id,
         "RecordUrl": f"https://media.plivo.com/v1/Account/X/Recording/{recording_id}.mp3",
         "RecordingDuration": "12",
         "RecordingDurationMs": "12340",
-        "RecordingStartMs": "1700000000000",
-        "RecordingEndMs": "1700000012340",
+        "RecordingStartMs": str(end_ms - 12340),
+        "RecordingEndMs": str(end_ms),
         "CallUUID": "c2c128e2-1c8c-11e4-9bff-1db8a9db0432",
         "From": "+14155550100",
         "To": "+14155550111",

@@ -12,6 +12,7 @@ from service.batch import Batcher
 from service.callbacks import parse_recording
 from service.script import Script
 from service.store import Outcome, RecordingStore
+from tests.plivo import rid
 
 
 async def test_batches_form_under_load_and_answers_stay_in_order() -> None:
@@ -52,9 +53,11 @@ def callback(recording_id: str, **extra: str):
 async def test_store_accepts_many_at_once_with_duplicates_inside_one_batch(redis: Redis) -> None:
     store = RecordingStore(redis, retention_days=1)
     outcomes = await asyncio.gather(
-        *(store.accept(callback(f"rec-{n % 10}")) for n in range(50)),
+        *(store.accept(callback(rid(f"rec-{n % 10}"))) for n in range(50)),
         store.accept(
-            parse_recording({"RecordingUUID": "mpc-1", "EventName": "MPCRecordingPaused"}, "MA", 0)
+            parse_recording(
+                {"RecordingUUID": rid("mpc-1"), "EventName": "MPCRecordingPaused"}, "MA", 0
+            )
         ),
     )
     assert outcomes.count(Outcome.QUEUED) == 10
@@ -66,9 +69,9 @@ async def test_store_accepts_many_at_once_with_duplicates_inside_one_batch(redis
 
 async def test_script_survives_a_flushed_script_cache(redis: Redis) -> None:
     store = RecordingStore(redis, retention_days=1)
-    assert await store.accept(callback("rec-a")) is Outcome.QUEUED
+    assert await store.accept(callback(rid("rec-a"))) is Outcome.QUEUED
     await redis.script_flush()  # as after a Redis restart
-    assert await store.accept(callback("rec-b")) is Outcome.QUEUED
+    assert await store.accept(callback(rid("rec-b"))) is Outcome.QUEUED
     assert await redis.zcard(queue.QUEUE) == 2
     await store.aclose()
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from service.callbacks import InvalidCallback, Source, parse_recording, parse_transcription
+from tests.plivo import rid
 
 NOW = 1_700_000_000.0
 
 
 def test_record_xml_callback() -> None:
     params = {
-        "RecordingID": "rec-1",
+        "RecordingID": rid("rec-1"),
         "RecordUrl": "https://media.plivo.com/r.mp3",
         "RecordingDuration": "12",
         "RecordingDurationMs": "12340",
@@ -22,7 +23,7 @@ def test_record_xml_callback() -> None:
     }
     callback = parse_recording(params, "MA", NOW)
     assert callback.source is Source.RECORD_XML
-    assert (callback.recording_id, callback.call_uuid) == ("rec-1", "call-1")
+    assert (callback.recording_id, callback.call_uuid) == (rid("rec-1"), "call-1")
     assert callback.duration_ms == 12340  # the ms parameter wins over seconds
     assert (callback.start_ms, callback.end_ms) == (1407235163907, 1407235176247)
     assert callback.conference_name == "standup"
@@ -34,7 +35,7 @@ def test_api_callback_with_seconds_only_and_decimal_strings() -> None:
     params = {
         "api_id": "a",
         "record_url": "https://media.plivo.com/r.mp3",
-        "recording_id": "rec-2",
+        "recording_id": rid("rec-2"),
         "call_uuid": "call-2",
         "recording_duration": "7",
         "recording_start_ms": "1407235163907.00000",
@@ -57,7 +58,7 @@ def test_api_callback_with_seconds_only_and_decimal_strings() -> None:
 def test_multiparty_call_events(event: str, starts: bool) -> None:
     params = {
         "EventName": event,
-        "RecordingUUID": "rec-3",
+        "RecordingUUID": rid("rec-3"),
         "RecordingURL": "https://media.plivo.com/r.wav",
         "RecordingDuration": "30",
         "RecordingStartTime": "2023-04-12 09:30:00+00:00",
@@ -76,11 +77,20 @@ def test_multiparty_call_events(event: str, starts: bool) -> None:
     [
         ({"CallUUID": "c"}, "missing recording id"),
         (
-            {"RecordingID": "rec", "RecordingDuration": "twelve"},
+            {"RecordingID": rid("rec"), "RecordingDuration": "twelve"},
             "RecordingDuration must be a number",
         ),
-        ({"recording_id": "rec", "recording_duration_ms": "-5"}, "recording_duration_ms"),
-        ({"RecordingID": "a b/../c"}, "RecordingID is not a recording id"),
+        ({"recording_id": rid("rec"), "recording_duration_ms": "-5"}, "recording_duration_ms"),
+        ({"RecordingID": "a b/../c"}, "RecordingID is not a Plivo recording id"),
+        # A signed callback re-split under the same signature (Plivo signs `name + value`
+        # with no separator): the id swallows the next parameter.
+        (
+            {"RecordingID": rid("rec") + "RecordingStartMs1700000000000"},
+            "RecordingID is not a Plivo recording id",
+        ),
+        ({"RecordingID": rid("rec") + ":callbacks"}, "RecordingID is not a Plivo recording id"),
+        ({"recording_id": "rec:1"}, "recording_id is not a Plivo recording id"),
+        ({"RecordingUUID": "x" * 36}, "RecordingUUID is not a Plivo recording id"),
         ({"EventName": "MPCRecordingCompleted"}, "missing RecordingUUID"),
     ],
 )
@@ -91,7 +101,7 @@ def test_bad_callbacks_name_the_parameter(params: dict[str, str], message: str) 
 
 def test_transcription_callback() -> None:
     params = {
-        "recording_id": "rec-1",
+        "recording_id": rid("rec-1"),
         "call_uuid": "call-1",
         "transcription": "Hello there.",
         "duration": "12",
@@ -103,7 +113,7 @@ def test_transcription_callback() -> None:
     assert callback.transcription == "Hello there."
     assert (callback.duration_ms, callback.charge, callback.error) == (12000, 0.05, None)
     failed = parse_transcription(
-        {"recording_id": "rec-1", "error": "Recording duration too long for transcription"},
+        {"recording_id": rid("rec-1"), "error": "Recording duration too long for transcription"},
         "MA",
         NOW,
     )

@@ -14,7 +14,7 @@ from service import queue
 from service.app import create_app
 from service.embedded_redis import EmbeddedRedis
 from tests.conftest import AUTH_ID, SUB_AUTH_ID, SUB_AUTH_TOKEN, make_settings
-from tests.plivo import get_query, post_form, post_json, record_xml_params, signed_headers
+from tests.plivo import get_query, post_form, post_json, record_xml_params, rid, signed_headers
 from tests.servers import serve
 
 RECORDING = "/plivo/recording"
@@ -37,10 +37,10 @@ def assert_plivo_ok(response: httpx.Response) -> None:
 
 
 async def test_record_xml_callback_is_queued_once(relay: httpx.AsyncClient, redis: Redis) -> None:
-    response = await post_form(relay, RECORDING, record_xml_params("rec-xml-1"))
+    response = await post_form(relay, RECORDING, record_xml_params(rid("rec-xml-1")))
     assert_plivo_ok(response)
-    assert await queued_jobs(redis) == [queue.job_id(queue.PROCESS_RECORDING, "rec-xml-1")]
-    saved = await state(redis, "rec-xml-1")
+    assert await queued_jobs(redis) == [queue.job_id(queue.PROCESS_RECORDING, rid("rec-xml-1"))]
+    saved = await state(redis, rid("rec-xml-1"))
     assert saved["status"] == "queued"
     event = json.loads(saved["callback"])
     assert event["source"] == "record_xml"
@@ -52,19 +52,19 @@ async def test_record_xml_callback_is_queued_once(relay: httpx.AsyncClient, redi
 async def test_api_callback_by_get(relay: httpx.AsyncClient, redis: Redis) -> None:
     params = {
         "api_id": "1",
-        "recording_id": "rec-api-1",
+        "recording_id": rid("rec-api-1"),
         "call_uuid": "call-9",
         "record_url": "https://media.plivo.com/x.mp3",
         "recording_duration": "3",
     }
     assert_plivo_ok(await get_query(relay, RECORDING, params))
-    assert await queued_jobs(redis) == [queue.job_id(queue.PROCESS_RECORDING, "rec-api-1")]
-    assert json.loads((await state(redis, "rec-api-1"))["callback"])["duration_ms"] == 3000
+    assert await queued_jobs(redis) == [queue.job_id(queue.PROCESS_RECORDING, rid("rec-api-1"))]
+    assert json.loads((await state(redis, rid("rec-api-1")))["callback"])["duration_ms"] == 3000
 
 
 async def test_json_callback(relay: httpx.AsyncClient, redis: Redis) -> None:
     response = await post_json(
-        relay, RECORDING, {"recording_id": "rec-json-1", "recording_duration_ms": 2500}
+        relay, RECORDING, {"recording_id": rid("rec-json-1"), "recording_duration_ms": 2500}
     )
     assert_plivo_ok(response)
     assert len(await queued_jobs(redis)) == 1
@@ -73,45 +73,49 @@ async def test_json_callback(relay: httpx.AsyncClient, redis: Redis) -> None:
 async def test_multiparty_progress_events_are_logged_not_queued(
     relay: httpx.AsyncClient, redis: Redis
 ) -> None:
-    base = {"RecordingUUID": "rec-mpc-1", "MPCUUID": "m-1", "RecordingURL": "https://m/x.mp3"}
+    base = {"RecordingUUID": rid("rec-mpc-1"), "MPCUUID": "m-1", "RecordingURL": "https://m/x.mp3"}
     for event in ("MPCRecordingInitiated", "MPCRecordingPaused", "MPCRecordingResumed"):
         assert_plivo_ok(await post_form(relay, RECORDING, {**base, "EventName": event}))
     assert await queued_jobs(redis) == []
-    assert await redis.llen("rr:recording:rec-mpc-1:callbacks") == 3
+    assert await redis.llen(f"rr:recording:{rid('rec-mpc-1')}:callbacks") == 3
     completed = {**base, "EventName": "MPCRecordingCompleted", "RecordingDuration": "9"}
     assert_plivo_ok(await post_form(relay, RECORDING, completed))
-    assert await queued_jobs(redis) == [queue.job_id(queue.PROCESS_RECORDING, "rec-mpc-1")]
+    assert await queued_jobs(redis) == [queue.job_id(queue.PROCESS_RECORDING, rid("rec-mpc-1"))]
 
 
 async def test_action_and_callback_url_and_retries_start_one_pipeline(
     relay: httpx.AsyncClient, redis: Redis
 ) -> None:
-    params = record_xml_params("rec-dup-1")
+    params = record_xml_params(rid("rec-dup-1"))
     responses = await asyncio.gather(*(post_form(relay, RECORDING, params) for _ in range(20)))
     for response in responses:
         assert_plivo_ok(response)
-    assert await queued_jobs(redis) == [queue.job_id(queue.PROCESS_RECORDING, "rec-dup-1")]
+    assert await queued_jobs(redis) == [queue.job_id(queue.PROCESS_RECORDING, rid("rec-dup-1"))]
     # The first is the recording's callback; the 19 duplicates are logged beside it.
-    assert await redis.llen("rr:recording:rec-dup-1:callbacks") == 19
+    assert await redis.llen(f"rr:recording:{rid('rec-dup-1')}:callbacks") == 19
 
 
 async def test_subaccount_signature_is_accepted_and_remembered(
     relay: httpx.AsyncClient, redis: Redis
 ) -> None:
     response = await post_form(
-        relay, RECORDING, record_xml_params("rec-sub-1"), token=SUB_AUTH_TOKEN
+        relay, RECORDING, record_xml_params(rid("rec-sub-1")), token=SUB_AUTH_TOKEN
     )
     assert_plivo_ok(response)
-    assert json.loads((await state(redis, "rec-sub-1"))["callback"])["auth_id"] == SUB_AUTH_ID
+    assert json.loads((await state(redis, rid("rec-sub-1")))["callback"])["auth_id"] == SUB_AUTH_ID
 
 
 async def test_main_account_signature_header(relay: httpx.AsyncClient, redis: Redis) -> None:
-    params = record_xml_params("rec-ma-1")
+    params = record_xml_params(rid("rec-ma-1"))
     response = await post_form(relay, RECORDING, params, header="X-Plivo-Signature-Ma-V3")
     assert_plivo_ok(response)
     # The subaccount's token is no good in the main-account header.
     response = await post_form(
-        relay, RECORDING, record_xml_params("rec-ma-2"), SUB_AUTH_TOKEN, "X-Plivo-Signature-Ma-V3"
+        relay,
+        RECORDING,
+        record_xml_params(rid("rec-ma-2")),
+        SUB_AUTH_TOKEN,
+        "X-Plivo-Signature-Ma-V3",
     )
     assert response.status_code == 403
 
@@ -120,10 +124,12 @@ async def test_url_with_its_own_query_is_signed_whole(
     relay: httpx.AsyncClient, redis: Redis
 ) -> None:
     path = RECORDING + "?tenant=acme&region=eu"
-    params = record_xml_params("rec-q-1")
+    params = record_xml_params(rid("rec-q-1"))
     response = await relay.post(path, data=params, headers=signed_headers("POST", path, params))
     assert_plivo_ok(response)
-    assert json.loads((await state(redis, "rec-q-1"))["callback"])["params"]["tenant"] == "acme"
+    assert (
+        json.loads((await state(redis, rid("rec-q-1")))["callback"])["params"]["tenant"] == "acme"
+    )
 
 
 @pytest.mark.parametrize(
@@ -138,7 +144,9 @@ async def test_url_with_its_own_query_is_signed_whole(
 async def test_unsigned_or_badly_signed_is_403_and_changes_nothing(
     relay: httpx.AsyncClient, redis: Redis, headers: dict[str, str]
 ) -> None:
-    response = await relay.post(RECORDING, data=record_xml_params("rec-bad-1"), headers=headers)
+    response = await relay.post(
+        RECORDING, data=record_xml_params(rid("rec-bad-1")), headers=headers
+    )
     assert response.status_code == 403
     assert "signature" in response.json()["error"]
     assert await redis.dbsize() == 0
@@ -147,9 +155,9 @@ async def test_unsigned_or_badly_signed_is_403_and_changes_nothing(
 async def test_signature_over_other_values_is_refused(
     relay: httpx.AsyncClient, redis: Redis
 ) -> None:
-    params = record_xml_params("rec-tamper-1")
+    params = record_xml_params(rid("rec-tamper-1"))
     headers = signed_headers("POST", RECORDING, params)
-    tampered = {**params, "RecordingID": "rec-tamper-2"}
+    tampered = {**params, "RecordingID": rid("rec-tamper-2")}
     response = await relay.post(RECORDING, data=tampered, headers=headers)
     assert response.status_code == 403
     assert await redis.dbsize() == 0
@@ -159,7 +167,7 @@ async def test_signature_over_other_values_is_refused(
     ("params", "status", "message"),
     [
         ({"CallUUID": "c-1"}, 400, "missing recording id"),
-        ({"RecordingID": "r-1", "RecordingDuration": "abc"}, 400, "RecordingDuration"),
+        ({"RecordingID": rid("r-1"), "RecordingDuration": "abc"}, 400, "RecordingDuration"),
     ],
 )
 async def test_invalid_callbacks_are_400_and_change_nothing(
@@ -188,7 +196,7 @@ async def test_transport_level_bad_input(relay: httpx.AsyncClient, redis: Redis)
 
 
 async def test_body_over_64_kib_is_413(relay: httpx.AsyncClient, redis: Redis) -> None:
-    params = record_xml_params("rec-big-1", Padding="x" * (64 * 1024))
+    params = record_xml_params(rid("rec-big-1"), Padding="x" * (64 * 1024))
     response = await post_form(relay, RECORDING, params)
     assert response.status_code == 413
     assert "64 KiB" in response.json()["error"]
@@ -214,7 +222,7 @@ async def test_wrong_method_is_a_json_405(relay: httpx.AsyncClient) -> None:
 
 async def test_transcription_callback_is_stored(relay: httpx.AsyncClient, redis: Redis) -> None:
     params = {
-        "recording_id": "rec-t-1",
+        "recording_id": rid("rec-t-1"),
         "call_uuid": "call-1",
         "transcription": "Hello.",
         "duration": "4",
@@ -222,7 +230,7 @@ async def test_transcription_callback_is_stored(relay: httpx.AsyncClient, redis:
         "transcription_rate": "0.05",
     }
     assert_plivo_ok(await post_form(relay, TRANSCRIPTION, params))
-    stored = json.loads(await redis.get("rr:recording:rec-t-1:transcription"))
+    stored = json.loads(await redis.get(f"rr:recording:{rid('rec-t-1')}:transcription"))
     assert (stored["transcription"], stored["duration_ms"], stored["charge"]) == (
         "Hello.",
         4000,
@@ -242,7 +250,7 @@ async def test_signature_checking_can_be_turned_off_with_a_warning(
     app = create_app(make_settings(redis_url, plivo_verify_signatures="false"))
     assert any("PLIVO_VERIFY_SIGNATURES is off" in r.getMessage() for r in caplog.records)
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
-        assert_plivo_ok(await client.post(RECORDING, data=record_xml_params("rec-off-1")))
+        assert_plivo_ok(await client.post(RECORDING, data=record_xml_params(rid("rec-off-1"))))
     assert len(await queued_jobs(redis)) == 1
 
 
@@ -259,7 +267,7 @@ async def test_redis_outage_is_503_then_nothing_is_lost(tmp_path) -> None:
     try:
         async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
             server.stop()
-            params = record_xml_params("rec-outage-1")
+            params = record_xml_params(rid("rec-outage-1"))
             response = await post_form(client, RECORDING, params)
             assert response.status_code == 503
             assert response.headers["retry-after"]
@@ -271,7 +279,7 @@ async def test_redis_outage_is_503_then_nothing_is_lost(tmp_path) -> None:
             assert_plivo_ok(await post_form(client, RECORDING, params))
             check = Redis.from_url(server.url)
             assert await queued_jobs(check) == [
-                queue.job_id(queue.PROCESS_RECORDING, "rec-outage-1")
+                queue.job_id(queue.PROCESS_RECORDING, rid("rec-outage-1"))
             ]
             await check.aclose()
     finally:

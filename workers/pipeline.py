@@ -29,6 +29,7 @@ import json
 import logging
 import random
 import time
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from arq import Retry
@@ -43,7 +44,7 @@ from service.settings import Settings
 from service.store import RecordingStore
 
 log = logging.getLogger("recording_relay.pipeline")
-FINAL = ("transcribed", "failed")
+FINAL = ("transcribed", "failed", "ignored")
 
 
 class Pipeline:
@@ -114,14 +115,22 @@ class Pipeline:
     async def _process(self, recording_id: str, state: dict[str, str]) -> str:
         auth_id = _callback(state)["auth_id"]
         if "recording" not in state:
-            recording = json.dumps(await self._fetch(auth_id, recording_id))
+            details = await self._fetch(auth_id, recording_id)
+            if self._older_than_retention(details):
+                # A replayed callback without times of its own: the relay has forgotten this
+                # recording, may have transcribed it already, and must not buy that again.
+                reason = "made before the retention window (RECORDING_RETENTION_DAYS): ignored"
+                await self.store.update(recording_id, status="ignored", last_error=reason)
+                log.warning("recording_id=%s %s", recording_id, reason)
+                return "ignored"
+            recording = json.dumps(details)
             await self.store.update(
                 recording_id, recording=recording, details_at=_now_ms(), status="details_fetched"
             )
             state["recording"] = recording
             await self.emit(recording_id, state, events.COMPLETED)
         if "transcription_requesting" not in state:
-            callback = await self.store.transcription_callback(recording_id)
+            callback = await self._transcription_callback(recording_id, auth_id)
             if callback is None and not self.settings.plivo_auto_transcription:
                 await self.store.update(recording_id, transcription_requesting=_now_ms())
                 await self.plivo.create_transcription(
@@ -146,9 +155,34 @@ class Pipeline:
         recording.pop("api_id", None)
         return recording
 
+    def _older_than_retention(self, recording: dict[str, Any]) -> bool:
+        try:
+            added = datetime.fromisoformat(str(recording.get("add_time")))
+        except ValueError:
+            return False  # Plivo did not say: the callback's own times were checked on arrival
+        if added.tzinfo is None:
+            added = added.replace(tzinfo=UTC)
+        age = time.time() - added.timestamp()
+        return age > self.settings.recording_retention_days * 86_400
+
+    async def _transcription_callback(
+        self, recording_id: str, auth_id: str
+    ) -> TranscriptionCallback | None:
+        """Plivo's transcription callback for the recording, if its owner's account signed it
+        (the web process refuses others; this also covers one that came before the recording's
+        own callback)."""
+        callback = await self.store.transcription_callback(recording_id)
+        if callback is not None and callback.auth_id != auth_id:
+            log.warning(
+                "recording_id=%s: ignoring a transcription callback signed by another account",
+                recording_id,
+            )
+            return None
+        return callback
+
     async def _collect(self, recording_id: str, state: dict[str, str], job_try: int) -> str:
         auth_id = _callback(state)["auth_id"]
-        callback = await self.store.transcription_callback(recording_id)
+        callback = await self._transcription_callback(recording_id, auth_id)
         if callback is not None and callback.error:
             await self.fail(recording_id, state, "transcription", callback.error)
             return "failed"
@@ -198,7 +232,8 @@ class Pipeline:
                 recording_id, state, "transcription", f"deadline of {deadline:g} s passed"
             )
             return "failed"
-        if await self.store.transcription_callback(recording_id) is not None:
+        auth_id = _callback(state)["auth_id"]
+        if await self._transcription_callback(recording_id, auth_id) is not None:
             raise Retry(defer=0)  # it came while we polled: go again at once
         schedule = self.settings.transcription_poll_schedule
         raise Retry(defer=schedule[min(job_try, len(schedule) - 1)])
