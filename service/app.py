@@ -60,16 +60,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     ingest = Ingest(PlivoAuth(settings), store)
     admin = AdminAuth(settings.admin_token)
     recordings = RecordingsAPI(store, admin)
-    subscription_store = SubscriptionStore(redis)
+    subscription_store = SubscriptionStore(redis, settings.subscriptions_max)
+    fan_out = Deliveries(redis, subscription_store)
     subscriptions = SubscriptionsAPI(
-        subscription_store, admin, URLGuard(settings.delivery_allow_networks)
+        subscription_store, fan_out, admin, URLGuard(settings.delivery_allow_networks)
     )
-    deliveries = DeliveriesAPI(
-        Deliveries(redis, subscription_store),
-        subscription_store,
-        store,
-        admin,
-    )
+    deliveries = DeliveriesAPI(fan_out, subscription_store, store, admin)
     if not settings.plivo_verify_signatures:
         log.warning("PLIVO_VERIFY_SIGNATURES is off: callbacks are accepted without a signature")
 

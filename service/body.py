@@ -102,7 +102,7 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refusing (413) anything over `limit` before or while reading it."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise HTTPException(400, "Content-Length is not a number")
         if int(declared) > limit:
             raise HTTPException(413, f"body over {limit // 1024} KiB")

@@ -88,6 +88,11 @@ class TranscriptionCallback(BaseModel):
 RECORDING_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+def is_recording_id(value: str) -> bool:
+    """Whether `value` is a recording id as the relay stores them (a lowercase UUID)."""
+    return RECORDING_ID.fullmatch(value) is not None
+
+
 def _recording_id(params: Mapping[str, str], name: str) -> str:
     value = params.get(name, "").strip()
     if not value:

@@ -8,6 +8,10 @@
   `recording.completed` arrives before `recording.transcribed`, replays and recoveries too.
 - `rr:failed:{subscription}`: deliveries that exhausted their schedule, by time (for recover).
 - `rr:attempts:{subscription}` and `rr:recording:{id}:attempts`: the attempt log, newest last.
+- `rr:failing-since:{subscription}`: when its current run of failures began.
+
+Deleting a subscription deletes its attempt log, failed list and failing-since mark
+(`forget`); deliveries still queued for it are dropped when they come due.
 
 Queuing a delivery makes it due now in the delivery queue that the workers drain
 (`workers.delivery_queue`); queuing it again (a replay) sends it again, with the same id.
@@ -44,6 +48,11 @@ def failed_key(subscription_id: str) -> str:
 
 def attempts_key(subscription_id: str) -> str:
     return f"rr:attempts:{subscription_id}"
+
+
+def failing_since_key(subscription_id: str) -> str:
+    """When the subscriber's current run of failures began (deleted by a success)."""
+    return f"rr:failing-since:{subscription_id}"
 
 
 def due_member(subscription_id: str, msg_id: str) -> str:
@@ -108,9 +117,26 @@ class Deliveries:
             pipe.zadd(DUE_KEY, {due_member(subscription.id, msg_id): int(time.time() * 1000)})
             await pipe.execute()
 
-    async def attempts(self, key: str) -> list[dict[str, Any]]:
-        raw = await self.redis.lrange(key, 0, -1)  # type: ignore[misc]
-        return [json.loads(item) for item in raw]
+    async def attempts(
+        self, key: str, skip_newest: int = 0, limit: int = -1
+    ) -> tuple[list[dict[str, Any]], int]:
+        """An attempt log, oldest first: all of it, or the `limit` attempts before the
+        `skip_newest` newest; and how many it holds."""
+        stop = -1 - skip_newest
+        start = 0 if limit < 0 else stop - limit + 1  # Redis clamps a start before the head
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, start, stop)
+            pipe.llen(key)
+            raw, total = await pipe.execute()
+        return [json.loads(item) for item in raw], int(total)
+
+    async def forget(self, subscription_id: str) -> None:
+        """Delete what the relay keeps about a deleted subscription's deliveries."""
+        await self.redis.delete(
+            attempts_key(subscription_id),
+            failed_key(subscription_id),
+            failing_since_key(subscription_id),
+        )
 
     async def failed_since(self, subscription_id: str, since: float) -> list[dict[str, str]]:
         keys = await self.redis.zrangebyscore(failed_key(subscription_id), since, "+inf")

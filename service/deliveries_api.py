@@ -18,10 +18,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service.admin_auth import AdminAuth
+from service.callbacks import is_recording_id
 from service.deliveries import Deliveries, attempts_key
+from service.paging import Page
 from service.store import RecordingStore
-from service.subscriptions import SubscriptionStore
-from service.subscriptions_api import Unprocessable, read_body
+from service.subscriptions import Subscription, SubscriptionStore
+from service.subscriptions_api import Unprocessable, read_json
 
 
 class ReplayRequest(BaseModel):
@@ -50,11 +52,11 @@ class DeliveriesAPI:
     async def replay(self, request: Request) -> JSONResponse:
         self.auth.check(request)
         recording_id = request.path_params["recording_id"]
-        wanted: ReplayRequest = await read_body(request, ReplayRequest)
+        wanted: ReplayRequest = await read_json(request, ReplayRequest)
         named = wanted.subscription_id
-        if named is not None and await self.subscriptions.get(named) is None:
+        if named is not None and not isinstance(await self.subscriptions.get(named), Subscription):
             raise Unprocessable("subscription_id", "no such subscription")
-        if await self.store.state(recording_id) is None:
+        if not is_recording_id(recording_id) or await self.store.state(recording_id) is None:
             raise HTTPException(404, f"recording {recording_id[:80]!r} is unknown to the relay")
         queued = 0
         for body in await self.store.events(recording_id):
@@ -67,9 +69,9 @@ class DeliveriesAPI:
     async def recover(self, request: Request) -> JSONResponse:
         self.auth.check(request)
         subscription = await self.subscriptions.get(request.path_params["subscription_id"])
-        if subscription is None:
-            raise HTTPException(404, "no such subscription")
-        wanted: RecoverRequest = await read_body(request, RecoverRequest)
+        if not isinstance(subscription, Subscription):
+            raise HTTPException(404, "no such subscription (or an unreadable one)")
+        wanted: RecoverRequest = await read_json(request, RecoverRequest)
         failed = await self.deliveries.failed_since(subscription.id, wanted.since.timestamp())
         for delivery in failed:
             await self.deliveries.queue(
@@ -78,9 +80,14 @@ class DeliveriesAPI:
         return JSONResponse({"queued": len(failed)}, status_code=202)
 
     async def attempts(self, request: Request) -> JSONResponse:
+        """A page of the attempt log: the newest first page, oldest first within it;
+        `next_cursor` goes back in time."""
         self.auth.check(request)
         subscription_id = request.path_params["subscription_id"]
+        page = Page.of(request)
         if await self.subscriptions.get(subscription_id) is None:
             raise HTTPException(404, "no such subscription")
-        found = await self.deliveries.attempts(attempts_key(subscription_id))
-        return JSONResponse({"data": found})
+        found, total = await self.deliveries.attempts(
+            attempts_key(subscription_id), skip_newest=page.offset, limit=page.limit
+        )
+        return JSONResponse({"data": found, "next_cursor": page.next(total)})

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     delivery_disable_after: float = Field(default=5 * 86400, gt=0)
     # Attempts in flight at once to one subscription, so a slow one cannot take every worker.
     delivery_max_in_flight: int = Field(default=4, ge=1)
+    # Subscriptions the management API will hold at most.
+    subscriptions_max: int = Field(default=1000, ge=1, le=100_000)
     # Webhook attempts one worker process runs at once (besides its WORKER_MAX_JOBS jobs).
     delivery_concurrency: int = Field(default=50, ge=1, le=1000)
 

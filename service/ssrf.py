@@ -1,4 +1,8 @@
-"""Where webhooks may go: never to loopback, private, link-local or metadata addresses.
+"""Where webhooks may go: only to globally routable addresses.
+
+Loopback, private, link-local, shared (CGNAT), metadata, documentation, multicast and every
+other special-purpose range are refused, and so is an IPv6 address that wraps one of them
+(IPv4-mapped, 6to4, Teredo, NAT64).
 
 A subscriber URL is checked when the subscription is made, and every connection a delivery
 opens is checked again on the address it connects to, after DNS resolution (a name can start
@@ -17,31 +21,71 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from service.urls import check_url
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+METADATA = (
+    ipaddress.ip_address("169.254.169.254"),
+    ipaddress.ip_address("fd00:ec2::254"),
+    ipaddress.ip_address("100.100.100.200"),
+    ipaddress.ip_address("192.0.0.192"),
+)
 SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 )
-METADATA = (ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"))
+# IANA's special-purpose ranges that are not globally reachable. `ipaddress`'s `is_global`
+# misses some of them in older Pythons (100.64.0.0/10 is only half-handled, 192.0.0.0/24 and
+# 2002::/16 not at all in 3.11.7), so the relay names them itself.
+NOT_GLOBAL = tuple(
+    ipaddress.ip_network(cidr)
+    for cidr in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24",
+        "192.88.99.0/24", "192.168.0.0/16", "192.175.48.0/24", "198.18.0.0/15",
+        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+        "::/128", "::1/128", "::/96", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64",
+        "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10",
+        "fec0::/10", "ff00::/8",
+    )
+)  # fmt: skip
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class RefusedURL(ValueError):
     """A subscriber URL the relay will not send to; the message says why."""
 
 
+def embedded(address: Address) -> list[Address]:
+    """`address` and every IPv4 address an IPv6 one carries and would reach (IPv4-mapped,
+    IPv4-compatible, 6to4, Teredo, NAT64)."""
+    found: list[Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        packed = int(address)
+        if address.ipv4_mapped is not None:
+            found.append(address.ipv4_mapped)
+        if address.sixtofour is not None:
+            found.append(address.sixtofour)
+        if address.teredo is not None:
+            found.extend(address.teredo)
+        if address in NAT64 or packed >> 32 == 0:  # NAT64, or IPv4-compatible `::a.b.c.d`
+            found.append(ipaddress.IPv4Address(packed & 0xFFFFFFFF))
+    return found
+
+
 def _forbidden(address: Address) -> str | None:
-    if address in METADATA:
-        return "a cloud metadata address"
-    for test, what in (
-        (address.is_loopback, "a loopback address"),
-        (address.is_link_local, "a link-local address"),
-        (address.is_private, "a private address"),
-        (address.is_multicast, "a multicast address"),
-        (address.is_unspecified, "an unspecified address"),
-        (address.is_reserved, "a reserved address"),
-    ):
-        if test:
-            return what
+    """Why `address` is no place for a webhook, or None if it is globally routable."""
+    for inner in embedded(address):
+        if inner in METADATA:
+            return "a cloud metadata address"
+        if inner.is_loopback:
+            return "a loopback address"
+        if inner.is_link_local:
+            return "a link-local address"
+        if inner.is_private and not inner.is_global:
+            return "a private address"
+        if not inner.is_global or any(inner in network for network in NOT_GLOBAL):
+            return "not a globally routable address"
     return None
 
 
@@ -60,10 +104,12 @@ class URLGuard:
 
     async def check(self, url: str) -> None:
         """Raise `RefusedURL` unless `url` is http(s) to a host whose every address is allowed."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RefusedURL("must be an absolute http:// or https:// URL")
-        await self.resolve(parts.hostname, parts.port or 443)
+        try:
+            parts = urlsplit(check_url(url))
+        except ValueError as error:
+            raise RefusedURL(str(error)) from None
+        default_port = 443 if parts.scheme == "https" else 80
+        await self.resolve(parts.hostname or "", parts.port or default_port)
 
     async def resolve(self, host: str, port: int) -> list[Address]:
         """`host`'s addresses, each checked; `RefusedURL` if it has none or any is refused."""
@@ -73,8 +119,8 @@ class URLGuard:
             loop = asyncio.get_running_loop()
             try:
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except socket.gaierror:
-                raise RefusedURL(f"{host} does not resolve") from None
+            except (socket.gaierror, UnicodeError):
+                raise RefusedURL(f"{host[:60]!r} does not resolve") from None
             addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
         for address in addresses:
             self.check_address(host, address)

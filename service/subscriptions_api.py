@@ -1,12 +1,13 @@
 """`/v1/subscriptions`: the management API for subscriptions (bearer `ADMIN_TOKEN`).
 
-Bad input (unknown fields, wrong types, an unknown event type, a URL the relay refuses to send
-to) is a `422` that names the field and changes nothing.
+Bad input (unknown fields, wrong types, nulls, an unknown event type, a malformed URL or one the
+relay refuses to send to) is a `422` that names the field and changes nothing. Lists are paged
+(`limit`, `cursor`). A stored record the relay cannot read is listed under `unreadable`,
+answers `409` where it would be shown or changed, and can be deleted.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -15,12 +16,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service.admin_auth import AdminAuth
+from service.body import json_document, read_body
+from service.deliveries import Deliveries
+from service.paging import Page
 from service.ssrf import RefusedURL, URLGuard
 from service.subscriptions import (
+    LimitReached,
     Subscription,
     SubscriptionCreate,
     SubscriptionPatch,
     SubscriptionStore,
+    Unreadable,
 )
 
 
@@ -29,19 +35,22 @@ class Unprocessable(HTTPException):
         super().__init__(422, f"{field}: {message}")
 
 
-async def read_body(request: Request, model: type[BaseModel]) -> Any:
-    try:
-        document = json.loads(await request.body() or b"{}")
-    except ValueError:
-        raise HTTPException(400, "body is not valid JSON") from None
+def invalid(error: ValidationError) -> Unprocessable:
+    """The first problem of `error` as a 422 that names its field."""
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "body"
+    return Unprocessable(field, first["msg"].removeprefix("Value error, "))
+
+
+async def read_json(request: Request, model: type[BaseModel]) -> Any:
+    """The request's JSON body as `model`; 400 if it is not JSON, 422 naming the field."""
+    document = json_document(await read_body(request) or b"{}")
     if not isinstance(document, dict):
         raise Unprocessable("body", "must be a JSON object")
     try:
         return model.model_validate(document)
     except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        raise Unprocessable(field, first["msg"]) from None
+        raise invalid(error) from None
 
 
 def public(subscription: Subscription) -> dict[str, Any]:
@@ -50,17 +59,28 @@ def public(subscription: Subscription) -> dict[str, Any]:
 
 
 class SubscriptionsAPI:
-    def __init__(self, store: SubscriptionStore, auth: AdminAuth, guard: URLGuard) -> None:
+    def __init__(
+        self,
+        store: SubscriptionStore,
+        deliveries: Deliveries,
+        auth: AdminAuth,
+        guard: URLGuard,
+    ) -> None:
         self.store = store
+        self.deliveries = deliveries
         self.auth = auth
         self.guard = guard
 
     async def _find(self, request: Request) -> Subscription:
         self.auth.check(request)
-        subscription = await self.store.get(request.path_params["subscription_id"])
-        if subscription is None:
+        found = await self.store.get(request.path_params["subscription_id"])
+        if found is None:
             raise HTTPException(404, "no such subscription")
-        return subscription
+        if isinstance(found, Unreadable):
+            raise HTTPException(
+                409, f"the stored subscription is unreadable ({found.error}); delete it"
+            )
+        return found
 
     async def _check_url(self, url: str) -> None:
         try:
@@ -70,27 +90,48 @@ class SubscriptionsAPI:
 
     async def create(self, request: Request) -> JSONResponse:
         self.auth.check(request)
-        wanted: SubscriptionCreate = await read_body(request, SubscriptionCreate)
+        wanted: SubscriptionCreate = await read_json(request, SubscriptionCreate)
         await self._check_url(wanted.url)
-        return JSONResponse(public(await self.store.create(wanted)), status_code=201)
+        try:
+            created = await self.store.create(wanted)
+        except LimitReached as error:
+            raise HTTPException(409, str(error)) from None
+        return JSONResponse(public(created), status_code=201)
 
     async def list(self, request: Request) -> JSONResponse:
         self.auth.check(request)
-        return JSONResponse({"data": [public(s) for s in await self.store.all()]})
+        page = Page.of(request)
+        found, unreadable = await self.store.scan()
+        start = page.offset
+        chosen = found[start : start + page.limit]
+        return JSONResponse(
+            {
+                "data": [public(s) for s in chosen],
+                "next_cursor": page.next(len(found)),
+                "unreadable": [{"id": u.id, "error": u.error} for u in unreadable],
+            }
+        )
 
     async def get(self, request: Request) -> JSONResponse:
         return JSONResponse(public(await self._find(request)))
 
     async def patch(self, request: Request) -> JSONResponse:
         subscription = await self._find(request)
-        patch: SubscriptionPatch = await read_body(request, SubscriptionPatch)
-        if patch.url is not None:
+        patch: SubscriptionPatch = await read_json(request, SubscriptionPatch)
+        if "url" in patch.model_fields_set and patch.url is not None:
             await self._check_url(patch.url)
-        return JSONResponse(public(await self.store.update(subscription, patch)))
+        try:
+            updated = await self.store.update(subscription, patch)
+        except ValidationError as error:
+            raise invalid(error) from None
+        return JSONResponse(public(updated))
 
     async def delete(self, request: Request) -> Response:
-        subscription = await self._find(request)
-        await self.store.delete(subscription.id)
+        self.auth.check(request)
+        subscription_id = request.path_params["subscription_id"]
+        if not await self.store.delete(subscription_id):
+            raise HTTPException(404, "no such subscription")
+        await self.deliveries.forget(subscription_id)
         return Response(status_code=204)
 
     async def rotate_secret(self, request: Request) -> JSONResponse:

@@ -20,10 +20,13 @@ FAST = {"delivery_allow_networks": "127.0.0.0/8", "delivery_retry_schedule": "0,
 
 
 @asynccontextmanager
-async def subscriber(relay: Relay, receiver: Receiver, **fields: object) -> AsyncIterator[dict]:
+async def subscriber(
+    relay: Relay, receiver: Receiver, query: str = "", **fields: object
+) -> AsyncIterator[dict]:
     async with serve(receiver.app()) as url:
+        hook = f"{url}/hook{query}"
         response = await relay.http.post(
-            f"{relay.url}/v1/subscriptions", json={"url": f"{url}/hook", **fields}, headers=ADMIN
+            f"{relay.url}/v1/subscriptions", json={"url": hook, **fields}, headers=ADMIN
         )
         assert response.status_code == 201, response.text
         yield response.json()
@@ -155,7 +158,9 @@ async def test_long_failing_subscription_is_disabled_with_an_operational_event(
     async with running_relay(redis_url, **settings) as relay:
         failing, watcher = Receiver(answers=[500]), Receiver()
         async with (
-            subscriber(relay, failing, events=["recording.completed"]) as broken,
+            subscriber(
+                relay, failing, query="?api_key=s3cret", events=["recording.completed"]
+            ) as broken,
             subscriber(relay, watcher, events=["subscription.disabled"]) as operator,
         ):
             await relay.call()
@@ -163,6 +168,9 @@ async def test_long_failing_subscription_is_disabled_with_an_operational_event(
             notice = Webhook(operator["secret"]).verify(watcher.got[0].body, watcher.got[0].headers)
             assert notice["type"] == "subscription.disabled"
             assert notice["data"]["subscription_id"] == broken["id"]
+            # Other subscribers see where it pointed, never the secrets in its URL.
+            assert notice["data"]["url"] == broken["url"].removesuffix("?api_key=s3cret")
+            assert b"s3cret" not in watcher.got[0].body
             state = await relay.http.get(
                 f"{relay.url}/v1/subscriptions/{broken['id']}", headers=ADMIN
             )

@@ -52,7 +52,7 @@ async def test_a_full_subscriber_waits_and_a_freed_slot_lets_the_next_go(redis: 
     await queue.settle(taken[0], "succeeded", attempt(taken[0], 200))
     [freed] = await queue.claim(10)
     assert freed.recording_id not in {c.recording_id for c in taken}
-    log = await deliveries.attempts(f"rr:attempts:{sub.id}")
+    log, _ = await deliveries.attempts(f"rr:attempts:{sub.id}")
     assert log == [{"msg_id": taken[0].msg_id, "status_code": 200}]
 
 

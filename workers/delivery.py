@@ -24,14 +24,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from standardwebhooks.webhooks import Webhook
 
-from service.deliveries import Deliveries
+from service.deliveries import Deliveries, failing_since_key
 from service.settings import Settings
 from service.ssrf import RefusedURL
-from service.subscriptions import OPERATIONAL, Subscription, SubscriptionStore, parse
-from workers.delivery_queue import Claimed, DeliveryQueue, failing_since_key
+from service.subscriptions import OPERATIONAL, Subscription, SubscriptionStore, changed, parse
+from service.urls import redacted
+from workers.delivery_queue import Claimed, DeliveryQueue
 
 log = logging.getLogger("recording_relay.delivery")
 BODY_LOG_BYTES = 4096
@@ -73,9 +75,19 @@ class Deliverer:
 
     async def deliver(self, claimed: Claimed) -> str:
         """Attempt `claimed` once and settle it: succeeded, failed, or due again later."""
-        subscription = parse(claimed.subscription) if claimed.subscription else None
-        if subscription is None or not subscription.enabled:
-            attempt = self._record(claimed, "subscription disabled or deleted")
+        if not claimed.subscription:  # deleted with its logs: nothing is kept of this one
+            await self.queue.settle(claimed, "dropped", self._record(claimed))
+            return "dropped"
+        try:
+            subscription = parse(claimed.subscription)
+        except ValidationError as unreadable:
+            reason = f"the stored subscription is unreadable: {unreadable.errors()[0]['msg']}"
+            log.error("delivery %s to %s: %s", claimed.msg_id, claimed.subscription_id, reason)
+            attempt = self._record(claimed, reason)
+            await self.queue.settle(claimed, "failed", attempt, reason)
+            return "failed"
+        if not subscription.enabled:
+            attempt = self._record(claimed, "subscription disabled")
             await self.queue.settle(claimed, "failed", attempt, attempt["error"])
             return "failed"
         attempt = await self._attempt(subscription, claimed)
@@ -85,27 +97,35 @@ class Deliverer:
             log.debug("delivery %s to %s: succeeded", claimed.msg_id, subscription.id)
             return "succeeded"
         error = attempt["error"] or f"HTTP {status}"
+        log.warning(
+            "delivery %s to %s: attempt %d failed: %s",
+            claimed.msg_id,
+            subscription.id,
+            claimed.attempts + 1,
+            error,
+        )
         if status == 410:
             await self._disable(subscription, "the endpoint answered 410 Gone")
-            await self.queue.settle(claimed, "failed", attempt, "410 Gone: subscription disabled")
+            await self.queue.settle(
+                claimed, "failed", attempt, "410 Gone: subscription disabled", counts=True
+            )
             return "failed"
-        failing_since = failing_since_key(subscription.id)
-        await self.redis.set(failing_since, time.time(), nx=True)
-        since = float(await self.redis.get(failing_since) or time.time())
+        # Settling a failed attempt starts the run of failures if this is its first.
+        since = float(await self.redis.get(failing_since_key(subscription.id)) or time.time())
         if time.time() - since >= self.settings.delivery_disable_after:
             await self._disable(subscription, "failing without a success for too long")
-            await self.queue.settle(claimed, "failed", attempt, error)
+            await self.queue.settle(claimed, "failed", attempt, error, counts=True)
             return "failed"
         schedule = self.settings.delivery_retry_schedule
         attempts = claimed.attempts + 1
         if attempts >= len(schedule):
-            await self.queue.settle(claimed, "failed", attempt, error)
+            await self.queue.settle(claimed, "failed", attempt, error, counts=True)
             log.info("delivery %s to %s: failed, schedule spent", claimed.msg_id, subscription.id)
             return "failed"
         delay = schedule[attempts] * random.uniform(0.8, 1.2)
         if attempt.get("retry_after") is not None:
             delay = max(delay, attempt["retry_after"])
-        await self.queue.settle(claimed, "retry", attempt, error, retry_in=delay)
+        await self.queue.settle(claimed, "retry", attempt, error, retry_in=delay, counts=True)
         return "retry"
 
     def _record(self, claimed: Claimed, error: str | None = None) -> dict[str, Any]:
@@ -126,22 +146,22 @@ class Deliverer:
         msg_id, body = claimed.msg_id, claimed.body
         timestamp = int(time.time())
         record = self._record(claimed)
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "recording-relay",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(subscription, msg_id, timestamp, body),
-        }
         started = time.monotonic()
-        request = httpx.Request(
-            "POST",
-            subscription.url,
-            content=body.encode(),
-            headers=headers,
-            extensions={"timeout": self.timeout},
-        )
         try:
+            headers = {
+                "content-type": "application/json",
+                "user-agent": "recording-relay",
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": signature_header(subscription, msg_id, timestamp, body),
+            }
+            request = httpx.Request(
+                "POST",
+                subscription.url,
+                content=body.encode(),
+                headers=headers,
+                extensions={"timeout": self.timeout},
+            )
             async with asyncio.timeout(self.settings.delivery_timeout):
                 response = await self.transport.handle_async_request(request)
                 try:
@@ -154,30 +174,40 @@ class Deliverer:
                 finally:
                     await response.aclose()
             record["response_body"] = received[:BODY_LOG_BYTES].decode(errors="replace")
-            retry_after = response.headers.get("retry-after", "")
-            if retry_after.replace(".", "", 1).isdigit():
-                record["retry_after"] = float(retry_after)
+            record["retry_after"] = _seconds(response.headers.get("retry-after", ""))
         except RefusedURL as error:  # from the guarded transport, on the address resolved
             record["error"] = f"refused: {error}"
         except (httpx.TimeoutException, TimeoutError):
             record["error"] = f"no answer within {self.settings.delivery_timeout:g} s"
         except httpx.HTTPError as error:
             record["error"] = f"{type(error).__name__}: {error}"[:300]
+        except Exception as error:  # whatever it is, the attempt failed: settle it as one
+            log.exception("delivery %s to %s: unexpected error", msg_id, subscription.id)
+            record["error"] = f"{type(error).__name__}: {error}"[:300]
         record["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
         return record
 
     async def _disable(self, claimed: Subscription, reason: str) -> None:
         subscription = await self.subscriptions.get(claimed.id)  # as it is now
-        if subscription is None or not subscription.enabled:
+        if not isinstance(subscription, Subscription) or not subscription.enabled:
             return
-        disabled = {"enabled": False, "disabled_reason": reason, "updated_at": time.time()}
-        await self.subscriptions.save(subscription.model_copy(update=disabled))
+        disabled = changed(
+            subscription, enabled=False, disabled_reason=reason, updated_at=time.time()
+        )
+        await self.subscriptions.save(disabled)
         log.warning("subscription %s disabled: %s", subscription.id, reason)
         now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        event = {
-            "type": OPERATIONAL,
-            "timestamp": now,
-            "data": {"subscription_id": subscription.id, "url": subscription.url, "reason": reason},
-        }
+        # Other subscribers read this: the URL goes without credentials, query or fragment.
+        data = {"subscription_id": subscription.id, "url": redacted(subscription.url)}
+        event = {"type": OPERATIONAL, "timestamp": now, "data": {**data, "reason": reason}}
         pseudo_recording = f"subscription:{subscription.id}:{int(time.time())}"
         await self.deliveries.fan_out(pseudo_recording, OPERATIONAL, json.dumps(event))
+
+
+def _seconds(retry_after: str) -> float | None:
+    """A `Retry-After` in seconds (an HTTP date, or anything else, is not used)."""
+    try:
+        seconds = float(retry_after)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < 86_400 * 7 else None

@@ -42,6 +42,7 @@ from service.deliveries import (
     delivery_key,
     due_member,
     failed_key,
+    failing_since_key,
     recording_attempts_key,
 )
 from service.subscriptions import KEY as SUBSCRIPTIONS_KEY
@@ -90,9 +91,13 @@ return claimed
 """
 
 # KEYS: due, leased, delivery, subscriber's attempt log, recording's attempt log, failed,
-# failing-since. ARGV: member, outcome (succeeded | failed | retry), now (ms), retry at (ms),
-# error, attempt (JSON), log length, retention (s): a settled delivery, the recording's attempt
-# log and the failed list are kept as long as the recording's state.
+# failing-since, subscriptions. ARGV: member, outcome (succeeded | failed | retry | dropped),
+# now (ms), retry at (ms), error, attempt (JSON), log length, retention (s), "1" if the attempt
+# was a failure of the subscriber's (it starts a run of failures, if none is running): a settled
+# delivery, the recording's attempt log and the failed list are kept as long as the recording's
+# state.
+# A delivery whose subscription is gone (deleted, perhaps while this attempt was in flight) is
+# dropped: nothing is kept, so nothing of a deleted subscription comes back. Returns 2 then.
 SETTLE = """
 local member, outcome, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local colon = string.find(member, ':', 1, true)
@@ -101,6 +106,17 @@ redis.call('ZREM', KEYS[2], member)
 redis.call('ZREM', 'rr:slots:' .. sub_id, member)
 local woken = redis.call('ZPOPMIN', 'rr:waiting:' .. sub_id)
 if woken[1] then redis.call('ZADD', KEYS[1], now, woken[1]) end
+if outcome == 'dropped' or redis.call('HEXISTS', KEYS[8], sub_id) == 0 then
+  local recording = redis.call('HGET', KEYS[3], 'recording_id')
+  redis.call('DEL', KEYS[3])
+  if recording then
+    local outbox = 'rr:outbox:' .. sub_id .. ':' .. recording
+    redis.call('ZREM', outbox, msg_id)
+    local following = redis.call('ZRANGE', outbox, 0, 0)[1]
+    if following then redis.call('ZADD', KEYS[1], now, sub_id .. ':' .. following) end
+  end
+  return 2
+end
 local retention = tonumber(ARGV[8])
 for _, log in ipairs({KEYS[4], KEYS[5]}) do
   redis.call('RPUSH', log, ARGV[6])
@@ -109,6 +125,7 @@ end
 redis.call('EXPIRE', KEYS[5], retention)
 redis.call('HINCRBY', KEYS[3], 'attempts', 1)
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], 'last_error', ARGV[5]) end
+if ARGV[9] == '1' then redis.call('SET', KEYS[7], now / 1000, 'NX') end
 if outcome == 'retry' then
   redis.call('ZADD', KEYS[1], tonumber(ARGV[4]), member)
   return 0
@@ -187,8 +204,11 @@ class DeliveryQueue:
         attempt: dict[str, Any],
         error: str | None = None,
         retry_in: float = 0.0,
+        counts: bool = False,
     ) -> None:
-        """Record `attempt`; `outcome` is `succeeded`, `failed` or `retry` (in `retry_in` s)."""
+        """Record `attempt`; `outcome` is `succeeded`, `failed`, `retry` (in `retry_in` s) or
+        `dropped` (its subscription is deleted: nothing is recorded). `counts`: the subscriber
+        failed (towards `DELIVERY_DISABLE_AFTER`)."""
         now = int(time.time() * 1000)
         keys = [
             DUE_KEY,
@@ -198,6 +218,7 @@ class DeliveryQueue:
             recording_attempts_key(claimed.recording_id),
             failed_key(claimed.subscription_id),
             failing_since_key(claimed.subscription_id),
+            SUBSCRIPTIONS_KEY,
         ]
         args: list[str | int] = [
             claimed.member,
@@ -208,6 +229,7 @@ class DeliveryQueue:
             json.dumps(attempt),
             ATTEMPT_LOG_MAX,
             self.retention,
+            "1" if counts else "0",
         ]
         deadline = claimed.claimed_at + self.lease_ms / 1000 - 1
         delay = 0.1
@@ -220,8 +242,3 @@ class DeliveryQueue:
                     raise  # the lease lapses: the delivery is attempted again
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-
-def failing_since_key(subscription_id: str) -> str:
-    """When the subscriber's current run of failures began (deleted by a success)."""
-    return f"rr:failing-since:{subscription_id}"

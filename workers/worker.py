@@ -101,7 +101,7 @@ def build_worker(settings: Settings, **overrides: Any) -> RelayWorker:
             retries=settings.plivo_retries,
         )
         store = RecordingStore(redis, settings.recording_retention_days)
-        subscriptions = SubscriptionStore(redis)
+        subscriptions = SubscriptionStore(redis, settings.subscriptions_max)
         deliveries = Deliveries(redis, subscriptions)
         guard = URLGuard(settings.delivery_allow_networks)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
