@@ -10,11 +10,13 @@ import ipaddress
 import sys
 from collections.abc import Mapping
 from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 AUTH_ID_PREFIXES = ("MA", "SA")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -43,8 +45,9 @@ class Settings(BaseSettings):
 
     # How long the relay remembers a recording (its state and de-duplication), in days.
     recording_retention_days: int = Field(default=30, ge=1)
-    # Seconds a worker waits for running jobs on SIGTERM before handing them back to the queue.
-    worker_shutdown_grace: int = Field(default=20, ge=0)
+    # Seconds a worker lets running jobs and webhook attempts finish on SIGTERM before handing
+    # them back; at most 25, so that it is gone within a PaaS's 30 s.
+    worker_shutdown_grace: float = Field(default=20, ge=0, le=25)
     worker_max_jobs: int = Field(default=50, ge=1)
     # A job running longer fails; a killed worker's jobs are retried this long + 10 s later.
     worker_job_timeout: int = Field(default=120, ge=1)
@@ -97,11 +100,28 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty")
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
+
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str) -> str:
+    def _redis_url(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if value.startswith("unix://"):
+            return value
+        parts = urlsplit(value)
+        try:
+            parts.port  # noqa: B018 (reading it checks it)
+        except ValueError:
+            raise ValueError("has a port that is not a number from 1 to 65535") from None
+        database = parts.path.removeprefix("/")
+        if database and not (database.isascii() and database.isdigit()):
+            raise ValueError("has a database that is not a number (redis://host:port/0)")
         return value
 
     @field_validator("plivo_api_url", "public_base_url")
@@ -168,6 +188,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be comma-separated CIDRs, e.g. 127.0.0.0/8,10.1.0.0/16"
             ) from None
+
+    @property
+    def redis_url_for_logs(self) -> str:
+        """`REDIS_URL` without its password."""
+        parts = urlsplit(self.redis_url)
+        if parts.password is None:
+            return self.redis_url
+        netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+        return urlunsplit(parts._replace(netloc=netloc))
 
     def token_for(self, auth_id: str) -> SecretStr | None:
         """The auth token of the main account or of one of the configured subaccounts."""

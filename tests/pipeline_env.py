@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from asyncio.subprocess import Process
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
-from arq.worker import Worker
 
 from sandbox.app import Sandbox, create_sandbox
 from sandbox.state import Faults
@@ -26,7 +30,7 @@ from tests.conftest import (
 )
 from tests.servers import serve
 from tests.waiting import eventually
-from workers.worker import build_worker
+from workers.worker import WorkerProcess
 
 
 @dataclass
@@ -36,7 +40,7 @@ class Relay:
     sandbox_url: str
     sandbox: Sandbox
     http: httpx.AsyncClient
-    worker: Worker | None = None
+    worker: WorkerProcess | None = None
     _worker_task: asyncio.Task[None] | None = None
 
     @property
@@ -71,8 +75,8 @@ class Relay:
         return self.sandbox.state.counters.by_route.get(route, 0)
 
     def start_worker(self) -> None:
-        self.worker = build_worker(self.settings, poll_delay=0.02, handle_signals=False)
-        self._worker_task = asyncio.create_task(self.worker.async_run())
+        self.worker = WorkerProcess(self.settings, poll_delay=0.02)
+        self._worker_task = asyncio.create_task(self.worker.run())
 
 
 @asynccontextmanager
@@ -102,6 +106,35 @@ async def running_relay(
             yield relay
         finally:
             if relay.worker is not None:
-                await relay.worker.close()
+                relay.worker.stop()
                 await asyncio.gather(relay._worker_task, return_exceptions=True)
             await sandbox.http.aclose()
+
+
+async def start_worker(relay_env: dict[str, str], log: Path | None = None) -> Process:
+    """A `python -m workers` process; its output goes to `log` (pytest shows it on failure)."""
+    start = asyncio.create_subprocess_exec
+    if log is None:
+        null = subprocess.DEVNULL
+        return await start(sys.executable, "-m", "workers", env=relay_env, stdout=null, stderr=null)
+    with log.open("ab") as out:
+        return await start(sys.executable, "-m", "workers", env=relay_env, stdout=out, stderr=out)
+
+
+def worker_env(relay: Relay, **extra: str) -> dict[str, str]:
+    """The environment of a `python -m workers` process serving `relay`."""
+    settings = relay.settings
+    return {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "PLIVO_AUTH_ID": AUTH_ID,
+        "PLIVO_AUTH_TOKEN": AUTH_TOKEN,
+        "PLIVO_SUBACCOUNTS": f"{SUB_AUTH_ID}:{SUB_AUTH_TOKEN}",
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "PLIVO_API_URL": settings.plivo_api_url,
+        "PUBLIC_BASE_URL": str(settings.public_base_url),
+        "TRANSCRIPTION_POLL_SCHEDULE": "0.3",
+        "WORKER_JOB_TIMEOUT": "2",
+        "LOG_LEVEL": "warning",
+        **extra,
+    }

@@ -24,6 +24,7 @@ class Receiver:
 
     answers: list[int] = field(default_factory=lambda: [200])
     hang: bool = False
+    delay: float = 0.0  # seconds before answering: a slow subscriber
     got: list[Received] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -35,6 +36,8 @@ class Receiver:
             self.got.append(Received(dict(request.headers), body, None if hang else status))
             if hang:
                 await asyncio.Event().wait()  # never answers; the relay's timeout ends it
+            if self.delay:
+                await asyncio.sleep(self.delay)
             return Response(f"answer {status}", status_code=status, headers=self.headers)
 
         return Starlette(routes=[Route("/hook", hook, methods=["POST"])])

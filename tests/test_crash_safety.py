@@ -3,51 +3,17 @@ from its append-only file while webhooks wait to be delivered."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
-import subprocess
-import sys
-from asyncio.subprocess import Process
 from pathlib import Path
 
 from redis.asyncio import Redis
 
 from service.embedded_redis import EmbeddedRedis
-from tests.conftest import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN, SUB_AUTH_ID, SUB_AUTH_TOKEN
-from tests.pipeline_env import Relay, running_relay
+from tests.conftest import ADMIN_TOKEN
+from tests.pipeline_env import running_relay, start_worker, worker_env
 from tests.receivers import Receiver
 from tests.servers import serve
 from tests.waiting import eventually
-
-
-async def start_worker(relay_env: dict[str, str], log: Path | None = None) -> Process:
-    """A `python -m workers` process; its output goes to `log` (pytest shows it on failure)."""
-    start = asyncio.create_subprocess_exec
-    if log is None:
-        null = subprocess.DEVNULL
-        return await start(sys.executable, "-m", "workers", env=relay_env, stdout=null, stderr=null)
-    with log.open("ab") as out:
-        return await start(sys.executable, "-m", "workers", env=relay_env, stdout=out, stderr=out)
-
-
-def worker_env(relay: Relay, **extra: str) -> dict[str, str]:
-    """The environment of a `python -m workers` process serving `relay`."""
-    settings = relay.settings
-    return {
-        **os.environ,
-        "REDIS_URL": settings.redis_url,
-        "PLIVO_AUTH_ID": AUTH_ID,
-        "PLIVO_AUTH_TOKEN": AUTH_TOKEN,
-        "PLIVO_SUBACCOUNTS": f"{SUB_AUTH_ID}:{SUB_AUTH_TOKEN}",
-        "ADMIN_TOKEN": ADMIN_TOKEN,
-        "PLIVO_API_URL": settings.plivo_api_url,
-        "PUBLIC_BASE_URL": str(settings.public_base_url),
-        "TRANSCRIPTION_POLL_SCHEDULE": "0.3",
-        "WORKER_JOB_TIMEOUT": "2",
-        "LOG_LEVEL": "warning",
-        **extra,
-    }
 
 
 async def test_killed_worker_loses_nothing(redis_url: str, redis: Redis) -> None:

@@ -84,9 +84,9 @@ async def test_a_rerun_never_pays_for_a_second_transcription(redis_url: str) -> 
         recording_id = await relay.call()
         await relay.settled(recording_id)
         # As if a worker died after asking Plivo and the job ran again:
-        redis = relay.worker.pool  # type: ignore[union-attr]
+        redis = relay.worker.redis  # type: ignore[union-attr]
         await redis.hset(f"rr:recording:{recording_id}", "status", "transcribing")
-        await relay.worker.ctx["pipeline"].process(recording_id)  # type: ignore[union-attr]
+        await relay.worker.pipeline.process(recording_id)  # type: ignore[union-attr]
         route = "POST /v1/Account/{auth_id}/Transcription/{recording_id}/"
         assert relay.sandbox_requests(route) == 1
 
@@ -201,4 +201,4 @@ async def test_retention_is_off_by_default(redis_url: str) -> None:
         await relay.settled(recording_id)
         assert recording_id in relay.sandbox.state.accounts[AUTH_ID].recordings
         assert relay.worker is not None
-        assert await relay.worker.pool.zcard("arq:queue") == 0  # nothing scheduled to delete
+        assert await relay.worker.redis.zcard("arq:queue") == 0  # nothing scheduled to delete

@@ -43,6 +43,12 @@ def test_defaults_and_subaccounts() -> None:
         ({"PLIVO_SUBACCOUNTS": "SAX:tok"}, "PLIVO_SUBACCOUNTS must be"),
         ({"PUBLIC_BASE_URL": "relay.example.com"}, "PUBLIC_BASE_URL must be an http"),
         ({"PLIVO_VERIFY_SIGNATURES": "maybe"}, "PLIVO_VERIFY_SIGNATURES"),
+        ({"LOG_LEVEL": "verbose"}, "LOG_LEVEL must be one of debug, info, warning, error"),
+        ({"REDIS_URL": "redis://127.0.0.1:notaport/0"}, "REDIS_URL has a port"),
+        ({"REDIS_URL": "redis://127.0.0.1:99999/0"}, "REDIS_URL has a port"),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/notadb"}, "REDIS_URL has a database"),
+        ({"WORKER_SHUTDOWN_GRACE": "60"}, "WORKER_SHUTDOWN_GRACE"),
+        ({"SUBSCRIPTIONS_MAX": "0"}, "SUBSCRIPTIONS_MAX"),
     ],
 )
 def test_bad_configuration_exits_with_one_line_naming_the_variable(
@@ -78,3 +84,9 @@ def test_settings_are_immutable() -> None:
     assert isinstance(settings, Settings)
     with pytest.raises(ValueError):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_the_redis_url_is_logged_without_its_password() -> None:
+    settings = load_settings({**GOOD, "REDIS_URL": f"redis://user:{SECRET}@cache.internal:6380/2"})
+    assert settings.redis_url_for_logs == "redis://user:***@cache.internal:6380/2"
+    assert load_settings(GOOD).redis_url_for_logs == GOOD["REDIS_URL"]

@@ -93,17 +93,28 @@ class Pipeline:
             except PlivoError as error:
                 stage = "collect_transcription"
                 if error.transient and not self._past_deadline(state):
-                    await self._retry_later(recording_id, stage, error, job_try)
+                    # The collector's tries are mostly polls: an outage is retried at the next
+                    # poll, not on a backoff grown by every poll before it.
+                    await self._retry_later(
+                        recording_id, stage, error, job_try, self._poll_in(job_try)
+                    )
                 await self.fail(recording_id, state, stage, error.message)
                 return "failed"
             finally:
                 await self.store.add_requests(recording_id, take_count())
 
     async def _retry_later(
-        self, recording_id: str, stage: str, error: PlivoError, job_try: int
+        self,
+        recording_id: str,
+        stage: str,
+        error: PlivoError,
+        job_try: int,
+        defer: float | None = None,
     ) -> NoReturn:
-        """Plivo is having an outage beyond one request's retries: run the job again later."""
-        defer = min(60.0, 2.0 ** (job_try - 1)) * random.uniform(0.8, 1.2)
+        """Plivo is having an outage beyond one request's retries: run the job again later
+        (after `defer` seconds, or on a backoff by its tries)."""
+        if defer is None:
+            defer = min(60.0, 2.0 ** (job_try - 1)) * random.uniform(0.8, 1.2)
         await self.store.update(recording_id, last_error=f"{stage}: {error} (retrying)")
         log.warning(
             "%s: recording_id=%s %s; trying again in %.0f s", stage, recording_id, error, defer
@@ -235,8 +246,11 @@ class Pipeline:
         auth_id = _callback(state)["auth_id"]
         if await self._transcription_callback(recording_id, auth_id) is not None:
             raise Retry(defer=0)  # it came while we polled: go again at once
+        raise Retry(defer=self._poll_in(job_try))
+
+    def _poll_in(self, job_try: int) -> float:
         schedule = self.settings.transcription_poll_schedule
-        raise Retry(defer=schedule[min(job_try, len(schedule) - 1)])
+        return schedule[min(job_try, len(schedule) - 1)]
 
     def _past_deadline(self, state: dict[str, str]) -> bool:
         requested = float(state.get("transcription_requested_at", _now_ms())) / 1000

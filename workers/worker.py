@@ -1,8 +1,10 @@
 """The worker process: arq jobs for the pipeline, the webhook dispatcher, and the clients they
-share, all from `Settings`."""
+share, all from `Settings` (`WorkerProcess`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import signal
@@ -11,9 +13,10 @@ from typing import Any, TypeVar
 
 import httpx
 from arq import Retry
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis
 from arq.worker import Worker, func
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import queue
@@ -70,21 +73,54 @@ async def delete_recording(ctx: dict[str, Any], recording_id: str) -> str:
     return await pipeline.delete(recording_id, ctx["job_try"])
 
 
-class RelayWorker(Worker):
-    """arq's worker, and beside its jobs the webhook dispatcher (`workers.dispatcher`)."""
+def arq_options(settings: Settings) -> dict[str, Any]:
+    """How arq runs the relay's jobs."""
+    return {
+        "functions": [
+            # Retried later through Plivo outages: PLIVO_OUTAGE_WINDOW bounds its tries.
+            func(process_recording, name=queue.PROCESS_RECORDING, max_tries=100_000),
+            # Re-deferred once per poll: its tries are polls, bounded by the deadline instead.
+            func(collect_transcription, name=queue.COLLECT_TRANSCRIPTION, max_tries=100_000),
+            func(delete_recording, name=queue.DELETE_RECORDING, max_tries=10),
+        ],
+        "queue_name": queue.QUEUE,
+        "max_jobs": settings.worker_max_jobs,
+        # A killed worker's job is taken up again once its lock lapses: timeout + 10 s.
+        "job_timeout": settings.worker_job_timeout,
+        "keep_result": 3600,
+        # How often an idle worker looks for new jobs (arq's default, 0.5 s, would add 250 ms
+        # on average before each step of a recording); a poll is one cheap Redis command.
+        "poll_delay": 0.05,
+        # Signals are the process's (`WorkerProcess.stop`), not one arq worker's.
+        "handle_signals": False,
+    }
 
-    def handle_sig(self, signum: signal.Signals) -> None:
-        dispatcher: Dispatcher | None = self.ctx.get("dispatcher")
-        if dispatcher is not None:
-            dispatcher.stop_claiming()  # as arq stops picking jobs
-        super().handle_sig(signum)
 
+class WorkerProcess:
+    """One worker process: arq's worker for the pipeline's jobs and the webhook dispatcher.
 
-def build_worker(settings: Settings, **overrides: Any) -> RelayWorker:
-    """An arq worker for the relay's jobs; `overrides` are passed to arq (tests use `burst`)."""
+    The clients and the one dispatcher live as long as the process. arq's worker ends when it
+    loses Redis; the process then waits for Redis (saying which `REDIS_URL`) and starts a new
+    arq worker on the same clients, so there is never a second dispatcher, and the PaaS sees no
+    crash. `stop` (SIGTERM, SIGINT) is remembered whatever the process is doing: no job or
+    webhook is taken after it, those running get `WORKER_SHUTDOWN_GRACE` seconds to finish and
+    be recorded, the rest are handed back (their locks and leases lapse), and `run` returns.
+    """
 
-    async def startup(ctx: dict[str, Any]) -> None:
-        redis = ctx["redis"]
+    def __init__(self, settings: Settings, **arq_overrides: Any) -> None:
+        self.settings = settings
+        self.arq_overrides = arq_overrides  # tests use `burst` and a shorter `poll_delay`
+        self.redis = ArqRedis.from_url(
+            settings.redis_url, socket_connect_timeout=2, socket_timeout=10
+        )
+        self.arq: Worker | None = None
+        self._arq_main: asyncio.Task[None] | None = None
+        self.signal: str | None = None
+        self._stopping = asyncio.Event()
+        self._build()
+
+    def _build(self) -> None:
+        settings, redis = self.settings, self.redis
         limit, window = settings.plivo_rate_limit
         credentials = {
             auth_id: token.get_secret_value()
@@ -93,66 +129,139 @@ def build_worker(settings: Settings, **overrides: Any) -> RelayWorker:
                 *settings.plivo_subaccounts.items(),
             ]
         }
-        plivo = PlivoClient(
+        self.plivo = PlivoClient(
             settings.plivo_api_url,
             credentials,
             limiter=RateLimiter(redis, limit, window),
             timeout=settings.plivo_timeout,
             retries=settings.plivo_retries,
         )
-        store = RecordingStore(redis, settings.recording_retention_days)
+        self.store = RecordingStore(redis, settings.recording_retention_days)
         subscriptions = SubscriptionStore(redis, settings.subscriptions_max)
         deliveries = Deliveries(redis, subscriptions)
         guard = URLGuard(settings.delivery_allow_networks)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
-        webhooks = guarded_transport(guard, limits)
-        ctx["plivo"], ctx["store"], ctx["webhooks"] = plivo, store, webhooks
-        ctx["pipeline"] = Pipeline(settings, store, plivo, redis, deliveries)
+        self.webhooks = guarded_transport(guard, limits)
+        self.pipeline = Pipeline(settings, self.store, self.plivo, redis, deliveries)
         delivery_queue = DeliveryQueue(
             redis,
             settings.delivery_max_in_flight,
             lease=settings.delivery_timeout + 10,
             retention=settings.recording_retention_days * 86_400,
         )
-        deliverer = Deliverer(settings, redis, subscriptions, deliveries, delivery_queue, webhooks)
-        ctx["dispatcher"] = Dispatcher(delivery_queue, deliverer, settings.delivery_concurrency)
-        ctx["dispatcher"].start()
-        if settings.public_base_url is None:
+        deliverer = Deliverer(
+            settings, redis, subscriptions, deliveries, delivery_queue, self.webhooks
+        )
+        self.dispatcher = Dispatcher(delivery_queue, deliverer, settings.delivery_concurrency)
+
+    def stop(self, signal_name: str = "stop") -> None:
+        """Stop taking work and shut down (safe to call any number of times, at any moment)."""
+        if self.signal is None:
+            self.signal = signal_name
+            log.info("shutdown on %s: finishing what is running", signal_name)
+        self._stopping.set()
+        if self.arq is not None:
+            self.arq.allow_pick_jobs = False
+        self.dispatcher.stop_claiming()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.stop, signum.name)
+
+    async def run(self) -> None:
+        """Work until `stop`, riding out Redis going away; then shut down cleanly."""
+        if self.settings.public_base_url is None:
             log.warning(
                 "PUBLIC_BASE_URL is unset: Plivo cannot call back when a transcription is "
                 "ready, so transcriptions are found by polling only"
             )
+        try:
+            if await self._wait_for_redis():
+                self.dispatcher.start()
+                while not self._stopping.is_set():
+                    if await self._run_arq() == "finished":
+                        break
+                    if not await self._wait_for_redis():
+                        break
+        finally:
+            await self._shut_down()
 
-    async def shutdown(ctx: dict[str, Any]) -> None:
-        if "dispatcher" in ctx:
-            await ctx["dispatcher"].stop(settings.worker_shutdown_grace)
-        if "plivo" in ctx:
-            await ctx["plivo"].aclose()
-            await ctx["store"].aclose()
-            await ctx["webhooks"].aclose()
+    async def _run_arq(self) -> str:
+        """One arq worker's life: `finished` (burst mode), `stopping`, or `lost` (Redis)."""
+        options = {**arq_options(self.settings), **self.arq_overrides}
+        self.arq = Worker(redis_pool=self.redis, ctx={"pipeline": self.pipeline}, **options)
+        self.arq.allow_pick_jobs = not self._stopping.is_set()
+        main = self._arq_main = asyncio.create_task(self.arq.main())
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({main, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not main.done():
+            return "stopping"  # `_shut_down` lets its jobs finish
+        try:
+            main.result()
+            return "finished"
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            log.warning("lost Redis (%s); starting again once it answers", error)
+            await self._cancel_jobs()
+            return "lost"
 
-    options: dict[str, Any] = {
-        "functions": [
-            # Retried later through Plivo outages: PLIVO_OUTAGE_WINDOW bounds its tries.
-            func(process_recording, name=queue.PROCESS_RECORDING, max_tries=100_000),
-            # Re-deferred once per poll: its tries are polls, bounded by the deadline instead.
-            func(collect_transcription, name=queue.COLLECT_TRANSCRIPTION, max_tries=100_000),
-            func(delete_recording, name=queue.DELETE_RECORDING, max_tries=10),
-        ],
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
-        "queue_name": queue.QUEUE,
-        "max_jobs": settings.worker_max_jobs,
-        "on_startup": startup,
-        "on_shutdown": shutdown,
-        # A killed worker's job is taken up again once its lock lapses: timeout + 10 s.
-        "job_timeout": settings.worker_job_timeout,
-        # On SIGTERM stop taking jobs, let running ones finish for this long, then hand the
-        # rest back to the queue (arq re-queues cancelled jobs).
-        "job_completion_wait": settings.worker_shutdown_grace,
-        "keep_result": 3600,
-        # How often an idle worker looks for new jobs (arq's default, 0.5 s, would add 250 ms
-        # on average before each step of a recording); a poll is one cheap Redis command.
-        "poll_delay": 0.05,
-    }
-    options.update(overrides)
-    return RelayWorker(**options)
+    async def _finish_jobs(self, grace: float) -> None:
+        jobs = list(self.arq.tasks.values()) if self.arq is not None else []
+        if jobs:
+            _, late = await asyncio.wait(jobs, timeout=grace)
+            for task in late:
+                task.cancel()  # arq hands a cancelled job back to the queue
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def _cancel_jobs(self) -> None:
+        """Cancel the jobs of the arq worker that lost Redis: their locks lapse and another
+        worker (or this one, once Redis is back) runs them again."""
+        if self.arq is not None:
+            running = list(self.arq.tasks.values())
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _wait_for_redis(self) -> bool:
+        """True once Redis answers; False if the process is told to stop first."""
+        delay, said = 0.2, False
+        while not self._stopping.is_set():
+            try:
+                await self.redis.ping()
+                if said:
+                    log.info("Redis answers again")
+                return True
+            except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+                if not said:
+                    url = self.settings.redis_url_for_logs
+                    log.warning("waiting for Redis at %s (%s)", url, error)
+                    said = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, 5.0)
+        return False
+
+    async def _shut_down(self) -> None:
+        """Give running jobs and webhook attempts the grace period, together; hand back the
+        rest; close the clients."""
+        self.stop(self.signal or "stop")
+        grace = self.settings.worker_shutdown_grace
+        arq = self.arq
+        await asyncio.gather(self._finish_jobs(grace), self.dispatcher.stop(grace))
+        if self._arq_main is not None:
+            self._arq_main.cancel()
+            await asyncio.gather(self._arq_main, return_exceptions=True)
+        if arq is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.delete(arq.health_check_key)
+        log.info(
+            "shut down: %d jobs complete, %d failed, %d retried",
+            arq.jobs_complete if arq else 0,
+            arq.jobs_failed if arq else 0,
+            arq.jobs_retried if arq else 0,
+        )
+        await self.plivo.aclose()
+        await self.store.aclose()
+        await self.webhooks.aclose()
+        await self.redis.aclose()
