@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from service import errors
+from service import errors, http_limits
 from service.admin_auth import AdminAuth
 from service.deliveries import Deliveries
 from service.deliveries_api import DeliveriesAPI
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     """Build the app; with no settings given, read them from the environment."""
     settings = settings or load_settings()
     configure(settings.log_level)
+    http_limits.configure(settings.http_request_timeout)
     redis = connect(settings.redis_url)
     store = RecordingStore(redis, settings.recording_retention_days)
     ingest = Ingest(PlivoAuth(settings), store)
@@ -68,6 +69,13 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     deliveries = DeliveriesAPI(fan_out, subscription_store, store, admin)
     if not settings.plivo_verify_signatures:
         log.warning("PLIVO_VERIFY_SIGNATURES is off: callbacks are accepted without a signature")
+    elif settings.public_base_url is None:
+        log.warning(
+            "PUBLIC_BASE_URL is unset: Plivo's signatures are checked against the URL each "
+            "request arrived at (its Host header; X-Forwarded-Proto only from "
+            "FORWARDED_ALLOW_IPS). Behind a PaaS router or proxy, set PUBLIC_BASE_URL to the "
+            "URL configured at Plivo (https://relay.example.com), or every callback is refused"
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -9,7 +9,7 @@ import logging
 
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 log = logging.getLogger("recording_relay.errors")
@@ -35,6 +35,17 @@ async def storage_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client went away (or was cut off by `service.http_limits`) mid-request: no one
+    hears this answer."""
+    log.info(
+        "%s %s: the client went away before sending the whole request",
+        request.method,
+        request.url.path,
+    )
+    return JSONResponse({"error": "request incomplete"}, status_code=400)
+
+
 async def unexpected(request: Request, exc: Exception) -> Response:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"error": "internal error"}, status_code=500)
@@ -42,6 +53,7 @@ async def unexpected(request: Request, exc: Exception) -> Response:
 
 HANDLERS = {
     HTTPException: http_error,
+    ClientDisconnect: client_gone,
     RedisError: storage_unavailable,
     Exception: unexpected,
 }

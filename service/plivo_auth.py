@@ -66,4 +66,10 @@ class PlivoAuth:
                     return auth_id
         if ma_v3 and matches(sign(self._main_token, canonical, nonce), ma_v3):
             return self.main_auth_id
+        if self.public_base_url is None:
+            raise HTTPException(
+                403,
+                "invalid Plivo signature (PUBLIC_BASE_URL is unset, so it was checked against "
+                "the URL this request arrived at: set PUBLIC_BASE_URL to the URL Plivo calls)",
+            )
         raise HTTPException(403, "invalid Plivo signature")

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
 
     admin_token: SecretStr
 
+    # Seconds a client has to send a whole request (head and body) before it is answered 408.
+    http_request_timeout: float = Field(default=10.0, gt=0, le=300)
+
     # How long the relay remembers a recording (its state and de-duplication), in days.
     recording_retention_days: int = Field(default=30, ge=1)
     # Seconds a worker lets running jobs and webhook attempts finish on SIGTERM before handing

@@ -27,6 +27,8 @@ def main() -> None:
         # X-Forwarded-Proto/Host only matter when the public URL is not configured.
         proxy_headers=settings.public_base_url is None,
         server_header=False,
+        # Bounded request heads and a deadline for receiving each request (service.http_limits).
+        http="service.http_limits:BoundedHttpToolsProtocol",
     )
 
 
