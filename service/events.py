@@ -4,15 +4,17 @@ Every event is `{"type", "timestamp", "data"}` (Standard Webhooks' convention). 
 has `recording_id`, `call_uuid`, `recording` (Plivo's Recording object, numbers as numbers, or
 null when it could not be fetched) and `callback` (the original callback parameters);
 `recording.transcribed` adds `transcription`, `recording.failed` adds `stage` and `reason`.
-The JSON Schema is `docs/events.v1.schema.json`; a change to these models is a new version.
+`subscription.disabled` has `subscription_id`, `url` (no credentials, query or fragment) and
+`reason`. The JSON Schema of both is `docs/events.v1.schema.json`; a change to these models is
+a new version (an additive one, a new event type, is not).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = 1
 EventType = Literal["recording.completed", "recording.transcribed", "recording.failed"]
@@ -54,13 +56,38 @@ class Event(BaseModel):
     data: EventData
 
 
+class DisabledData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subscription_id: str
+    url: str = Field(description="the subscription's URL without credentials, query or fragment")
+    reason: str
+
+
+class SubscriptionDisabled(BaseModel):
+    """`subscription.disabled`: an operational event, for the subscriptions that asked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["subscription.disabled"]
+    timestamp: str = Field(description="ISO 8601, UTC")
+    data: DisabledData
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def make_event(kind: EventType, data: EventData) -> Event:
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return Event(type=kind, timestamp=now, data=data)
+    return Event(type=kind, timestamp=now_iso(), data=data)
 
 
 def json_schema() -> dict[str, Any]:
-    schema = Event.model_json_schema()
-    schema["$id"] = f"https://recording-relay/events.v{SCHEMA_VERSION}.schema.json"
-    schema["title"] = f"recording-relay event, version {SCHEMA_VERSION}"
-    return schema
+    """Every event the relay sends, one of them by its `type`."""
+    either = TypeAdapter(Annotated[Event | SubscriptionDisabled, Field(discriminator="type")])
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://recording-relay/events.v{SCHEMA_VERSION}.schema.json",
+        "title": f"recording-relay event, version {SCHEMA_VERSION}",
+        **either.json_schema(),
+    }

@@ -1,20 +1,69 @@
 """The OpenAPI document of the management API, served at `GET /v1/openapi.json`.
 
-Paths are written out here; request and response bodies come from the pydantic models, so
-the document cannot drift from what the API validates.
+Paths are written out here; request and response bodies come from pydantic models, so the
+document cannot drift from what the API validates. Every route of the management API is here,
+with what it answers; links from a created subscription to the operations on it let stateful
+tests (schemathesis, in the suite) reach real ids.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from service.deliveries_api import RecoverRequest, ReplayRequest
 from service.events import Event
+from service.paging import MAX_LIMIT
 from service.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+class SubscriptionList(BaseModel):
+    data: list[Subscription]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page")
+    unreadable: list[dict[str, str]] = Field(
+        description="stored records the relay cannot read: `id` and `error`; delete them"
+    )
+
+
+class Attempt(BaseModel):
+    at: float = Field(description="epoch seconds")
+    subscription_id: str
+    recording_id: str
+    msg_id: str = Field(description="the webhook-id")
+    type: str
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    response_body: str = Field(description="the first 4 KiB of the answer")
+    retry_after: float | None = None
+
+
+class AttemptList(BaseModel):
+    data: list[Attempt] = Field(description="oldest first within the page")
+    next_cursor: str | None = Field(description="pass as `cursor` for older attempts")
+
+
+class Queued(BaseModel):
+    queued: int = Field(description="webhooks queued")
+
+
+class RecordingStatus(BaseModel):
+    recording_id: str
+    status: str | None = Field(
+        description="queued, details_fetched, transcribing, transcribed, failed or ignored"
+    )
+    steps: dict[str, int | None] = Field(description="each step's time, epoch ms")
+    plivo_requests: int
+    last_error: str | None
+    callback: dict[str, Any] | None
+    other_callbacks: list[dict[str, Any]]
+    events: list[Event]
+    attempts: list[Attempt]
 
 
 def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -23,29 +72,79 @@ def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str,
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _body(name: str) -> dict[str, Any]:
-    schema = {"$ref": f"#/components/schemas/{name}"}
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _body(name: str, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
 
 
 def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
+PAGE = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+    },
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+]
+# What every operation may answer besides its own.
+COMMON = {
+    "401": _answer("missing or wrong bearer token", ERROR),
+    "503": _answer("Redis is unreachable: nothing was changed; retry later", ERROR),
+}
+BAD_BODY = {
+    "400": _answer("the body is not JSON", ERROR),
+    "422": _answer("invalid input; the error names the field", ERROR),
+}
+UNKNOWN = {"404": _answer("no such subscription", ERROR)}
+UNREADABLE = {"409": _answer("the stored subscription is unreadable: delete it", ERROR)}
+# Where a created subscription's id goes next (OpenAPI links, followed by stateful tests).
+LINKS = {
+    name: {"operationId": operation, "parameters": {"subscription_id": "$response.body#/id"}}
+    for name, operation in [
+        ("GetSubscription", "getSubscription"),
+        ("PatchSubscription", "patchSubscription"),
+        ("RotateSecret", "rotateSecret"),
+        ("Attempts", "listAttempts"),
+        ("Recover", "recover"),
+        ("DeleteSubscription", "deleteSubscription"),
+    ]
+}
+
+
 def document() -> dict[str, Any]:
-    subscription = {"$ref": "#/components/schemas/Subscription"}
-    errors = {
-        "401": _answer("missing or wrong bearer token", ERROR),
-        "404": _answer("unknown", ERROR),
-    }
+    subscription = _ref("Subscription")
     one = {"parameters": [_path_param("subscription_id")]}
     schemas: dict[str, Any] = {
-        "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
+        "Error": {
+            "type": "object",
+            "properties": {"error": {"type": "string"}},
+            "required": ["error"],
+        },
     }
-    for model in (Subscription, SubscriptionCreate, SubscriptionPatch, Event):
+    for model in (
+        Subscription,
+        SubscriptionCreate,
+        SubscriptionPatch,
+        SubscriptionList,
+        Attempt,
+        AttemptList,
+        Queued,
+        ReplayRequest,
+        RecoverRequest,
+        RecordingStatus,
+        Event,
+    ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    created = _answer("created, with its signing secret", subscription)
     return {
         "openapi": "3.1.0",
         "info": {"title": "recording-relay management API", "version": "1"},
@@ -57,44 +156,129 @@ def document() -> dict[str, Any]:
         "paths": {
             "/v1/subscriptions": {
                 "post": {
+                    "operationId": "createSubscription",
                     "summary": "Subscribe a URL to events",
                     "requestBody": _body("SubscriptionCreate"),
                     "responses": {
-                        "201": _answer("created, with its signing secret", subscription),
-                        "422": _answer("invalid input; the field is named", ERROR),
-                        **errors,
+                        "201": {**created, "links": LINKS},
+                        "409": _answer("SUBSCRIPTIONS_MAX subscriptions exist already", ERROR),
+                        **BAD_BODY,
+                        **COMMON,
                     },
                 },
                 "get": {
-                    "summary": "All subscriptions",
-                    "responses": {"200": _answer("the subscriptions"), **errors},
+                    "operationId": "listSubscriptions",
+                    "summary": "The subscriptions, oldest first, a page at a time",
+                    "parameters": PAGE,
+                    "responses": {
+                        "200": _answer("a page of subscriptions", _ref("SubscriptionList")),
+                        "422": _answer("a bad limit or cursor", ERROR),
+                        **COMMON,
+                    },
                 },
             },
             "/v1/subscriptions/{subscription_id}": {
                 **one,
-                "get": {"responses": {"200": _answer("the subscription", subscription), **errors}},
+                "get": {
+                    "operationId": "getSubscription",
+                    "responses": {
+                        "200": _answer("the subscription", subscription),
+                        **UNKNOWN,
+                        **UNREADABLE,
+                        **COMMON,
+                    },
+                },
                 "patch": {
+                    "operationId": "patchSubscription",
+                    "summary": "Change url, events, description or enabled (none may be null)",
                     "requestBody": _body("SubscriptionPatch"),
                     "responses": {
                         "200": _answer("changed", subscription),
-                        "422": _answer("invalid input; the field is named", ERROR),
-                        **errors,
+                        **BAD_BODY,
+                        **UNKNOWN,
+                        **UNREADABLE,
+                        **COMMON,
                     },
                 },
-                "delete": {"responses": {"204": _answer("deleted"), **errors}},
+                "delete": {
+                    "operationId": "deleteSubscription",
+                    "summary": "Delete it, its attempt log and what is queued for it",
+                    "responses": {"204": _answer("deleted"), **UNKNOWN, **COMMON},
+                },
             },
             "/v1/subscriptions/{subscription_id}/rotate-secret": {
                 **one,
                 "post": {
+                    "operationId": "rotateSecret",
                     "summary": "A new secret; the old one signs alongside for 24 hours",
-                    "responses": {"200": _answer("rotated", subscription), **errors},
+                    "responses": {
+                        "200": _answer("rotated", subscription),
+                        **UNKNOWN,
+                        **UNREADABLE,
+                        **COMMON,
+                    },
+                },
+            },
+            "/v1/subscriptions/{subscription_id}/attempts": {
+                **one,
+                "get": {
+                    "operationId": "listAttempts",
+                    "summary": "The attempt log, newest page first",
+                    "parameters": PAGE,
+                    "responses": {
+                        "200": _answer("a page of attempts", _ref("AttemptList")),
+                        "422": _answer("a bad limit or cursor", ERROR),
+                        **UNKNOWN,
+                        **COMMON,
+                    },
+                },
+            },
+            "/v1/subscriptions/{subscription_id}/recover": {
+                **one,
+                "post": {
+                    "operationId": "recover",
+                    "summary": "Send again everything that failed for it since a time",
+                    "requestBody": _body("RecoverRequest"),
+                    "responses": {
+                        "202": _answer("queued again", _ref("Queued")),
+                        **BAD_BODY,
+                        **UNKNOWN,
+                        **COMMON,
+                    },
                 },
             },
             "/v1/recordings/{recording_id}": {
                 "parameters": [_path_param("recording_id")],
                 "get": {
+                    "operationId": "getRecording",
                     "summary": "A recording's pipeline state, steps, Plivo requests and events",
-                    "responses": {"200": _answer("the recording's state"), **errors},
+                    "responses": {
+                        "200": _answer("the recording's state", _ref("RecordingStatus")),
+                        "404": _answer("a recording the relay does not know", ERROR),
+                        **COMMON,
+                    },
+                },
+            },
+            "/v1/recordings/{recording_id}/replay": {
+                "parameters": [_path_param("recording_id")],
+                "post": {
+                    "operationId": "replay",
+                    "summary": "The recording's events again, with the same webhook-ids",
+                    "requestBody": _body("ReplayRequest", required=False),
+                    "responses": {
+                        "202": _answer("queued", _ref("Queued")),
+                        "404": _answer("a recording the relay does not know", ERROR),
+                        **BAD_BODY,
+                        **COMMON,
+                    },
+                },
+            },
+            "/v1/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": _answer("the OpenAPI document", {"type": "object"})},
                 },
             },
         },

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 import httpcore
@@ -89,9 +89,23 @@ def _forbidden(address: Address) -> str | None:
     return None
 
 
+async def system_resolver(host: str, port: int) -> list[str]:
+    """`host`'s addresses as the system resolves them."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
 class URLGuard:
-    def __init__(self, allowed: Sequence[Network] = ()) -> None:
+    """`resolve` is the seam for DNS (tests that must not query any resolver give their own)."""
+
+    def __init__(
+        self,
+        allowed: Sequence[Network] = (),
+        resolve: Callable[[str, int], Awaitable[list[str]]] = system_resolver,
+    ) -> None:
         self.allowed = tuple(allowed)
+        self._resolve = resolve
 
     def check_address(self, host: str, address: Address) -> None:
         if any(address in network for network in self.allowed):
@@ -113,18 +127,23 @@ class URLGuard:
 
     async def resolve(self, host: str, port: int) -> list[Address]:
         """`host`'s addresses, each checked; `RefusedURL` if it has none or any is refused."""
-        try:
-            addresses = [ipaddress.ip_address(host.strip("[]"))]
-        except ValueError:
-            loop = asyncio.get_running_loop()
-            try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except (socket.gaierror, UnicodeError):
-                raise RefusedURL(f"{host[:60]!r} does not resolve") from None
-            addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+        addresses = await self._addresses(host, port)
+        if not addresses:
+            raise RefusedURL(f"{host[:60]!r} does not resolve")
         for address in addresses:
             self.check_address(host, address)
         return addresses
+
+    async def _addresses(self, host: str, port: int) -> list[Address]:
+        try:
+            return [ipaddress.ip_address(host.strip("[]"))]
+        except ValueError:
+            pass
+        try:
+            found = await self._resolve(host, port)
+        except (OSError, UnicodeError):
+            return []
+        return list(dict.fromkeys(ipaddress.ip_address(a) for a in found))
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):

@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from service.events import EVENT_TYPES
 from service.urls import check_url
 
-OPERATIONAL = "subscription.disabled"
+OPERATIONAL: Literal["subscription.disabled"] = "subscription.disabled"
 EventFilter = Literal[
     "recording.completed", "recording.transcribed", "recording.failed", "subscription.disabled"
 ]
@@ -35,7 +35,14 @@ RECORDING_EVENTS: tuple[EventFilter, ...] = EVENT_TYPES
 ROTATION_OVERLAP_S = 24 * 3600
 KEY = "rr:subscriptions"
 log = logging.getLogger("recording_relay.subscriptions")
-URL = Annotated[str, Field(max_length=2048), AfterValidator(check_url)]
+URL = Annotated[
+    str,
+    Field(
+        max_length=2048,
+        json_schema_extra={"format": "uri", "examples": ["https://hooks.example.com/plivo"]},
+    ),
+    AfterValidator(check_url),
+]
 Description = Annotated[str, Field(max_length=500)]
 Events = Annotated[list[EventFilter], Field(min_length=1)]
 

@@ -6,7 +6,9 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
+import jsonschema
 from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import ADMIN_TOKEN
@@ -16,6 +18,9 @@ from tests.servers import serve
 from tests.waiting import eventually
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+EVENTS_SCHEMA = json.loads(
+    (Path(__file__).parent.parent / "docs/events.v1.schema.json").read_text()
+)
 FAST = {"delivery_allow_networks": "127.0.0.0/8", "delivery_retry_schedule": "0,0.2,0.2"}
 
 
@@ -171,6 +176,8 @@ async def test_long_failing_subscription_is_disabled_with_an_operational_event(
             # Other subscribers see where it pointed, never the secrets in its URL.
             assert notice["data"]["url"] == broken["url"].removesuffix("?api_key=s3cret")
             assert b"s3cret" not in watcher.got[0].body
+            assert EVENTS_SCHEMA["$schema"].startswith("https://json-schema.org/")
+            jsonschema.validate(notice, EVENTS_SCHEMA)  # the published schema covers it
             state = await relay.http.get(
                 f"{relay.url}/v1/subscriptions/{broken['id']}", headers=ADMIN
             )

@@ -140,3 +140,18 @@ async def test_without_public_base_url_the_web_process_says_what_to_set(web: Web
         )
     assert refused.status_code == 403
     assert "PUBLIC_BASE_URL" in refused.json()["error"]
+
+
+async def test_caller_chosen_strings_cannot_forge_a_log_line(web: WebProcess) -> None:
+    # (CR and LF never reach the app: URL parsing drops them; these line breaks do)
+    request = b"GET /v1/subscriptions/x%0B%1CFORGED%20line%00%E2%80%A8 HTTP/1.1\r\nHost: x\r\n"
+    answer = await exchange(web.port, request + b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 401 ")
+
+    async def logged() -> bool:
+        return "FORGED" in await asyncio.to_thread(web.log.read_text)
+
+    await eventually(logged, what="the refusal logged")
+    lines = (await asyncio.to_thread(web.log.read_text)).splitlines()
+    assert not [line for line in lines if line.startswith("FORGED")]
+    assert any("x\\x0b\\x1cFORGED line\\x00\\u2028 refused: 401" in line for line in lines)

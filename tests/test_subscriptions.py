@@ -126,6 +126,25 @@ async def test_openapi_document_describes_the_api(api: httpx.AsyncClient) -> Non
     document = (await api.get("/v1/openapi.json")).json()
     assert document["openapi"].startswith("3.")
     assert {"/v1/subscriptions", "/v1/subscriptions/{subscription_id}"} <= set(document["paths"])
+    app = create_app(make_settings("redis://127.0.0.1:1/0")).app  # behind the callback routes
+    routes = {
+        (route.path, method.lower())
+        for route in app.routes
+        if route.path.startswith("/v1/")
+        for method in route.methods - {"HEAD"}
+    }
+    documented = {
+        (path, method)
+        for path, item in document["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+    assert routes == documented  # every route, and nothing that is not one
+    for path, method in documented:
+        answers = document["paths"][path][method]["responses"]
+        ok = [code for code in answers if code.startswith("2")]
+        assert ok, (path, method)
+        assert all(code == "204" or "content" in answers[code] for code in ok), (path, method)
     create = document["components"]["schemas"]["SubscriptionCreate"]
     assert create["additionalProperties"] is False
     assert set(create["properties"]) == {"url", "events", "description"}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import random
 import time
@@ -29,6 +28,7 @@ from redis.asyncio import Redis
 from standardwebhooks.webhooks import Webhook
 
 from service.deliveries import Deliveries, failing_since_key
+from service.events import DisabledData, SubscriptionDisabled, now_iso
 from service.settings import Settings
 from service.ssrf import RefusedURL
 from service.subscriptions import OPERATIONAL, Subscription, SubscriptionStore, changed, parse
@@ -196,12 +196,18 @@ class Deliverer:
         )
         await self.subscriptions.save(disabled)
         log.warning("subscription %s disabled: %s", subscription.id, reason)
-        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        # Other subscribers read this: the URL goes without credentials, query or fragment.
-        data = {"subscription_id": subscription.id, "url": redacted(subscription.url)}
-        event = {"type": OPERATIONAL, "timestamp": now, "data": {**data, "reason": reason}}
+        event = SubscriptionDisabled(
+            type=OPERATIONAL,
+            timestamp=now_iso(),
+            data=DisabledData(
+                subscription_id=subscription.id,
+                # Other subscribers read this: no credentials, query or fragment.
+                url=redacted(subscription.url),
+                reason=reason,
+            ),
+        )
         pseudo_recording = f"subscription:{subscription.id}:{int(time.time())}"
-        await self.deliveries.fan_out(pseudo_recording, OPERATIONAL, json.dumps(event))
+        await self.deliveries.fan_out(pseudo_recording, OPERATIONAL, event.model_dump_json())
 
 
 def _seconds(retry_after: str) -> float | None:
