@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -68,16 +69,17 @@ def ensure_wrk() -> str:
 def build_requests(path: Path, count: int, port: int) -> None:
     """Raw HTTP requests, each a distinct signed `<Record>` callback."""
     url = f"http://127.0.0.1:{port}/plivo/recording"
+    ended_ms = int(time.time() * 1000)  # recordings that just ended (older ones are ignored)
     with path.open("w") as out:
-        for n in range(count):
-            recording_id = f"bench-{n:08d}-{secrets.token_hex(4)}"
+        for _ in range(count):
+            recording_id = str(uuid.uuid4())  # Plivo's format
             params = {
                 "RecordingID": recording_id,
                 "RecordUrl": f"https://media.plivo.com/v1/Account/{AUTH_ID}/Recording/{recording_id}.mp3",
                 "RecordingDuration": "42",
                 "RecordingDurationMs": "42180",
-                "RecordingStartMs": "1700000000000",
-                "RecordingEndMs": "1700000042180",
+                "RecordingStartMs": str(ended_ms - 42180),
+                "RecordingEndMs": str(ended_ms),
                 "CallUUID": "c2c128e2-1c8c-11e4-9bff-1db8a9db0432",
                 "From": "+14155550100",
                 "To": "+14155550111",
