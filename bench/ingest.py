@@ -40,7 +40,7 @@ from service.signature import sign_v3  # noqa: E402
 AUTH_ID = "MABENCHACCOUNT000001"
 AUTH_TOKEN = secrets.token_urlsafe(24)
 SEPARATOR = "\n#####\n"
-MAX_RATE = 16_000  # callbacks/s the relay could take at most here: each round needs as many distinct ones
+MAX_RATE = 16_000  # callbacks/s the relay could take here at most: a round needs as many
 
 
 # The web process under test gets a core of its own; the load generator and Redis share the
