@@ -69,6 +69,7 @@ class Bench:
             "PLIVO_AUTH_ID": "MABENCHACCOUNT000001",
             "PLIVO_AUTH_TOKEN": secrets.token_urlsafe(16),
             "ADMIN_TOKEN": secrets.token_urlsafe(16),
+            "ARCHIVE_URL": f"file://{work}/archive",
             "DELIVERY_ALLOW_NETWORKS": "127.0.0.0/8",
             "LOG_LEVEL": "warning",
             **(

@@ -203,6 +203,7 @@ def main() -> None:
                 "PLIVO_AUTH_ID": AUTH_ID,
                 "PLIVO_AUTH_TOKEN": AUTH_TOKEN,
                 "ADMIN_TOKEN": secrets.token_urlsafe(16),
+                "ARCHIVE_URL": f"file://{work}/archive",
                 "PUBLIC_BASE_URL": f"http://127.0.0.1:{relay_port}",
                 "WEB_CONCURRENCY": "1",
             }

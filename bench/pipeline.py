@@ -139,6 +139,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             "PLIVO_API_URL": sandbox,
             "PUBLIC_BASE_URL": relay,
             "ADMIN_TOKEN": secrets.token_urlsafe(16),
+            "ARCHIVE_URL": f"file://{work}/archive",
             "WORKER_MAX_JOBS": str(CONCURRENCY),
             "TRANSCRIPTION_POLL_SCHEDULE": "5",
             "PLIVO_RATE_LIMIT": "1000000/1",

@@ -19,10 +19,12 @@ from starlette.types import ASGIApp
 
 from service import errors, http_limits
 from service.admin_auth import AdminAuth
+from service.archive import Archive
 from service.deliveries import Deliveries
 from service.deliveries_api import DeliveriesAPI
 from service.fast_path import CallbackEndpoint, CallbackRoutes
 from service.health import Readiness, healthz
+from service.history import History
 from service.ingest import Ingest
 from service.logs import configure
 from service.openapi import openapi
@@ -61,13 +63,15 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     store = RecordingStore(redis, settings.recording_retention_days)
     ingest = Ingest(PlivoAuth(settings), store)
     admin = AdminAuth(settings.admin_token)
-    recordings = RecordingsAPI(store, admin)
+    archive = Archive(settings.archive_url)
+    history = History(archive)
+    recordings = RecordingsAPI(store, history, admin)
     subscription_store = SubscriptionStore(redis, settings.subscriptions_max)
     fan_out = Deliveries(redis, subscription_store)
     subscriptions = SubscriptionsAPI(
         subscription_store, fan_out, admin, guard or URLGuard(settings.delivery_allow_networks)
     )
-    deliveries = DeliveriesAPI(fan_out, subscription_store, store, admin)
+    deliveries = DeliveriesAPI(fan_out, subscription_store, store, history, admin)
     if not settings.plivo_verify_signatures:
         log.warning("PLIVO_VERIFY_SIGNATURES is off: callbacks are accepted without a signature")
     elif settings.public_base_url is None:
@@ -89,7 +93,7 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", Readiness(redis).probe, methods=["GET"]),
+        Route("/readyz", Readiness(redis, archive).probe, methods=["GET"]),
         Route("/v1/recordings/{recording_id}", recordings.get, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/v1/recordings/{recording_id}/replay", deliveries.replay, methods=["POST"]),

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from service.admin_auth import AdminAuth
 from service.callbacks import is_recording_id
 from service.deliveries import Deliveries, attempts_key
+from service.history import History
 from service.paging import Page
 from service.store import RecordingStore
 from service.subscriptions import Subscription, SubscriptionStore
@@ -42,11 +43,13 @@ class DeliveriesAPI:
         deliveries: Deliveries,
         subscriptions: SubscriptionStore,
         store: RecordingStore,
+        history: History,
         auth: AdminAuth,
     ) -> None:
         self.deliveries = deliveries
         self.subscriptions = subscriptions
         self.store = store
+        self.history = history
         self.auth = auth
 
     async def replay(self, request: Request) -> JSONResponse:
@@ -56,10 +59,11 @@ class DeliveriesAPI:
         named = wanted.subscription_id
         if named is not None and not isinstance(await self.subscriptions.get(named), Subscription):
             raise Unprocessable("subscription_id", "no such subscription")
-        if not is_recording_id(recording_id) or await self.store.state(recording_id) is None:
+        state = await self.store.state(recording_id) if is_recording_id(recording_id) else None
+        if state is None:
             raise HTTPException(404, f"recording {recording_id[:80]!r} is unknown to the relay")
         queued = 0
-        for body in await self.store.events(recording_id):
+        for body in await self.history.events(recording_id, state):
             kind = json.loads(body)["type"]
             queued += await self.deliveries.fan_out(
                 recording_id, kind, body, only=wanted.subscription_id
@@ -73,11 +77,23 @@ class DeliveriesAPI:
             raise HTTPException(404, "no such subscription (or an unreadable one)")
         wanted: RecoverRequest = await read_json(request, RecoverRequest)
         failed = await self.deliveries.failed_since(subscription.id, wanted.since.timestamp())
+        queued = 0
         for delivery in failed:
-            await self.deliveries.queue(
-                subscription, delivery["recording_id"], delivery["type"], delivery["body"]
-            )
-        return JSONResponse({"queued": len(failed)}, status_code=202)
+            body = delivery.get("body") or await self._archived_body(delivery)
+            if body is not None:
+                await self.deliveries.queue(
+                    subscription, delivery["recording_id"], delivery["type"], body
+                )
+                queued += 1
+        return JSONResponse({"queued": queued}, status_code=202)
+
+    async def _archived_body(self, delivery: dict[str, str]) -> str | None:
+        """A settled delivery's body, which Redis no longer keeps: from the archive."""
+        recording_id = delivery["recording_id"]
+        state = await self.store.state(recording_id) if is_recording_id(recording_id) else None
+        if state is None:
+            return None  # past the retention
+        return await self.history.event(recording_id, state, delivery["type"])
 
     async def attempts(self, request: Request) -> JSONResponse:
         """A page of the attempt log: the newest first page, oldest first within it;

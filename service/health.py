@@ -9,6 +9,8 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from service.archive import Archive
+
 
 async def healthz(request: Request) -> JSONResponse:
     """The process is up and serving."""
@@ -16,16 +18,30 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 class Readiness:
-    """Ready means Redis answers: without it nothing can be accepted."""
+    """Ready means Redis answers (without it nothing can be accepted) and the archive does
+    (without it history cannot be read or kept)."""
 
-    def __init__(self, redis: Redis, timeout: float = 1.0) -> None:
+    def __init__(self, redis: Redis, archive: Archive, timeout: float = 2.0) -> None:
         self.redis = redis
+        self.archive = archive
         self.timeout = timeout
 
     async def probe(self, request: Request) -> JSONResponse:
+        redis_ok = archive_ok = False
         try:
             async with asyncio.timeout(self.timeout):
                 await self.redis.ping()
+                redis_ok = True
         except (RedisError, OSError, TimeoutError):
-            return JSONResponse({"status": "unavailable", "redis": "unreachable"}, status_code=503)
-        return JSONResponse({"status": "ok", "redis": "ok"})
+            pass
+        try:
+            async with asyncio.timeout(self.timeout):
+                archive_ok = await self.archive.reachable()
+        except TimeoutError:
+            pass
+        report = {
+            "status": "ok" if redis_ok and archive_ok else "unavailable",
+            "redis": "ok" if redis_ok else "unreachable",
+            "archive": "ok" if archive_ok else "unreachable",
+        }
+        return JSONResponse(report, status_code=200 if redis_ok and archive_ok else 503)

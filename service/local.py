@@ -67,6 +67,9 @@ def local_environment(stack: ExitStack) -> tuple[dict[str, str], list[tuple[str,
             token_file.chmod(0o600)
         env["ADMIN_TOKEN"] = token_file.read_text().strip()
         print("local    | no ADMIN_TOKEN: using the one in .local/admin-token")
+    if not env.get("ARCHIVE_URL"):
+        env["ARCHIVE_URL"] = f"file://{ROOT / '.local' / 'archive'}"
+        print("local    | no ARCHIVE_URL: the archive is in .local/archive")
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{env['PORT']}")
     if "DELIVERY_ALLOW_NETWORKS" not in env:  # on a laptop, subscribers are local too
         env["DELIVERY_ALLOW_NETWORKS"] = "127.0.0.0/8,::1/128"

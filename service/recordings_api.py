@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 
 from service.admin_auth import AdminAuth
 from service.callbacks import is_recording_id
+from service.history import History
 from service.store import RecordingStore
 
 STEPS = (
@@ -22,13 +23,15 @@ STEPS = (
     "transcription_requested_at",
     "transcribed_at",
     "failed_at",
+    "archived_at",
     "deleted_at",
 )
 
 
 class RecordingsAPI:
-    def __init__(self, store: RecordingStore, auth: AdminAuth) -> None:
+    def __init__(self, store: RecordingStore, history: History, auth: AdminAuth) -> None:
         self.store = store
+        self.history = history
         self.auth = auth
 
     async def get(self, request: Request) -> JSONResponse:
@@ -44,11 +47,12 @@ class RecordingsAPI:
                 "steps": {step: _ms(state.get(step)) for step in STEPS},
                 "plivo_requests": int(state.get("plivo_requests", 0)),
                 "last_error": state.get("last_error"),
-                "callback": json.loads(state["callback"]) if "callback" in state else None,
+                "archived": "archived_at" in state,
+                "callback": await self.history.document(recording_id, state, "callback"),
                 "other_callbacks": [
                     json.loads(c) for c in await self.store.callbacks(recording_id)
                 ],
-                "events": [json.loads(e) for e in await self.store.events(recording_id)],
+                "events": [json.loads(e) for e in await self.history.events(recording_id, state)],
                 "attempts": [json.loads(a) for a in await self.store.attempts(recording_id)],
             }
         )

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.archive import SCHEMES
+
 AUTH_ID_PREFIXES = ("MA", "SA")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -42,6 +44,9 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
 
     admin_token: SecretStr
+
+    # The object store that keeps every recording's history and payloads (service.archive).
+    archive_url: str
 
     # Seconds a client has to send a whole request (head and body) before it is answered 408.
     http_request_timeout: float = Field(default=10.0, gt=0, le=300)
@@ -135,6 +140,13 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")) or value.endswith("://"):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("archive_url")
+    @classmethod
+    def _archive_url(cls, value: str) -> str:
+        if not value.startswith(SCHEMES) or value.endswith("://"):
+            raise ValueError("must be a file:///path, s3://bucket/prefix, gs://... or az://... URL")
+        return value
 
     @field_validator("plivo_subaccounts", mode="before")
     @classmethod

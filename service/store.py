@@ -5,8 +5,11 @@ Keys, all under `rr:recording:{recording_id}`:
   as `callback`, ...);
 - `:callbacks`: every other callback received for the recording (duplicates, MultiPartyCall
   progress events), newest last, capped;
-- `:transcription`: Plivo's transcription callback, once it has come;
-- `:events`: the events emitted for the recording, in order (each once).
+- `:transcription`: Plivo's transcription callback, once it has come.
+
+While a recording is in flight its hash also holds Plivo's Recording object (`recording`) and
+each event's body (`event:<type>`); once it is final they are in the archive
+(`service.archive`) and `finish` removes them, leaving a few hundred bytes.
 
 Accepting a callback is one script: log it, claim the recording, queue its job. Either all of it
 happens or none does, and a recording is claimed once however often Plivo repeats itself.
@@ -29,6 +32,7 @@ from service import queue
 from service.batch import Batcher
 from service.callbacks import RecordingCallback, TranscriptionCallback
 from service.deliveries import recording_attempts_key
+from service.events import EVENT_TYPES
 from service.script import Script
 
 CALLBACK_LOG_MAX = 50
@@ -85,11 +89,14 @@ return ''
 """
 
 
-# Emit an event once: the flag and the event go in together or not at all.
-EMIT = """
-if redis.call('HSETNX', KEYS[1], 'emitted:' .. ARGV[1], ARGV[3]) == 0 then return 0 end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
+# A final recording keeps in Redis only what de-duplication and look-ups need: its payloads
+# (Plivo's Recording object, the callback, the events' bodies, the transcription callback) are
+# in the archive by then. KEYS: state, transcription. ARGV: now (ms), event types...
+FINISH = """
+redis.call('HDEL', KEYS[1], 'recording', 'callback')
+for i = 2, #ARGV do redis.call('HDEL', KEYS[1], 'event:' .. ARGV[i]) end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], 'archived_at', ARGV[1])
 return 1
 """
 
@@ -137,7 +144,7 @@ class RecordingStore:
         self.retention_seconds = retention_days * 86_400
         self._accept_script = Script(redis, ACCEPT)
         self._accept = Batcher(self._accept_batch)
-        self._emit = redis.register_script(EMIT)
+        self._finish = redis.register_script(FINISH)
         self._save_transcription = redis.register_script(SAVE_TRANSCRIPTION)
 
     async def accept(self, callback: RecordingCallback) -> Outcome:
@@ -214,18 +221,21 @@ class RecordingStore:
         if count:
             await self.redis.hincrby(recording_key(recording_id), "plivo_requests", count)  # type: ignore[misc]
 
-    async def emit(self, recording_id: str, kind: str, event_json: str) -> bool:
-        """Append an event to the recording's events unless one of its type already was."""
+    async def keep_event(self, recording_id: str, kind: str, body: str) -> str:
+        """Keep the body of the recording's `kind` event, unless one is kept already: the
+        body that is kept (every retry and replay sends the same bytes)."""
+        key = recording_key(recording_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, f"event:{kind}", body)
+            pipe.hget(key, f"event:{kind}")
+            _, kept = await pipe.execute()
+        return str(kept.decode())
+
+    async def finish(self, recording_id: str) -> None:
+        """Forget what the archive now holds (`FINISH`); marks the recording archived."""
         key = recording_key(recording_id)
         now = int(time.time() * 1000)
-        emitted = await self._emit(
-            keys=[key, f"{key}:events"], args=[kind, event_json, now, self.retention_seconds]
-        )
-        return bool(emitted)
-
-    async def events(self, recording_id: str) -> list[str]:
-        raw = await self.redis.lrange(f"{recording_key(recording_id)}:events", 0, -1)  # type: ignore[misc]
-        return [item.decode() for item in raw]
+        await self._finish(keys=[key, f"{key}:transcription"], args=[now, *EVENT_TYPES])
 
     async def attempts(self, recording_id: str) -> list[str]:
         """The webhook attempts made for the recording's events (`service.deliveries`)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uvicorn
 
+from service.archive import require
 from service.logs import configure
 from service.settings import load_settings
 
@@ -15,6 +16,7 @@ from service.settings import load_settings
 def main() -> None:
     settings = load_settings()
     configure(settings.log_level)
+    require(settings.archive_url)
     uvicorn.run(
         "service.app:create_app",
         factory=True,

@@ -4,6 +4,7 @@ relay's app served by a real uvicorn on a free loopback port."""
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -49,8 +50,10 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 
 
 def make_settings(redis_url: str, **overrides: object) -> Settings:
+    """Settings for a test: its Redis database, and an archive of its own (a new directory)."""
     values: dict[str, object] = {
         "redis_url": redis_url,
+        "archive_url": f"file://{tempfile.mkdtemp(prefix='relay-archive-')}",
         "plivo_auth_id": AUTH_ID,
         "plivo_auth_token": AUTH_TOKEN,
         "plivo_subaccounts": f"{SUB_AUTH_ID}:{SUB_AUTH_TOKEN}",

@@ -133,6 +133,7 @@ def worker_env(relay: Relay, **extra: str) -> dict[str, str]:
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "PLIVO_API_URL": settings.plivo_api_url,
         "PUBLIC_BASE_URL": str(settings.public_base_url),
+        "ARCHIVE_URL": settings.archive_url,
         "TRANSCRIPTION_POLL_SCHEDULE": "0.3",
         "WORKER_JOB_TIMEOUT": "2",
         "LOG_LEVEL": "warning",

@@ -41,6 +41,7 @@ async def web(redis_url: str, tmp_path: Path) -> AsyncIterator[WebProcess]:
         "PLIVO_AUTH_ID": AUTH_ID,
         "PLIVO_AUTH_TOKEN": AUTH_TOKEN,
         "ADMIN_TOKEN": ADMIN_TOKEN,
+        "ARCHIVE_URL": f"file://{tmp_path}/archive",
         "HTTP_REQUEST_TIMEOUT": "1",
     }
     env.pop("PUBLIC_BASE_URL", None)

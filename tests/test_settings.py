@@ -16,6 +16,7 @@ GOOD = {
     "PLIVO_AUTH_TOKEN": SECRET,
     "ADMIN_TOKEN": "admin-secret",
     "REDIS_URL": "redis://127.0.0.1:1/0",
+    "ARCHIVE_URL": "file:///tmp/relay-archive",
 }
 
 

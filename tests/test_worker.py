@@ -24,13 +24,16 @@ from tests.waiting import eventually
 from workers.worker import WorkerProcess
 
 
-async def test_worker_process_shuts_down_cleanly_on_sigterm(redis_url: str, redis: Redis) -> None:
+async def test_worker_process_shuts_down_cleanly_on_sigterm(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
     env = {
         **os.environ,
         "REDIS_URL": redis_url,
         "PLIVO_AUTH_ID": AUTH_ID,
         "PLIVO_AUTH_TOKEN": AUTH_TOKEN,
         "ADMIN_TOKEN": ADMIN_TOKEN,
+        "ARCHIVE_URL": f"file://{tmp_path}/archive",
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "workers", env=env, stderr=asyncio.subprocess.PIPE
@@ -146,6 +149,7 @@ async def test_sigterm_while_waiting_for_redis_ends_the_worker_which_names_the_u
         "PLIVO_AUTH_ID": AUTH_ID,
         "PLIVO_AUTH_TOKEN": AUTH_TOKEN,
         "ADMIN_TOKEN": ADMIN_TOKEN,
+        "ARCHIVE_URL": f"file://{tmp_path}/archive",
     }
     log = tmp_path / "worker.log"
     worker = await start_worker(env, log)

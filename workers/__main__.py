@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from service.archive import require
 from service.logs import configure
 from service.settings import Settings, load_settings
 from workers.worker import WorkerProcess
@@ -24,6 +25,7 @@ async def serve(settings: Settings) -> None:
 def main() -> None:
     settings = load_settings()
     configure(settings.log_level)
+    require(settings.archive_url)
     asyncio.run(serve(settings))
 
 

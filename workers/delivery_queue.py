@@ -132,6 +132,10 @@ if outcome == 'retry' then
 end
 redis.call('HSET', KEYS[3], 'status', outcome, 'finished_at', now / 1000)
 redis.call('EXPIRE', KEYS[3], retention)
+-- Settled: a recording event's body is in the archive, where replay and recover read it.
+if string.sub(redis.call('HGET', KEYS[3], 'type') or '', 1, 10) == 'recording.' then
+  redis.call('HDEL', KEYS[3], 'body')
+end
 if outcome == 'succeeded' then
   redis.call('DEL', KEYS[7])
 else

@@ -35,7 +35,8 @@ from typing import Any, NoReturn
 from arq import Retry
 from arq.connections import ArqRedis
 
-from service import events, queue
+from service import events, history, queue
+from service.archive import Archive, ArchiveUnavailable
 from service.callbacks import TranscriptionCallback
 from service.deliveries import Deliveries
 from service.events import EventData, Transcript
@@ -55,8 +56,10 @@ class Pipeline:
         plivo: PlivoClient,
         arq: ArqRedis,
         deliveries: Deliveries,
+        archive: Archive,
     ) -> None:
         self.deliveries = deliveries
+        self.archive = archive
         self.settings = settings
         self.store = store
         self.plivo = plivo
@@ -73,8 +76,10 @@ class Pipeline:
         with count_requests():
             try:
                 return await self._process(recording_id, state)
+            except ArchiveUnavailable as error:
+                await self._archive_down(recording_id, error, job_try)
             except PlivoError as error:
-                stage = "fetch_recording" if "recording" not in state else "request_transcription"
+                stage = "fetch_recording" if "details_at" not in state else "request_transcription"
                 accepted = float(state.get("accepted_at", _now_ms())) / 1000
                 if error.transient and time.time() - accepted < self.settings.plivo_outage_window:
                     await self._retry_later(recording_id, stage, error, job_try)
@@ -90,6 +95,8 @@ class Pipeline:
         with count_requests():
             try:
                 return await self._collect(recording_id, state, job_try)
+            except ArchiveUnavailable as error:
+                await self._archive_down(recording_id, error, job_try)
             except PlivoError as error:
                 stage = "collect_transcription"
                 if error.transient and not self._past_deadline(state):
@@ -121,11 +128,26 @@ class Pipeline:
         )
         raise Retry(defer=defer)
 
+    async def _archive_down(
+        self, recording_id: str, error: ArchiveUnavailable, job_try: int
+    ) -> NoReturn:
+        """The archive is failing: nothing is lost (what is done is recorded in Redis, and
+        every write is repeated whole), the job waits and runs again."""
+        defer = min(60.0, 2.0 ** (job_try - 1)) * random.uniform(0.8, 1.2)
+        await self.store.update(recording_id, last_error=f"{error} (retrying)")
+        log.warning("recording_id=%s %s; trying again in %.0f s", recording_id, error, defer)
+        raise Retry(defer=defer)
+
+    async def _archive(self, recording_id: str, state: dict[str, str], name: str, doc: Any) -> None:
+        """Write one of the recording's documents to the archive (`name` without `.json`)."""
+        data = doc.encode() if isinstance(doc, str) else json.dumps(doc).encode()
+        await self.archive.put(f"{history.prefix(recording_id, state)}/{name}.json", data)
+
     # -- the steps -----------------------------------------------------------------------------
 
     async def _process(self, recording_id: str, state: dict[str, str]) -> str:
-        auth_id = _callback(state)["auth_id"]
-        if "recording" not in state:
+        auth_id = state["auth_id"]
+        if "details_at" not in state:
             details = await self._fetch(auth_id, recording_id)
             if self._older_than_retention(details):
                 # A replayed callback without times of its own: the relay has forgotten this
@@ -135,6 +157,8 @@ class Pipeline:
                 log.warning("recording_id=%s %s", recording_id, reason)
                 return "ignored"
             recording = json.dumps(details)
+            await self._archive(recording_id, state, "callback", state["callback"])
+            await self._archive(recording_id, state, "recording", recording)
             await self.store.update(
                 recording_id, recording=recording, details_at=_now_ms(), status="details_fetched"
             )
@@ -192,7 +216,7 @@ class Pipeline:
         return callback
 
     async def _collect(self, recording_id: str, state: dict[str, str], job_try: int) -> str:
-        auth_id = _callback(state)["auth_id"]
+        auth_id = state["auth_id"]
         callback = await self._transcription_callback(recording_id, auth_id)
         if callback is not None and callback.error:
             await self.fail(recording_id, state, "transcription", callback.error)
@@ -210,8 +234,9 @@ class Pipeline:
                 return "failed"
         raw = await self.plivo.get_transcription(auth_id, recording_id, "raw")
         diarized = await self.plivo.get_transcription(auth_id, recording_id, "diarized")
-        for document in (main, raw, diarized):
+        for name, document in (("transcription", main), ("raw", raw), ("diarized", diarized)):
             document.pop("api_id", None)
+            await self._archive(recording_id, state, name, document)
         transcript = Transcript(
             transcription=main,
             raw=raw,
@@ -223,6 +248,7 @@ class Pipeline:
         await self.emit(recording_id, state, events.TRANSCRIBED, transcription=transcript)
         await self.store.add_requests(recording_id, take_count())
         await self.store.update(recording_id, transcribed_at=_now_ms(), status="transcribed")
+        await self.store.finish(recording_id)
         await self._schedule_deletion(recording_id)
         return "transcribed"
 
@@ -243,7 +269,7 @@ class Pipeline:
                 recording_id, state, "transcription", f"deadline of {deadline:g} s passed"
             )
             return "failed"
-        auth_id = _callback(state)["auth_id"]
+        auth_id = state["auth_id"]
         if await self._transcription_callback(recording_id, auth_id) is not None:
             raise Retry(defer=0)  # it came while we polled: go again at once
         raise Retry(defer=self._poll_in(job_try))
@@ -274,7 +300,7 @@ class Pipeline:
         state = await self.store.state(recording_id)
         if state is None or "deleted_at" in state:
             return "nothing to do"
-        auth_id = _callback(state)["auth_id"]
+        auth_id = state["auth_id"]
         with count_requests():
             try:
                 for remove in (self.plivo.delete_transcription, self.plivo.delete_recording):
@@ -300,27 +326,33 @@ class Pipeline:
         stage: str | None = None,
         reason: str | None = None,
     ) -> None:
-        callback = _callback(state)
-        recording = json.loads(state["recording"]) if "recording" in state else None
-        data = EventData(
-            recording_id=recording_id,
-            call_uuid=(recording or {}).get("call_uuid") or callback.get("call_uuid"),
-            recording=recording,
-            callback=callback["params"],
-            transcription=transcription,
-            stage=stage,
-            reason=reason,
-        )
         if f"emitted:{kind}" in state:
             return
-        event = events.make_event(kind, data)
-        body = event.model_dump_json()
+        body = state.get(f"event:{kind}")
+        if body is None:
+            callback = _callback(state)
+            recording = json.loads(state["recording"]) if "recording" in state else None
+            data = EventData(
+                recording_id=recording_id,
+                call_uuid=(recording or {}).get("call_uuid") or callback.get("call_uuid"),
+                recording=recording,
+                callback=callback["params"],
+                transcription=transcription,
+                stage=stage,
+                reason=reason,
+            )
+            # Kept before it is archived or sent: a re-run after a crash sends the same bytes.
+            body = await self.store.keep_event(
+                recording_id, kind, events.make_event(kind, data).model_dump_json()
+            )
+            state[f"event:{kind}"] = body
+        await self._archive(recording_id, state, f"events/{kind}", body)
         # Deliveries first, then the mark: a crash between the two re-sends this event with the
-        # same webhook-id (subscribers de-duplicate on it) rather than never sending it.
+        # same webhook-id and bytes (subscribers de-duplicate on it) rather than never sending it.
         await self.deliveries.fan_out(recording_id, kind, body)
-        if await self.store.emit(recording_id, kind, body):
-            state[f"emitted:{kind}"] = "1"
-            log.info("%s: recording_id=%s", kind, recording_id)
+        await self.store.update(recording_id, **{f"emitted:{kind}": _now_ms()})
+        state[f"emitted:{kind}"] = "1"
+        log.info("%s: recording_id=%s", kind, recording_id)
 
     async def fail(self, recording_id: str, state: dict[str, str], stage: str, reason: str) -> None:
         await self.emit(recording_id, state, events.FAILED, stage=stage, reason=reason)
@@ -328,7 +360,8 @@ class Pipeline:
         await self.store.update(
             recording_id, status="failed", failed_at=_now_ms(), last_error=f"{stage}: {reason}"
         )
-        if "recording" in state:  # it exists at Plivo
+        await self.store.finish(recording_id)
+        if "details_at" in state:  # it exists at Plivo
             await self._schedule_deletion(recording_id)
 
 

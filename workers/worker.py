@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import queue
+from service.archive import Archive
 from service.deliveries import Deliveries
 from service.plivo import PlivoClient
 from service.rate_limit import RateLimiter
@@ -142,7 +143,8 @@ class WorkerProcess:
         guard = URLGuard(settings.delivery_allow_networks)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
         self.webhooks = guarded_transport(guard, limits)
-        self.pipeline = Pipeline(settings, self.store, self.plivo, redis, deliveries)
+        self.archive = Archive(settings.archive_url)
+        self.pipeline = Pipeline(settings, self.store, self.plivo, redis, deliveries, self.archive)
         delivery_queue = DeliveryQueue(
             redis,
             settings.delivery_max_in_flight,

@@ -1,0 +1,117 @@
+"""The archive: the durable copy of every recording, in the customer's own object store.
+
+`ARCHIVE_URL` names the store: `file:///path`, `s3://bucket/prefix` (AWS or any S3-compatible
+store, configured by `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+`AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`), `gs://bucket/prefix` or `az://container/prefix` (the
+standard Google and Azure variables). One library serves them all: obstore.
+
+Layout, one prefix per recording, partitioned by the day (UTC) the relay accepted it, so that a
+day can be listed, copied or expired by a bucket lifecycle rule, and a query engine can read
+`recordings/*/*/*/*/recording.json`:
+
+    recordings/2026/11/25/<recording_id>/
+        callback.json        the recording callback that started it (normalised, raw params in)
+        recording.json       Plivo's Recording object, numbers as numbers
+        transcription.json   Plivo's `transcription` result (or its callback), as returned
+        raw.json             Plivo's `raw` result, as returned
+        diarized.json        Plivo's `diarized` result, as returned
+        events/<type>.json   each event, the exact bytes that were signed and delivered
+
+Every object is written whole in one put (an object store never shows half an object; the file
+store writes a temporary file and renames it), and writing the same object again writes the
+same bytes, so a worker killed mid-write leaves nothing that its re-run does not repair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+from datetime import UTC, datetime
+
+import obstore
+from obstore.exceptions import BaseError
+from obstore.store import from_url
+
+SCHEMES = ("file://", "s3://", "gs://", "az://", "azure://", "abfs://", "abfss://")
+
+
+class ArchiveUnavailable(Exception):
+    """The store did not take or give an object: the work waits and is tried again."""
+
+
+def day_of(epoch_ms: int | float) -> str:
+    """The day partition of a recording accepted at `epoch_ms`: `2026/11/25`."""
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y/%m/%d")
+
+
+def recording_prefix(recording_id: str, day: str) -> str:
+    return f"recordings/{day}/{recording_id}"
+
+
+class Archive:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        if url.startswith("file://"):
+            self.store = from_url(self.url, mkdir=True)
+        else:  # configured by the store's standard environment variables
+            self.store = from_url(self.url)
+
+    async def put(self, key: str, data: bytes) -> None:
+        try:
+            await obstore.put_async(self.store, key, data)
+        except (BaseError, OSError) as error:
+            raise ArchiveUnavailable(f"archive: cannot write {key}: {_short(error)}") from None
+
+    async def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None if there is none."""
+        try:
+            result = await obstore.get_async(self.store, key)
+            return bytes(await result.bytes_async())
+        except FileNotFoundError:
+            return None
+        except (BaseError, OSError) as error:
+            raise ArchiveUnavailable(f"archive: cannot read {key}: {_short(error)}") from None
+
+    async def keys(self, prefix: str) -> list[str]:
+        """The keys under `prefix/`, sorted."""
+        try:
+            found = await obstore.list(self.store, prefix).collect_async()
+        except FileNotFoundError:
+            return []
+        except (BaseError, OSError) as error:
+            raise ArchiveUnavailable(f"archive: cannot list {prefix}: {_short(error)}") from None
+        return sorted(str(item["path"]) for item in found)
+
+    async def reachable(self) -> bool:
+        """Whether the store answers a read (for `/readyz`: no write)."""
+        try:
+            await self.get(".relay-probe/readiness")
+        except ArchiveUnavailable:
+            return False
+        return True
+
+    async def check(self) -> None:
+        """Write, read back and delete a probe object: `ArchiveUnavailable` if any step fails."""
+        key = f".relay-probe/{secrets.token_hex(8)}"
+        await self.put(key, b"probe")
+        if await self.get(key) != b"probe":
+            raise ArchiveUnavailable("archive: a probe object did not read back")
+        try:
+            await obstore.delete_async(self.store, key)
+        except (BaseError, OSError) as error:
+            raise ArchiveUnavailable(f"archive: cannot delete {key}: {_short(error)}") from None
+
+
+def _short(error: Exception) -> str:
+    """The first line of an obstore error (the rest is a debug dump)."""
+    return str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+
+
+def require(url: str) -> None:
+    """At start-up: exit with one line naming `ARCHIVE_URL` unless the store works."""
+    try:
+        asyncio.run(Archive(url).check())
+    except Exception as error:  # a bad URL, missing credentials, an unreachable store
+        print(f"configuration error: ARCHIVE_URL is unusable: {_short(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
