@@ -63,16 +63,26 @@ def api_answer(body: dict[str, Any], status: int = 200) -> JSONResponse:
     return JSONResponse({"api_id": str(uuid.uuid4()), **body}, status_code=status)
 
 
-def transcript_text(recording_id: str) -> dict[str, Any]:
-    """The three forms of a (made-up, deterministic) transcript."""
-    words = ["hello", "thanks", "for", "calling", "how", "can", "I", "help"]
+GREETING = ["hello", "thanks", "for", "calling", "how", "can", "I", "help"]
+
+
+def transcript_text(recording_id: str, length: int = len(GREETING)) -> dict[str, Any]:
+    """The three forms of a (made-up, deterministic) transcript of `length` words."""
+    words = [GREETING[n % len(GREETING)] for n in range(length)]
+    if length == len(GREETING):
+        text = "Hello, thanks for calling. How can I help?"
+        diarized = "\nSpeaker 0: Hello, thanks for calling.\n\nSpeaker 1: How can I help?"
+    else:  # turns of 25 words, speakers alternating
+        turns = [" ".join(words[n : n + 25]) + "." for n in range(0, length, 25)]
+        text = " ".join(turns)
+        diarized = "".join(f"\nSpeaker {n % 2}: {turn}\n" for n, turn in enumerate(turns))
     return {
-        "transcription": f"Hello, thanks for calling. How can I help? ({recording_id[:8]})",
+        "transcription": f"{text} ({recording_id[:8]})",
         "raw": [
             {"word": word, "start_ms": 400 * n, "end_ms": 400 * n + 350, "confidence": 0.97}
             for n, word in enumerate(words)
         ],
-        "diarized": "\nSpeaker 0: Hello, thanks for calling.\n\nSpeaker 1: How can I help?",
+        "diarized": diarized,
     }
 
 
@@ -279,7 +289,9 @@ class Sandbox:
             "transcription_rate": "0.05",
             "transcription": ""
             if transcription.error
-            else transcript_text(transcription.recording_id)["transcription"],
+            else transcript_text(transcription.recording_id, self.state.faults.transcript_words)[
+                "transcription"
+            ],
             "error": transcription.error or "",
         }
         try:
@@ -310,7 +322,9 @@ class Sandbox:
                 "recording_duration_ms": recording.get("recording_duration_ms"),
                 "recording_start_ms": recording.get("recording_start_ms"),
                 "status": "success",
-                "transcription": transcript_text(recording_id)[kind],
+                "transcription": transcript_text(recording_id, self.state.faults.transcript_words)[
+                    kind
+                ],
             }
         )
 

@@ -25,6 +25,8 @@ class Faults:
     # Enforce Plivo's rate limit: at most `rate_limit` requests per `rate_window` seconds.
     rate_limit: int | None = None
     rate_window: float = 5.0
+    # Words in each transcript (8: a greeting; about 750: a 5-minute call, as bench/memory uses).
+    transcript_words: int = 8
 
 
 @dataclass

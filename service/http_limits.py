@@ -18,6 +18,7 @@ from http import HTTPStatus
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEAD_BYTES = 64 * 1024
+LINGER_SECONDS = 1.0
 
 
 class HeadTooLarge(Exception):
@@ -33,6 +34,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # the next bytes belong to a request line or headers
         self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
+        self._refused = False
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -40,6 +42,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a refusal: what the client still sends is dropped
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)
@@ -108,14 +112,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(HTTPStatus.REQUEST_TIMEOUT, reason)
 
     def _refuse(self, status: HTTPStatus, reason: str) -> None:
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._refused:
             return
+        self._refused = True
+        self._disarm()
         body = json.dumps({"error": reason}).encode()
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n%s" % (status.value, status.phrase.encode(), len(body), body)
         )
-        self.transport.close()
+        # A lingering close: closing with the client's bytes still unread would reset the
+        # connection and could lose the answer; stop sending, drop what comes, close shortly.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True  # the app, if it runs, is heard by no one
             self.cycle.message_event.set()

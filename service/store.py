@@ -91,12 +91,23 @@ return ''
 
 # A final recording keeps in Redis only what de-duplication and look-ups need: its payloads
 # (Plivo's Recording object, the callback, the events' bodies, the transcription callback) are
-# in the archive by then. KEYS: state, transcription. ARGV: now (ms), event types...
+# in the archive by then. It is written with the final status, in one step. KEYS: state,
+# transcription. ARGV: now (ms), the number of event types, the event types, then the final
+# fields as name, value pairs.
+# The hash is written anew: once it held long values Redis keeps it in its large encoding, and
+# what is left fits the compact one (a few hundred bytes instead of over a kilobyte).
 FINISH = """
+local types = tonumber(ARGV[2])
 redis.call('HDEL', KEYS[1], 'recording', 'callback')
-for i = 2, #ARGV do redis.call('HDEL', KEYS[1], 'event:' .. ARGV[i]) end
+for i = 3, 2 + types do redis.call('HDEL', KEYS[1], 'event:' .. ARGV[i]) end
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[1], 'archived_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'archived_at', ARGV[1], 'updated_at', ARGV[1])
+for i = 3 + types, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+local kept = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(kept))
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
 """
 
@@ -231,11 +242,16 @@ class RecordingStore:
             _, kept = await pipe.execute()
         return str(kept.decode())
 
-    async def finish(self, recording_id: str) -> None:
-        """Forget what the archive now holds (`FINISH`); marks the recording archived."""
+    async def finish(self, recording_id: str, **final: str | int) -> None:
+        """Write the recording's `final` fields (its status) and forget what the archive now
+        holds (`FINISH`), in one step; marks the recording archived."""
         key = recording_key(recording_id)
         now = int(time.time() * 1000)
-        await self._finish(keys=[key, f"{key}:transcription"], args=[now, *EVENT_TYPES])
+        pairs = [str(item) for field in final.items() for item in field]
+        await self._finish(
+            keys=[key, f"{key}:transcription"],
+            args=[now, len(EVENT_TYPES), *EVENT_TYPES, *pairs],
+        )
 
     async def attempts(self, recording_id: str) -> list[str]:
         """The webhook attempts made for the recording's events (`service.deliveries`)."""

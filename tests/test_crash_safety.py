@@ -8,6 +8,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
+from service.archive import Archive, day_of
 from service.embedded_redis import EmbeddedRedis
 from tests.conftest import ADMIN_TOKEN
 from tests.pipeline_env import running_relay, start_worker, worker_env
@@ -32,11 +33,16 @@ async def test_killed_worker_loses_nothing(redis_url: str, redis: Redis) -> None
         relay.faults.latency = 0
         second = await start_worker(env)
         try:
+            archive = Archive(relay.settings.archive_url)
             for recording_id in ids:
                 status = await relay.settled(recording_id, within=40)
                 assert status["status"] == "transcribed", status
                 kinds = [event["type"] for event in status["events"]]
                 assert kinds == ["recording.completed", "recording.transcribed"]
+                # Whatever the kill interrupted, the re-run left the archive whole.
+                assert status["archived"] is True
+                prefix = f"recordings/{day_of(status['steps']['accepted_at'])}/{recording_id}"
+                assert len(await archive.keys(prefix)) == 7
         finally:
             second.send_signal(signal.SIGTERM)
             await second.wait()

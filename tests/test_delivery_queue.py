@@ -80,11 +80,16 @@ async def test_a_spent_delivery_is_failed_and_visible(redis: Redis) -> None:
 async def test_a_settled_delivery_and_its_log_expire_with_the_recording(redis: Redis) -> None:
     queue, deliveries, sub = await setup(redis)
     await deliveries.queue(sub, "rec-1", "recording.completed", "{}")
-    [claimed] = await queue.claim(10)
-    key = f"rr:delivery:{claimed.member}"
-    await queue.settle(claimed, "retry", attempt(claimed, 500), "HTTP 500", retry_in=0)
+    await deliveries.queue(sub, "rec-2", "recording.completed", "{}")
+    [first, second] = await queue.claim(10)
+    key = f"rr:delivery:{first.member}"
+    await queue.settle(first, "retry", attempt(first, 500), "HTTP 500", retry_in=0)
     assert await redis.ttl(key) == -1  # pending: kept until settled
-    [claimed] = await queue.claim(10)
-    await queue.settle(claimed, "succeeded", attempt(claimed, 200))
-    assert 0 < await redis.ttl(key) <= RETENTION
+    [first] = await queue.claim(10)
+    await queue.settle(first, "succeeded", attempt(first, 200))
+    assert not await redis.exists(key)  # delivered: only the attempt logs remember it
     assert 0 < await redis.ttl("rr:recording:rec-1:attempts") <= RETENTION
+    await queue.settle(second, "failed", attempt(second, 500), "HTTP 500")
+    failed = f"rr:delivery:{second.member}"
+    assert 0 < await redis.ttl(failed) <= RETENTION  # kept for recover, then forgotten
+    assert await redis.hget(failed, "body") is None  # the body is in the archive

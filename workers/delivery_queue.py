@@ -93,9 +93,10 @@ return claimed
 # KEYS: due, leased, delivery, subscriber's attempt log, recording's attempt log, failed,
 # failing-since, subscriptions. ARGV: member, outcome (succeeded | failed | retry | dropped),
 # now (ms), retry at (ms), error, attempt (JSON), log length, retention (s), "1" if the attempt
-# was a failure of the subscriber's (it starts a run of failures, if none is running): a settled
-# delivery, the recording's attempt log and the failed list are kept as long as the recording's
-# state.
+# was a failure of the subscriber's (it starts a run of failures, if none is running). A
+# delivery that succeeded is deleted (the attempt logs keep its outcome); one that failed is
+# kept, without its body (in the archive), for recover, as long as the recording's state, and
+# so are the recording's attempt log and the failed list.
 # A delivery whose subscription is gone (deleted, perhaps while this attempt was in flight) is
 # dropped: nothing is kept, so nothing of a deleted subscription comes back. Returns 2 then.
 SETTLE = """
@@ -130,19 +131,21 @@ if outcome == 'retry' then
   redis.call('ZADD', KEYS[1], tonumber(ARGV[4]), member)
   return 0
 end
-redis.call('HSET', KEYS[3], 'status', outcome, 'finished_at', now / 1000)
-redis.call('EXPIRE', KEYS[3], retention)
--- Settled: a recording event's body is in the archive, where replay and recover read it.
-if string.sub(redis.call('HGET', KEYS[3], 'type') or '', 1, 10) == 'recording.' then
-  redis.call('HDEL', KEYS[3], 'body')
-end
+local recording = redis.call('HGET', KEYS[3], 'recording_id')
 if outcome == 'succeeded' then
-  redis.call('DEL', KEYS[7])
+  -- Delivered: the attempt logs say so, and nothing else needs the delivery any more.
+  redis.call('DEL', KEYS[3], KEYS[7])
 else
+  redis.call('HSET', KEYS[3], 'status', outcome, 'finished_at', now / 1000)
+  redis.call('EXPIRE', KEYS[3], retention)
+  -- A recording event's body is in the archive, where recover reads it.
+  if string.sub(redis.call('HGET', KEYS[3], 'type') or '', 1, 10) == 'recording.' then
+    redis.call('HDEL', KEYS[3], 'body')
+  end
   redis.call('ZADD', KEYS[6], now / 1000, KEYS[3])
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now / 1000 - retention)
 end
-local outbox = 'rr:outbox:' .. sub_id .. ':' .. redis.call('HGET', KEYS[3], 'recording_id')
+local outbox = 'rr:outbox:' .. sub_id .. ':' .. recording
 redis.call('ZREM', outbox, msg_id)
 local following = redis.call('ZRANGE', outbox, 0, 0)[1]
 if following then redis.call('ZADD', KEYS[1], now, sub_id .. ':' .. following) end

@@ -247,8 +247,7 @@ class Pipeline:
         # The event and the request count are in before the status says it is done.
         await self.emit(recording_id, state, events.TRANSCRIBED, transcription=transcript)
         await self.store.add_requests(recording_id, take_count())
-        await self.store.update(recording_id, transcribed_at=_now_ms(), status="transcribed")
-        await self.store.finish(recording_id)
+        await self.store.finish(recording_id, transcribed_at=_now_ms(), status="transcribed")
         await self._schedule_deletion(recording_id)
         return "transcribed"
 
@@ -357,10 +356,9 @@ class Pipeline:
     async def fail(self, recording_id: str, state: dict[str, str], stage: str, reason: str) -> None:
         await self.emit(recording_id, state, events.FAILED, stage=stage, reason=reason)
         await self.store.add_requests(recording_id, take_count())
-        await self.store.update(
+        await self.store.finish(
             recording_id, status="failed", failed_at=_now_ms(), last_error=f"{stage}: {reason}"
         )
-        await self.store.finish(recording_id)
         if "details_at" in state:  # it exists at Plivo
             await self._schedule_deletion(recording_id)
 

@@ -88,7 +88,9 @@ def arq_options(settings: Settings) -> dict[str, Any]:
         "max_jobs": settings.worker_max_jobs,
         # A killed worker's job is taken up again once its lock lapses: timeout + 10 s.
         "job_timeout": settings.worker_job_timeout,
-        "keep_result": 3600,
+        # No result is kept: the recording's state is the record of what was done (a result
+        # would cost Redis some 400 bytes a job for an hour).
+        "keep_result": 0,
         # How often an idle worker looks for new jobs (arq's default, 0.5 s, would add 250 ms
         # on average before each step of a recording); a poll is one cheap Redis command.
         "poll_delay": 0.05,

@@ -1,0 +1,201 @@
+"""bench/memory: what each delivered recording leaves in Redis.
+
+The Plivo sandbox with 5-minute transcripts (about 750 words, word-level `raw`), the relay's web
+process and one worker, a private Redis, the archive on the file store, and one subscription
+(bench/receiver.py answering 204). N recordings go through the whole pipeline; once every one
+is transcribed and both of its webhooks are delivered, Redis's `used_memory` is compared with
+its value before them: bytes per recording, beside the size of one `recording.transcribed`
+body (what the relay kept per recording and subscriber before the archive).
+
+    .venv/bin/python bench/memory.py [--recordings 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import redis.asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+
+AUTH_ID = "MABENCHACCOUNT000001"
+TOKEN = secrets.token_urlsafe(24)
+WORDS = 750  # about 5 minutes of speech
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+
+
+async def wait_up(http: httpx.AsyncClient, url: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            await http.get(url, timeout=0.5)
+            return
+        except httpx.HTTPError:
+            await asyncio.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+async def record_calls(http: httpx.AsyncClient, sandbox: str, relay: str, count: int) -> list[str]:
+    semaphore = asyncio.Semaphore(16)
+    ids: list[str] = []
+
+    async def one() -> None:
+        async with semaphore:
+            response = await http.post(
+                f"{sandbox}/sandbox/calls", json={"relay_url": f"{relay}/plivo/recording"}
+            )
+            body = response.json()
+            assert body["callback_status"] == 200, body
+            ids.append(body["recording_id"])
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return ids
+
+
+async def settle(
+    redis: aioredis.Redis, http: httpx.AsyncClient, receiver: str, ids: list[str], webhooks: int
+) -> None:
+    """Until every recording is transcribed, every webhook arrived and nothing is queued."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        async with redis.pipeline(transaction=False) as pipe:
+            for recording_id in ids:
+                pipe.hget(f"rr:recording:{recording_id}", "status")
+            pipe.zcard("rr:deliveries:due")
+            pipe.zcard("rr:deliveries:leased")
+            *statuses, due, leased = await pipe.execute()
+        stats = (await http.get(f"{receiver}/stats")).json()
+        arrived = stats.get("/hook/memory", {}).get("count", 0)
+        done = all(s == b"transcribed" for s in statuses)
+        if done and arrived >= webhooks and due == 0 and leased == 0:
+            return
+        await asyncio.sleep(0.2)
+    raise SystemExit("the recordings did not settle within 600 s")
+
+
+async def by_kind(redis: aioredis.Redis) -> dict[str, int]:
+    """`MEMORY USAGE` of every key, summed by kind of key (ids replaced by `*`)."""
+    totals: dict[str, int] = {}
+    async for key in redis.scan_iter(count=1000):
+        name = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}|msg_\w+|sub_\w+", "*", key.decode())
+        totals[name] = totals.get(name, 0) + int(await redis.memory_usage(key) or 0)
+    return totals
+
+
+async def used_memory(redis: aioredis.Redis) -> int:
+    return int((await redis.info("memory"))["used_memory"])
+
+
+async def run(args: argparse.Namespace, work: Path) -> None:
+    with EmbeddedRedis(work / "redis") as redis_server:
+        sandbox_port, relay_port, receiver_port = free_port(), free_port(), free_port()
+        sandbox, relay = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{relay_port}"
+        receiver = f"http://127.0.0.1:{receiver_port}"
+        admin = secrets.token_urlsafe(16)
+        env = {
+            **os.environ,
+            "SANDBOX_PORT": str(sandbox_port),
+            "SANDBOX_ACCOUNTS": f"{AUTH_ID}:{TOKEN}",
+            "SANDBOX_TRANSCRIPTION_DELAY": "0",
+            "PORT": str(relay_port),
+            "REDIS_URL": redis_server.url,
+            "PLIVO_AUTH_ID": AUTH_ID,
+            "PLIVO_AUTH_TOKEN": TOKEN,
+            "PLIVO_API_URL": sandbox,
+            "PUBLIC_BASE_URL": relay,
+            "ADMIN_TOKEN": admin,
+            "ARCHIVE_URL": f"file://{work}/archive",
+            "DELIVERY_ALLOW_NETWORKS": "127.0.0.0/8",
+            "PLIVO_RATE_LIMIT": "1000000/1",
+            "LOG_LEVEL": "warning",
+        }
+        processes = [
+            start([sys.executable, "-m", "sandbox"], env, work / "sandbox.log"),
+            start([sys.executable, "-m", "service.web"], env, work / "web.log"),
+            start([sys.executable, "-m", "workers"], env, work / "worker.log"),
+            start(
+                [sys.executable, "-m", "uvicorn", "bench.receiver:app", "--port",
+                 str(receiver_port), "--log-level", "warning"],
+                env,
+                work / "receiver.log",
+            ),
+        ]  # fmt: skip
+        redis = aioredis.Redis.from_url(redis_server.url)
+        try:
+            async with httpx.AsyncClient(timeout=30) as http:
+                for url in (f"{relay}/healthz", f"{sandbox}/sandbox/stats", f"{receiver}/stats"):
+                    await wait_up(http, url)
+                await http.put(f"{sandbox}/sandbox/faults", json={"transcript_words": WORDS})
+                created = await http.post(
+                    f"{relay}/v1/subscriptions",
+                    json={"url": f"{receiver}/hook/memory"},
+                    headers={"Authorization": f"Bearer {admin}"},
+                )
+                assert created.status_code == 201, created.text
+                # A few first, so that what is allocated once (scripts, pools) is in the base.
+                warm = await record_calls(http, sandbox, relay, 20)
+                await settle(redis, http, receiver, warm, 2 * len(warm))
+                before, keys_before = await used_memory(redis), sum((await by_kind(redis)).values())
+                ids = await record_calls(http, sandbox, relay, args.recordings)
+                await settle(redis, http, receiver, warm + ids, 2 * (len(warm) + len(ids)))
+                after, kinds = await used_memory(redis), await by_kind(redis)
+                status = await http.get(
+                    f"{relay}/v1/recordings/{ids[0]}",
+                    headers={"Authorization": f"Bearer {admin}"},
+                )
+                body = next(
+                    e for e in status.json()["events"] if e["type"] == "recording.transcribed"
+                )
+                event_bytes = len(httpx.Response(200, json=body).content)
+            per_recording = (after - before) / len(ids)
+            per_keys = (sum(kinds.values()) - keys_before) / len(ids)
+            print(f"bench/memory: {len(ids)} recordings of {WORDS}-word transcripts, 1 subscriber")
+            print(f"  Redis used_memory: {before:,} -> {after:,} bytes")
+            print(f"  per delivered recording: {per_recording:,.0f} bytes (goal <= 4,096)")
+            print(f"  the same by MEMORY USAGE of the keys: {per_keys:,.0f} bytes")
+            print(f"  one recording.transcribed body: {event_bytes:,} bytes (now in the archive)")
+            print(f"  ratio to that body: {per_recording / event_bytes:.3f}")
+            if args.explain:
+                every = len(warm) + len(ids)
+                for name, total in sorted(kinds.items(), key=lambda item: -item[1])[:12]:
+                    print(f"    {total / every:8,.0f} bytes/recording  {name}")
+        finally:
+            await redis.aclose()
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recordings", type=int, default=500)
+    parser.add_argument("--explain", action="store_true", help="bytes by kind of key")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        asyncio.run(run(args, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()

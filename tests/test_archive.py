@@ -1,0 +1,175 @@
+"""The archive keeps every recording's history in the customer's object store (a directory, or
+a bucket on a real S3-compatible server); Redis keeps only what de-duplication and look-ups
+need once a recording is final; the status, replay and recover read the archive."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
+
+import pytest
+from redis.asyncio import Redis
+
+from service.archive import Archive, day_of
+from tests.archive_stores import s3_archive
+from tests.conftest import ADMIN_TOKEN
+from tests.pipeline_env import Relay, running_relay
+from tests.receivers import Receiver
+from tests.servers import serve
+from tests.waiting import eventually
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+DOCUMENTS = {
+    "callback.json",
+    "recording.json",
+    "transcription.json",
+    "raw.json",
+    "diarized.json",
+    "events/recording.completed.json",
+    "events/recording.transcribed.json",
+}
+
+
+@asynccontextmanager
+async def relay_with_subscriber(
+    redis_url: str, archive_url: str, receiver: Receiver
+) -> AsyncIterator[Relay]:
+    admit = {"delivery_allow_networks": "127.0.0.0/8", "archive_url": archive_url}
+    async with running_relay(redis_url, **admit) as relay, serve(receiver.app()) as url:
+        created = await relay.http.post(
+            f"{relay.url}/v1/subscriptions", json={"url": f"{url}/hook"}, headers=ADMIN
+        )
+        assert created.status_code == 201
+        yield relay
+
+
+async def delivered(receiver: Receiver, count: int) -> None:
+    async def enough() -> bool:
+        return len([r for r in receiver.got if r.status == 200]) >= count
+
+    await eventually(enough, what=f"{count} webhooks delivered")
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+async def test_a_recording_is_archived_whole_and_redis_keeps_only_a_little(
+    redis_url: str, redis: Redis, tmp_path, monkeypatch: pytest.MonkeyPatch, store: str
+) -> None:
+    with ExitStack() as stack:
+        if store == "s3":
+            archive_url, _ = stack.enter_context(s3_archive(monkeypatch))
+        else:
+            archive_url = f"file://{tmp_path}/archive"
+        receiver = Receiver()
+        async with relay_with_subscriber(redis_url, archive_url, receiver) as relay:
+            recording_id = await relay.call()
+            status = await relay.settled(recording_id)
+            assert status["status"] == "transcribed" and status["archived"] is True
+            await delivered(receiver, 2)
+
+            archive = Archive(archive_url)
+            day = day_of(status["steps"]["accepted_at"])
+            prefix = f"recordings/{day}/{recording_id}"
+            keys = {key.removeprefix(prefix + "/") for key in await archive.keys(prefix)}
+            assert keys == DOCUMENTS
+            # The exact bytes each subscriber received, and verified.
+            for got in receiver.got:
+                kind = json.loads(got.body)["type"]
+                assert await archive.get(f"{prefix}/events/{kind}.json") == got.body
+            recording = json.loads(await archive.get(f"{prefix}/recording.json") or b"")
+            assert recording["recording_id"] == recording_id
+            assert isinstance(recording["recording_duration_ms"], (int, float))
+
+            # Redis forgot the payloads: no Recording object, callback, bodies or transcript.
+            state = await redis.hgetall(f"rr:recording:{recording_id}")
+            fields = {k.decode() for k in state}
+            assert not fields & {"recording", "callback"}
+            assert not [f for f in fields if f.startswith("event:")]
+            assert not await redis.exists(f"rr:recording:{recording_id}:transcription")
+
+            # Delivered webhooks leave only their attempts in the logs.
+            async def both_logged() -> bool:
+                return len((await relay.status(recording_id)).json()["attempts"]) == 2
+
+            await eventually(both_logged, what="both attempts logged")
+            assert await redis.keys("rr:delivery:*") == []
+
+            # ... and the status endpoint still shows everything, from the archive.
+            assert [e["type"] for e in status["events"]] == [
+                "recording.completed",
+                "recording.transcribed",
+            ]
+            assert status["callback"]["recording_id"] == recording_id
+
+            # A replay sends the archived bytes again, under the same webhook-ids.
+            replayed = await relay.http.post(
+                f"{relay.url}/v1/recordings/{recording_id}/replay", headers=ADMIN
+            )
+            assert replayed.json() == {"queued": 2}
+            await delivered(receiver, 4)
+            first, again = receiver.got[:2], receiver.got[2:]
+            assert [r.body for r in again] == [r.body for r in first]
+            ids = [r.headers["webhook-id"] for r in again]
+            assert ids == [r.headers["webhook-id"] for r in first]
+
+
+async def test_an_archive_failing_for_a_while_makes_the_work_wait_and_loses_nothing(
+    redis_url: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with s3_archive(monkeypatch) as (archive_url, server):
+        receiver = Receiver()
+        async with relay_with_subscriber(redis_url, archive_url, receiver) as relay:
+            server.stop()  # the store answers nothing
+            recording_id = await relay.call()
+
+            async def waiting() -> bool:
+                status = (await relay.status(recording_id)).json()
+                return "archive: cannot write" in str(status.get("last_error"))
+
+            await eventually(waiting, within=30, what="the archive failure shown")
+            status = (await relay.status(recording_id)).json()
+            assert status["status"] == "queued" and status["archived"] is False
+            assert receiver.got == []  # nothing is announced before it is kept
+            server.start()
+            status = await relay.settled(recording_id, within=60)
+            assert status["status"] == "transcribed" and status["archived"] is True
+            await delivered(receiver, 2)
+            route = "POST /v1/Account/{auth_id}/Transcription/{recording_id}/"
+            assert relay.sandbox_requests(route) == 1
+            prefix = f"recordings/{day_of(status['steps']['accepted_at'])}/{recording_id}"
+            keys = await Archive(archive_url).keys(prefix)
+            assert {k.removeprefix(prefix + "/") for k in keys} == DOCUMENTS
+
+
+async def test_recover_after_the_recording_is_final_reads_the_archive(
+    redis_url: str, redis: Redis, tmp_path
+) -> None:
+    receiver = Receiver(answers=[500])
+    archive_url = f"file://{tmp_path}/archive"
+    settings = {"delivery_retry_schedule": "0"}  # one attempt, then failed
+    admit = {"delivery_allow_networks": "127.0.0.0/8", "archive_url": archive_url}
+    async with running_relay(redis_url, **admit, **settings) as relay, serve(receiver.app()) as url:
+        created = await relay.http.post(
+            f"{relay.url}/v1/subscriptions", json={"url": f"{url}/hook"}, headers=ADMIN
+        )
+        recording_id = await relay.call()
+        assert (await relay.settled(recording_id))["archived"] is True
+
+        async def both_failed() -> bool:
+            status = (await relay.status(recording_id)).json()
+            return [a["status_code"] for a in status["attempts"]] == [500, 500]
+
+        await eventually(both_failed, what="both webhooks failed")
+        failed = await redis.keys("rr:delivery:*")
+        assert len(failed) == 2  # kept for recover, without their bodies (in the archive)
+        assert [await redis.hget(key, "body") for key in failed] == [None, None]
+        receiver.answers = [200]
+        recovered = await relay.http.post(
+            f"{relay.url}/v1/subscriptions/{created.json()['id']}/recover",
+            json={"since": "2000-01-01T00:00:00Z"},
+            headers=ADMIN,
+        )
+        assert recovered.json() == {"queued": 2}
+        await delivered(receiver, 2)
+        first = [r.body for r in receiver.got if r.status == 500]
+        assert [r.body for r in receiver.got if r.status == 200] == first
