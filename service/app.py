@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", Readiness(redis, archive).probe, methods=["GET"]),
+        Route("/v1/recordings", recordings.list, methods=["GET"]),
         Route("/v1/recordings/{recording_id}", recordings.get, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/v1/recordings/{recording_id}/replay", deliveries.replay, methods=["POST"]),

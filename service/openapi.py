@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 from service.deliveries_api import RecoverRequest, ReplayRequest
 from service.events import Event
 from service.paging import MAX_LIMIT
+from service.store import Status
 from service.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -52,6 +53,20 @@ class Queued(BaseModel):
     queued: int = Field(description="webhooks queued")
 
 
+class RecordingSummary(BaseModel):
+    recording_id: str
+    status: str | None
+    accepted_at: int | None = Field(description="epoch ms")
+    updated_at: int | None = Field(description="epoch ms")
+    archived: bool
+    last_error: str | None
+
+
+class RecordingList(BaseModel):
+    data: list[RecordingSummary] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as `cursor` for older recordings")
+
+
 class RecordingStatus(BaseModel):
     recording_id: str
     status: str | None = Field(
@@ -60,6 +75,7 @@ class RecordingStatus(BaseModel):
     steps: dict[str, int | None] = Field(description="each step's time, epoch ms")
     plivo_requests: int
     last_error: str | None
+    archived: bool
     callback: dict[str, Any] | None
     other_callbacks: list[dict[str, Any]]
     events: list[Event]
@@ -139,6 +155,7 @@ def document() -> dict[str, Any]:
         ReplayRequest,
         RecoverRequest,
         RecordingStatus,
+        RecordingList,
         Event,
     ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -243,6 +260,35 @@ def document() -> dict[str, Any]:
                         "202": _answer("queued again", _ref("Queued")),
                         **BAD_BODY,
                         **UNKNOWN,
+                        **COMMON,
+                    },
+                },
+            },
+            "/v1/recordings": {
+                "get": {
+                    "operationId": "listRecordings",
+                    "summary": "The recordings of the retention window, newest first",
+                    "parameters": [
+                        *PAGE,
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "enum": [s.value for s in Status]},
+                        },
+                        *(
+                            {
+                                "name": name,
+                                "in": "query",
+                                "required": False,
+                                "schema": {"type": "string", "format": "date-time"},
+                            }
+                            for name in ("since", "until")
+                        ),
+                    ],
+                    "responses": {
+                        "200": _answer("a page of recordings", _ref("RecordingList")),
+                        "422": _answer("a bad filter, limit or cursor", ERROR),
                         **COMMON,
                     },
                 },

@@ -1,12 +1,19 @@
-"""`GET /v1/recordings/{recording_id}`: where a recording is in the pipeline.
+"""`GET /v1/recordings`: the recordings the relay knows, and where each is in the pipeline.
 
-Its state, the time of each step, the Plivo requests it cost, the callbacks received besides
-the one that started it, its events (whole, as delivered) and the last error.
+- `GET /v1/recordings?status=&since=&until=&cursor=&limit=`: newest first, from a small index in
+  Redis (the recordings of the retention window), filtered by status and by when the relay
+  accepted them (ISO 8601), paged.
+- `GET /v1/recordings/{recording_id}`: its state, the time of each step, the Plivo requests it
+  cost, the callbacks received besides the one that started it, its events (whole, as
+  delivered), its webhook attempts and the last error; from Redis while it is in flight and
+  from the archive after.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -15,7 +22,8 @@ from starlette.responses import JSONResponse
 from service.admin_auth import AdminAuth
 from service.callbacks import is_recording_id
 from service.history import History
-from service.store import RecordingStore
+from service.paging import Page
+from service.store import RecordingStore, Status
 
 STEPS = (
     "accepted_at",
@@ -28,11 +36,39 @@ STEPS = (
 )
 
 
+STATUSES = tuple(Status)
+SCAN_MAX = 1000  # index entries one page may look through to fill itself under a filter
+
+
 class RecordingsAPI:
     def __init__(self, store: RecordingStore, history: History, auth: AdminAuth) -> None:
         self.store = store
         self.history = history
         self.auth = auth
+
+    async def list(self, request: Request) -> JSONResponse:
+        self.auth.check(request)
+        page = Page.of(request)
+        query = request.query_params
+        status = query.get("status")
+        if status is not None and status not in STATUSES:
+            raise HTTPException(422, f"status: must be one of {', '.join(STATUSES)}")
+        since = _moment(query.get("since"), "since", 0.0)
+        until = _moment(query.get("until"), "until", float("inf"))
+        found: list[dict[str, Any]] = []
+        offset, scanned, total = page.offset, 0, 0
+        while len(found) < page.limit and scanned < SCAN_MAX:
+            window = page.limit if status is None else 100
+            rows, total = await self.store.recent(since, until, offset, window)
+            offset += window
+            scanned += window
+            for recording_id, state in rows:
+                if status is None or state.get("status") == status:
+                    found.append(_summary(recording_id, state))
+            if offset >= total:
+                break
+        found = found[: page.limit]
+        return JSONResponse({"data": found, "next_cursor": str(offset) if offset < total else None})
 
     async def get(self, request: Request) -> JSONResponse:
         self.auth.check(request)
@@ -56,6 +92,30 @@ class RecordingsAPI:
                 "attempts": [json.loads(a) for a in await self.store.attempts(recording_id)],
             }
         )
+
+
+def _summary(recording_id: str, state: dict[str, str]) -> dict[str, Any]:
+    return {
+        "recording_id": recording_id,
+        "status": state.get("status"),
+        "accepted_at": _ms(state.get("accepted_at")),
+        "updated_at": _ms(state.get("updated_at")),
+        "archived": "archived_at" in state,
+        "last_error": state.get("last_error"),
+    }
+
+
+def _moment(value: str | None, name: str, default: float) -> float:
+    """An ISO 8601 query parameter as epoch ms; 422 naming it if it is not one."""
+    if value is None:
+        return default
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise HTTPException(422, f"{name}: not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp() * 1000
 
 
 def _ms(value: str | None) -> int | None:

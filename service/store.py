@@ -39,20 +39,23 @@ CALLBACK_LOG_MAX = 50
 log = logging.getLogger("recording_relay.store")
 
 # One call accepts a batch of callbacks, in order (see `service.batch`).
-# KEYS: the arq queue, then four keys a callback: state, callback log, arq job, arq result.
-# ARGV: now (ms), retention (s), log cap, job TTL (ms), then five a callback: the callback's
-# JSON, "1" if it starts the pipeline, the encoded arq job, the job id, the signing account.
+# KEYS: the arq queue, the recordings' index, then four keys a callback: state, callback log,
+# arq job, arq result. ARGV: now (ms), retention (s), log cap, job TTL (ms), then six a
+# callback: the callback's JSON, "1" if it starts the pipeline, the encoded arq job, the job
+# id, the signing account, the recording id.
 # Each callback runs under its own `pcall`: one that fails is reported as `failed: <error>`
 # and changes neither the answer nor the fate of the others in the batch.
 ACCEPT = """
-local jobs = KEYS[1]
+local jobs, index = KEYS[1], KEYS[2]
 local now, retention, log_max, job_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local function accept(state, log, job, result, callback, starts, encoded, job_id, auth_id)
+redis.call('ZREMRANGEBYSCORE', index, '-inf', tonumber(now) - tonumber(retention) * 1000)
+local function accept(state, log, job, result, callback, starts, encoded, job_id, auth_id, id)
   if starts == '1' then
     if redis.call('HSETNX', state, 'accepted_at', now) == 1 then
       redis.call('HSET', state, 'status', 'queued', 'callback', callback, 'auth_id', auth_id,
                  'updated_at', now)
       redis.call('EXPIRE', state, retention)
+      redis.call('ZADD', index, now, id)
       if redis.call('EXISTS', job, result) == 0 then
         redis.call('PSETEX', job, job_ttl, encoded)
         redis.call('ZADD', jobs, now, job_id)
@@ -67,10 +70,11 @@ local function accept(state, log, job, result, callback, starts, encoded, job_id
   return 'recorded'
 end
 local outcomes = {}
-for i = 0, (#KEYS - 1) / 4 - 1 do
-  local k, a = 2 + 4*i, 5 + 5*i
+for i = 0, (#KEYS - 2) / 4 - 1 do
+  local k, a = 3 + 4*i, 5 + 6*i
   local ok, outcome = pcall(accept, KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3],
-                            ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+                            ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
+                            ARGV[a + 5])
   if ok then outcomes[i + 1] = outcome else outcomes[i + 1] = 'failed: ' .. tostring(outcome) end
 end
 return outcomes
@@ -112,6 +116,20 @@ return 1
 """
 
 
+class Status(StrEnum):
+    """Where a recording is in the pipeline (its state's `status`)."""
+
+    QUEUED = "queued"
+    DETAILS_FETCHED = "details_fetched"
+    TRANSCRIBING = "transcribing"
+    TRANSCRIBED = "transcribed"
+    FAILED = "failed"
+    IGNORED = "ignored"  # made before the retention window: a replay, never processed
+
+
+FINAL = (Status.TRANSCRIBED, Status.FAILED, Status.IGNORED)
+
+
 class Outcome(StrEnum):
     QUEUED = "queued"  # first sight of a finished recording: its pipeline starts
     DUPLICATE = "duplicate"  # the recording was already accepted
@@ -143,6 +161,9 @@ def _outcome(callback: RecordingCallback, raw: str) -> Outcome:
     return Outcome(raw)
 
 
+INDEX_KEY = "rr:recordings"  # ZSET: recording id -> accepted at (ms), within the retention
+
+
 def recording_key(recording_id: str) -> str:
     return f"rr:recording:{recording_id}"
 
@@ -164,7 +185,7 @@ class RecordingStore:
 
     async def _accept_batch(self, callbacks: list[RecordingCallback]) -> list[Outcome]:
         now_ms = int(time.time() * 1000)
-        keys: list[str] = [queue.QUEUE]
+        keys: list[str] = [queue.QUEUE, INDEX_KEY]
         args: list[str | int | bytes] = [
             now_ms,
             self.retention_seconds,
@@ -181,6 +202,7 @@ class RecordingStore:
                 queue.encode_job(queue.PROCESS_RECORDING, (callback.recording_id,), now_ms),
                 job_id,
                 callback.auth_id,
+                callback.recording_id,
             ]
         outcomes = await self._accept_script(keys, args)
         assert isinstance(outcomes, list)
@@ -257,6 +279,27 @@ class RecordingStore:
         """The webhook attempts made for the recording's events (`service.deliveries`)."""
         raw = await self.redis.lrange(recording_attempts_key(recording_id), 0, -1)  # type: ignore[misc]
         return [item.decode() for item in raw]
+
+    async def recent(
+        self, since_ms: float, until_ms: float, offset: int, count: int
+    ) -> tuple[list[tuple[str, dict[str, str]]], int]:
+        """Recordings accepted in [since, until], newest first: `count` of them after `offset`
+        with a few fields of their state each, and how many there are in all."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrevrangebyscore(INDEX_KEY, until_ms, since_ms, start=offset, num=count)
+            pipe.zcount(INDEX_KEY, since_ms, until_ms)
+            ids, total = await pipe.execute()
+        fields = ("status", "accepted_at", "updated_at", "last_error", "archived_at")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for recording_id in ids:
+                pipe.hmget(recording_key(recording_id.decode()), list(fields))
+            rows = await pipe.execute()
+        found = []
+        for recording_id, values in zip(ids, rows, strict=True):
+            state = {f: v.decode() for f, v in zip(fields, values, strict=True) if v is not None}
+            if state:  # expired meanwhile: gone
+                found.append((recording_id.decode(), state))
+        return found, int(total)
 
     async def callbacks(self, recording_id: str) -> list[str]:
         raw = await self.redis.lrange(f"{recording_key(recording_id)}:callbacks", 0, -1)  # type: ignore[misc]

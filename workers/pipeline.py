@@ -42,10 +42,9 @@ from service.deliveries import Deliveries
 from service.events import EventData, Transcript
 from service.plivo import NotFound, PlivoClient, PlivoError, count_requests, take_count
 from service.settings import Settings
-from service.store import RecordingStore
+from service.store import FINAL, RecordingStore, Status
 
 log = logging.getLogger("recording_relay.pipeline")
-FINAL = ("transcribed", "failed", "ignored")
 
 
 class Pipeline:
@@ -153,14 +152,17 @@ class Pipeline:
                 # A replayed callback without times of its own: the relay has forgotten this
                 # recording, may have transcribed it already, and must not buy that again.
                 reason = "made before the retention window (RECORDING_RETENTION_DAYS): ignored"
-                await self.store.update(recording_id, status="ignored", last_error=reason)
+                await self.store.update(recording_id, status=Status.IGNORED, last_error=reason)
                 log.warning("recording_id=%s %s", recording_id, reason)
                 return "ignored"
             recording = json.dumps(details)
             await self._archive(recording_id, state, "callback", state["callback"])
             await self._archive(recording_id, state, "recording", recording)
             await self.store.update(
-                recording_id, recording=recording, details_at=_now_ms(), status="details_fetched"
+                recording_id,
+                recording=recording,
+                details_at=_now_ms(),
+                status=Status.DETAILS_FETCHED,
             )
             state["recording"] = recording
             await self.emit(recording_id, state, events.COMPLETED)
@@ -172,7 +174,7 @@ class Pipeline:
                     auth_id, recording_id, self.transcription_callback_url
                 )
             await self.store.update(
-                recording_id, transcription_requested_at=_now_ms(), status="transcribing"
+                recording_id, transcription_requested_at=_now_ms(), status=Status.TRANSCRIBING
             )
         await self.arq.enqueue_job(
             queue.COLLECT_TRANSCRIPTION,
@@ -247,7 +249,7 @@ class Pipeline:
         # The event and the request count are in before the status says it is done.
         await self.emit(recording_id, state, events.TRANSCRIBED, transcription=transcript)
         await self.store.add_requests(recording_id, take_count())
-        await self.store.finish(recording_id, transcribed_at=_now_ms(), status="transcribed")
+        await self.store.finish(recording_id, transcribed_at=_now_ms(), status=Status.TRANSCRIBED)
         await self._schedule_deletion(recording_id)
         return "transcribed"
 
@@ -357,7 +359,7 @@ class Pipeline:
         await self.emit(recording_id, state, events.FAILED, stage=stage, reason=reason)
         await self.store.add_requests(recording_id, take_count())
         await self.store.finish(
-            recording_id, status="failed", failed_at=_now_ms(), last_error=f"{stage}: {reason}"
+            recording_id, status=Status.FAILED, failed_at=_now_ms(), last_error=f"{stage}: {reason}"
         )
         if "details_at" in state:  # it exists at Plivo
             await self._schedule_deletion(recording_id)
