@@ -26,7 +26,9 @@ import time
 from pathlib import Path
 
 import httpx
+import obstore
 import redis.asyncio as aioredis
+from obstore.store import from_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -102,21 +104,35 @@ async def plivo_requests(redis_url: str, ids: list[str]) -> float:
     return sum(counts) / len(counts)
 
 
-async def bare_loop(sandbox: str, ids: list[str]) -> float:
-    """The same Plivo requests, as fast as httpx makes them, with the worker's concurrency."""
+async def bare_loop(sandbox: str, ids: list[str], archive_dir: Path) -> float:
+    """The same Plivo requests, as fast as httpx makes them, with the worker's concurrency, and
+    the same seven writes to a file store as the relay's archive makes per recording."""
     base = f"{sandbox}/v1/Account/{AUTH_ID}"
     semaphore = asyncio.Semaphore(CONCURRENCY)
+    store = from_url(f"file://{archive_dir}", mkdir=True)
     async with httpx.AsyncClient(auth=(AUTH_ID, TOKEN), timeout=30) as http:
 
         async def one(recording_id: str) -> None:
             async with semaphore:
-                (await http.get(f"{base}/Recording/{recording_id}/")).raise_for_status()
+                prefix = f"bare/{recording_id}"
+                recording = await http.get(f"{base}/Recording/{recording_id}/")
+                recording.raise_for_status()
+                await obstore.put_async(store, f"{prefix}/callback.json", b"{}")
+                await obstore.put_async(store, f"{prefix}/recording.json", recording.content)
+                await obstore.put_async(store, f"{prefix}/events/completed.json", b"{}")
                 (
                     await http.post(f"{base}/Transcription/{recording_id}/", json={})
                 ).raise_for_status()
-                for kind in ("raw", "diarized"):
-                    url = f"{base}/Transcription/{recording_id}/"
-                    (await http.get(url, params={"type": kind})).raise_for_status()
+                for kind in ("transcription", "raw", "diarized"):
+                    if kind == "transcription":  # the relay takes it from the callback
+                        content = b"{}"
+                    else:
+                        url = f"{base}/Transcription/{recording_id}/"
+                        answer = await http.get(url, params={"type": kind})
+                        answer.raise_for_status()
+                        content = answer.content
+                    await obstore.put_async(store, f"{prefix}/{kind}.json", content)
+                await obstore.put_async(store, f"{prefix}/events/transcribed.json", b"{}")
 
         started = time.monotonic()
         await asyncio.gather(*(one(recording_id) for recording_id in ids))
@@ -160,7 +176,8 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             processes.append(worker)
             relay_seconds = await wait_transcribed(redis_server.url, ids)
             per_recording = await plivo_requests(redis_server.url, ids)
-            bare_seconds = await bare_loop(sandbox, ids)  # same recordings, same requests
+            # the same recordings, the same requests and writes
+            bare_seconds = await bare_loop(sandbox, ids, work / "bare-archive")
             relay_rate, bare_rate = len(ids) / relay_seconds, len(ids) / bare_seconds
             print(f"bench/pipeline: {len(ids)} recordings, one worker (max_jobs {CONCURRENCY})")
             print(f"  relay worker:    {relay_rate:8.1f} recordings/s ({relay_seconds:.1f} s)")

@@ -127,10 +127,13 @@ async def test_an_archive_failing_for_a_while_makes_the_work_wait_and_loses_noth
                 return "archive: cannot write" in str(status.get("last_error"))
 
             await eventually(waiting, within=30, what="the archive failure shown")
+            ready = await relay.http.get(f"{relay.url}/readyz")
+            assert ready.status_code == 503 and ready.json()["archive"] == "unreachable"
             status = (await relay.status(recording_id)).json()
             assert status["status"] == "queued" and status["archived"] is False
             assert receiver.got == []  # nothing is announced before it is kept
             server.start()
+            assert (await relay.http.get(f"{relay.url}/readyz")).json()["archive"] == "ok"
             status = await relay.settled(recording_id, within=60)
             assert status["status"] == "transcribed" and status["archived"] is True
             await delivered(receiver, 2)

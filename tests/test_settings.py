@@ -50,6 +50,8 @@ def test_defaults_and_subaccounts() -> None:
         ({"REDIS_URL": "redis://127.0.0.1:6379/notadb"}, "REDIS_URL has a database"),
         ({"WORKER_SHUTDOWN_GRACE": "60"}, "WORKER_SHUTDOWN_GRACE"),
         ({"SUBSCRIPTIONS_MAX": "0"}, "SUBSCRIPTIONS_MAX"),
+        ({"ARCHIVE_URL": "/var/archive"}, "ARCHIVE_URL must be a file:///path"),
+        ({"ARCHIVE_URL": None}, "ARCHIVE_URL is required"),
     ],
 )
 def test_bad_configuration_exits_with_one_line_naming_the_variable(
@@ -91,3 +93,15 @@ def test_the_redis_url_is_logged_without_its_password() -> None:
     settings = load_settings({**GOOD, "REDIS_URL": f"redis://user:{SECRET}@cache.internal:6380/2"})
     assert settings.redis_url_for_logs == "redis://user:***@cache.internal:6380/2"
     assert load_settings(GOOD).redis_url_for_logs == GOOD["REDIS_URL"]
+
+
+def test_processes_refuse_to_start_with_an_unusable_archive() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLIVO_", "ADMIN_", "REDIS_"))}
+    env.update({**GOOD, "ARCHIVE_URL": "file:///proc/no-archive-can-live-here"})
+    for module in ("service.web", "workers"):
+        result = subprocess.run(
+            [sys.executable, "-m", module], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("configuration error: ARCHIVE_URL is unusable:")
