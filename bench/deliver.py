@@ -36,9 +36,10 @@ from arq.connections import ArqRedis, RedisSettings
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.deliveries import Deliveries  # noqa: E402
 from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from service.subscriptions import SubscriptionCreate, SubscriptionStore  # noqa: E402
+from service.storage.deliveries import Deliveries  # noqa: E402
+from service.storage.subscriptions import SubscriptionStore  # noqa: E402
+from service.subscriptions import SubscriptionCreate  # noqa: E402
 
 IN_FLIGHT = 4  # DELIVERY_MAX_IN_FLIGHT's default, the relay's concurrency to one subscriber
 WORKER_CPU, SERVICE_CPU = 0, 1

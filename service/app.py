@@ -1,7 +1,8 @@
 """The web process: a Starlette app that takes Plivo's callbacks.
 
 Read in order: `service.ingest` (the endpoints), `service.body`, `service.plivo_auth`,
-`service.callbacks`, `service.store`; then `workers/` for what happens to a queued recording.
+`service.callbacks`, `service.storage.recordings`; then `workers/` for what happens to a queued
+recording.
 Plivo's two callback paths are served by `service.fast_path`, the rest by Starlette.
 """
 
@@ -19,12 +20,9 @@ from starlette.types import ASGIApp
 
 from service import errors, http_limits
 from service.admin_auth import AdminAuth
-from service.archive import Archive
-from service.deliveries import Deliveries
 from service.deliveries_api import DeliveriesAPI
 from service.fast_path import CallbackEndpoint, CallbackRoutes
 from service.health import Readiness, healthz
-from service.history import History
 from service.ingest import Ingest
 from service.logs import configure
 from service.openapi import openapi
@@ -32,8 +30,11 @@ from service.plivo_auth import PlivoAuth
 from service.recordings_api import RecordingsAPI
 from service.settings import Settings, load_settings
 from service.ssrf import URLGuard
-from service.store import RecordingStore, connect
-from service.subscriptions import SubscriptionStore
+from service.storage.archive import Archive
+from service.storage.deliveries import Deliveries
+from service.storage.history import History
+from service.storage.recordings import RecordingStore, connect
+from service.storage.subscriptions import SubscriptionStore
 from service.subscriptions_api import SubscriptionsAPI
 
 log = logging.getLogger("recording_relay")

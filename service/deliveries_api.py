@@ -19,11 +19,13 @@ from starlette.responses import JSONResponse
 
 from service.admin_auth import AdminAuth
 from service.callbacks import is_recording_id
-from service.deliveries import Deliveries, attempts_key
-from service.history import History
 from service.paging import Page
-from service.store import RecordingStore
-from service.subscriptions import Subscription, SubscriptionStore
+from service.storage import keys
+from service.storage.deliveries import Deliveries
+from service.storage.history import History
+from service.storage.recordings import RecordingStore
+from service.storage.subscriptions import SubscriptionStore
+from service.subscriptions import Subscription
 from service.subscriptions_api import Unprocessable, read_json
 
 
@@ -104,6 +106,6 @@ class DeliveriesAPI:
         if await self.subscriptions.get(subscription_id) is None:
             raise HTTPException(404, "no such subscription")
         found, total = await self.deliveries.attempts(
-            attempts_key(subscription_id), skip_newest=page.offset, limit=page.limit
+            keys.attempts(subscription_id), skip_newest=page.offset, limit=page.limit
         )
         return JSONResponse({"data": found, "next_cursor": page.next(total)})

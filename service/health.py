@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from service.archive import Archive
+from service.storage.archive import Archive
 
 
 async def healthz(request: Request) -> JSONResponse:

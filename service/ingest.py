@@ -1,9 +1,9 @@
 """The endpoints Plivo calls: `/plivo/recording` and `/plivo/transcription`.
 
 Each request is read (`service.body`), verified (`service.plivo_auth`), normalised
-(`service.callbacks`) and written to Redis (`service.store`) before it is answered, so a `200`
-means the work is durably queued. If Redis cannot be reached the answer is `503`, and Plivo
-tries again.
+(`service.callbacks`) and written to Redis (`service.storage.recordings`) before it is
+answered, so a `200` means the work is durably queued. If Redis cannot be reached the answer is
+`503`, and Plivo tries again.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from starlette.responses import Response
 from service.body import read_params
 from service.callbacks import InvalidCallback, parse_recording, parse_transcription
 from service.plivo_auth import PlivoAuth
-from service.store import ForeignRecording, Outcome, RecordingStore
+from service.storage.recordings import ForeignRecording, Outcome, RecordingStore
 
 log = logging.getLogger("recording_relay.ingest")
 

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from service.deliveries_api import RecoverRequest, ReplayRequest
 from service.events import Event
 from service.paging import MAX_LIMIT
-from service.store import Status
+from service.storage.recordings import Status
 from service.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
 
 ERROR = {"$ref": "#/components/schemas/Error"}

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from service.rate_limit import RateLimiter
+from service.storage.rate_limit import RateLimiter
 
 NUMERIC_FIELDS = {
     "recording_duration_ms",

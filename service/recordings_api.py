@@ -21,9 +21,9 @@ from starlette.responses import JSONResponse
 
 from service.admin_auth import AdminAuth
 from service.callbacks import is_recording_id
-from service.history import History
 from service.paging import Page
-from service.store import RecordingStore, Status
+from service.storage.history import History
+from service.storage.recordings import RecordingStore, Status
 
 STEPS = (
     "accepted_at",

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.archive import SCHEMES
+from service.storage.archive import SCHEMES
 
 AUTH_ID_PREFIXES = ("MA", "SA")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -45,7 +45,7 @@ class Settings(BaseSettings):
 
     admin_token: SecretStr
 
-    # The object store that keeps every recording's history and payloads (service.archive).
+    # The object store that keeps every recording's history and payloads (service.storage.archive).
     archive_url: str
 
     # Seconds a client has to send a whole request (head and body) before it is answered 408.

@@ -17,17 +17,11 @@ from starlette.responses import JSONResponse, Response
 
 from service.admin_auth import AdminAuth
 from service.body import json_document, read_body
-from service.deliveries import Deliveries
 from service.paging import Page
 from service.ssrf import RefusedURL, URLGuard
-from service.subscriptions import (
-    LimitReached,
-    Subscription,
-    SubscriptionCreate,
-    SubscriptionPatch,
-    SubscriptionStore,
-    Unreadable,
-)
+from service.storage.deliveries import Deliveries
+from service.storage.subscriptions import LimitReached, SubscriptionStore, Unreadable
+from service.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
 
 
 class Unprocessable(HTTPException):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import uvicorn
 
-from service.archive import require
 from service.logs import configure
 from service.settings import load_settings
+from service.storage.archive import require
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from contextlib import ExitStack, asynccontextmanager
 import pytest
 from redis.asyncio import Redis
 
-from service.archive import Archive, day_of
+from service.storage.archive import Archive, day_of
 from tests.archive_stores import s3_archive
 from tests.conftest import ADMIN_TOKEN
 from tests.pipeline_env import Relay, running_relay

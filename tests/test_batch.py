@@ -7,11 +7,11 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from service import queue
-from service.batch import Batcher
 from service.callbacks import parse_recording
-from service.script import Script
-from service.store import Outcome, RecordingStore
+from service.storage import jobs
+from service.storage.batch import Batcher
+from service.storage.recordings import Outcome, RecordingStore
+from service.storage.script import Script
 from tests.plivo import rid
 
 
@@ -63,7 +63,7 @@ async def test_store_accepts_many_at_once_with_duplicates_inside_one_batch(redis
     assert outcomes.count(Outcome.QUEUED) == 10
     assert outcomes.count(Outcome.DUPLICATE) == 40
     assert outcomes[-1] is Outcome.RECORDED
-    assert await redis.zcard(queue.QUEUE) == 10
+    assert await redis.zcard(jobs.QUEUE) == 10
     await store.aclose()
 
 
@@ -72,7 +72,7 @@ async def test_script_survives_a_flushed_script_cache(redis: Redis) -> None:
     assert await store.accept(callback(rid("rec-a"))) is Outcome.QUEUED
     await redis.script_flush()  # as after a Redis restart
     assert await store.accept(callback(rid("rec-b"))) is Outcome.QUEUED
-    assert await redis.zcard(queue.QUEUE) == 2
+    assert await redis.zcard(jobs.QUEUE) == 2
     await store.aclose()
 
 

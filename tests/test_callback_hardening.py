@@ -12,10 +12,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service import queue
 from service.callbacks import parse_recording
 from service.signature import canonical_v3
-from service.store import Outcome, RecordingStore
+from service.storage import jobs
+from service.storage.recordings import Outcome, RecordingStore
 from tests.conftest import PUBLIC_BASE_URL, SUB_AUTH_TOKEN
 from tests.pipeline_env import running_relay
 from tests.plivo import post_form, record_xml_params, rid, signed_headers
@@ -66,7 +66,7 @@ async def test_ids_that_would_name_other_keys_change_no_one_elses_answer(
     answers = await asyncio.gather(*calls)
     statuses = [response.status_code for response in answers]
     assert statuses.count(200) == len(good) and statuses.count(400) == len(bad)
-    assert await redis.zcard(queue.QUEUE) == len(good)
+    assert await redis.zcard(jobs.QUEUE) == len(good)
 
 
 async def test_one_callback_that_redis_refuses_fails_alone_in_its_batch(redis: Redis) -> None:
@@ -109,7 +109,7 @@ async def test_a_callback_for_a_recording_older_than_the_retention_is_acknowledg
     assert any("before the retention window" in r.getMessage() for r in caplog.records)
     recent = record_xml_params(rid("recent"))
     assert (await post_form(relay, RECORDING, recent)).status_code == 200
-    assert await redis.zcard(queue.QUEUE) == 1
+    assert await redis.zcard(jobs.QUEUE) == 1
 
 
 async def test_a_replay_without_times_is_ignored_by_plivos_own_add_time(redis_url: str) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from service.archive import Archive, day_of
 from service.embedded_redis import EmbeddedRedis
+from service.storage.archive import Archive, day_of
 from tests.conftest import ADMIN_TOKEN
 from tests.pipeline_env import running_relay, start_worker, worker_env
 from tests.receivers import Receiver

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from service.deliveries import Deliveries
-from service.subscriptions import Subscription, SubscriptionCreate, SubscriptionStore
-from workers.delivery_queue import Claimed, DeliveryQueue
+from service.storage.deliveries import Claimed, Deliveries, DeliveryQueue
+from service.storage.subscriptions import SubscriptionStore
+from service.subscriptions import Subscription, SubscriptionCreate
 
 RETENTION = 3600
 

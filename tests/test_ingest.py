@@ -10,9 +10,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service import queue
 from service.app import create_app
 from service.embedded_redis import EmbeddedRedis
+from service.storage import jobs
 from tests.conftest import AUTH_ID, SUB_AUTH_ID, SUB_AUTH_TOKEN, make_settings
 from tests.plivo import get_query, post_form, post_json, record_xml_params, rid, signed_headers
 from tests.servers import serve
@@ -22,7 +22,7 @@ TRANSCRIPTION = "/plivo/transcription"
 
 
 async def queued_jobs(redis: Redis) -> list[str]:
-    return [job.decode() for job in await redis.zrange(queue.QUEUE, 0, -1)]
+    return [job.decode() for job in await redis.zrange(jobs.QUEUE, 0, -1)]
 
 
 async def state(redis: Redis, recording_id: str) -> dict[str, str]:
@@ -39,7 +39,7 @@ def assert_plivo_ok(response: httpx.Response) -> None:
 async def test_record_xml_callback_is_queued_once(relay: httpx.AsyncClient, redis: Redis) -> None:
     response = await post_form(relay, RECORDING, record_xml_params(rid("rec-xml-1")))
     assert_plivo_ok(response)
-    assert await queued_jobs(redis) == [queue.job_id(queue.PROCESS_RECORDING, rid("rec-xml-1"))]
+    assert await queued_jobs(redis) == [jobs.job_id(jobs.PROCESS_RECORDING, rid("rec-xml-1"))]
     saved = await state(redis, rid("rec-xml-1"))
     assert saved["status"] == "queued"
     event = json.loads(saved["callback"])
@@ -58,7 +58,7 @@ async def test_api_callback_by_get(relay: httpx.AsyncClient, redis: Redis) -> No
         "recording_duration": "3",
     }
     assert_plivo_ok(await get_query(relay, RECORDING, params))
-    assert await queued_jobs(redis) == [queue.job_id(queue.PROCESS_RECORDING, rid("rec-api-1"))]
+    assert await queued_jobs(redis) == [jobs.job_id(jobs.PROCESS_RECORDING, rid("rec-api-1"))]
     assert json.loads((await state(redis, rid("rec-api-1")))["callback"])["duration_ms"] == 3000
 
 
@@ -80,7 +80,7 @@ async def test_multiparty_progress_events_are_logged_not_queued(
     assert await redis.llen(f"rr:recording:{rid('rec-mpc-1')}:callbacks") == 3
     completed = {**base, "EventName": "MPCRecordingCompleted", "RecordingDuration": "9"}
     assert_plivo_ok(await post_form(relay, RECORDING, completed))
-    assert await queued_jobs(redis) == [queue.job_id(queue.PROCESS_RECORDING, rid("rec-mpc-1"))]
+    assert await queued_jobs(redis) == [jobs.job_id(jobs.PROCESS_RECORDING, rid("rec-mpc-1"))]
 
 
 async def test_action_and_callback_url_and_retries_start_one_pipeline(
@@ -90,7 +90,7 @@ async def test_action_and_callback_url_and_retries_start_one_pipeline(
     responses = await asyncio.gather(*(post_form(relay, RECORDING, params) for _ in range(20)))
     for response in responses:
         assert_plivo_ok(response)
-    assert await queued_jobs(redis) == [queue.job_id(queue.PROCESS_RECORDING, rid("rec-dup-1"))]
+    assert await queued_jobs(redis) == [jobs.job_id(jobs.PROCESS_RECORDING, rid("rec-dup-1"))]
     # The first is the recording's callback; the 19 duplicates are logged beside it.
     assert await redis.llen(f"rr:recording:{rid('rec-dup-1')}:callbacks") == 19
 
@@ -279,7 +279,7 @@ async def test_redis_outage_is_503_then_nothing_is_lost(tmp_path) -> None:
             assert_plivo_ok(await post_form(client, RECORDING, params))
             check = Redis.from_url(server.url)
             assert await queued_jobs(check) == [
-                queue.job_id(queue.PROCESS_RECORDING, rid("rec-outage-1"))
+                jobs.job_id(jobs.PROCESS_RECORDING, rid("rec-outage-1"))
             ]
             await check.aclose()
     finally:

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.plivo import NotFound, PlivoClient, PlivoError, count_requests
-from service.rate_limit import RateLimiter
+from service.storage.rate_limit import RateLimiter
 from tests.conftest import AUTH_ID, AUTH_TOKEN, SUB_AUTH_ID, SUB_AUTH_TOKEN
 from tests.sandbox_fixture import running_sandbox
 from tests.waiting import eventually

@@ -13,22 +13,18 @@ import pytest
 from redis.asyncio import Redis
 
 from service.app import create_app
-from service.deliveries import (
-    Deliveries,
-    attempts_key,
-    delivery_key,
-    failed_key,
-    failing_since_key,
-)
 from service.ssrf import RefusedURL, URLGuard
-from service.subscriptions import KEY, SubscriptionCreate, SubscriptionStore
+from service.storage import keys
+from service.storage.deliveries import Deliveries, DeliveryQueue
+from service.storage.keys import SUBSCRIPTIONS as KEY
+from service.storage.subscriptions import SubscriptionStore
+from service.subscriptions import SubscriptionCreate
 from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.pipeline_env import running_relay
 from tests.receivers import Receiver
 from tests.servers import serve
 from tests.waiting import eventually
 from workers.delivery import Deliverer
-from workers.delivery_queue import DeliveryQueue
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HOOK = "http://127.0.0.1:9/hook"
@@ -170,9 +166,9 @@ async def test_any_error_while_attempting_settles_as_a_failed_attempt(
     await sending.deliveries.queue(sub, "rec-1", "recording.completed", "{}")
     [claimed] = await queue.claim(10)
     assert await sending.deliver(claimed) == "retry"
-    log, total = await sending.deliveries.attempts(attempts_key(sub.id))
+    log, total = await sending.deliveries.attempts(keys.attempts(sub.id))
     assert total == 1 and "RuntimeError: something nobody expected" in log[0]["error"]
-    assert await redis.exists(failing_since_key(sub.id))  # it counts towards disabling
+    assert await redis.exists(keys.failing_since(sub.id))  # it counts towards disabling
     assert await queue.claim(10) == []  # due again later, not at every lease
 
 
@@ -187,22 +183,22 @@ async def test_deleting_a_subscription_deletes_its_logs_and_drops_what_was_queue
     await sending.deliveries.queue(sub, "rec-3", "recording.completed", "{}")
     [first, in_flight, _] = await queue.claim(10)
     await sending.deliver(first)
-    await redis.zadd(failed_key(sub.id), {"x": 1})
-    keys = [attempts_key(sub.id), failed_key(sub.id), failing_since_key(sub.id)]
-    assert await redis.exists(*keys) == 3
-    assert (await sending.deliveries.attempts(attempts_key(sub.id)))[1] == 1
+    await redis.zadd(keys.failed(sub.id), {"x": 1})
+    left = [keys.attempts(sub.id), keys.failed(sub.id), keys.failing_since(sub.id)]
+    assert await redis.exists(*left) == 3
+    assert (await sending.deliveries.attempts(keys.attempts(sub.id)))[1] == 1
     async with (  # deleted through the API, as an operator would
         serve(create_app(make_settings(redis_url))) as url,
         httpx.AsyncClient(base_url=url, headers=ADMIN) as client,
     ):
         assert (await client.delete(f"/v1/subscriptions/{sub.id}")).status_code == 204
     await sending.deliver(in_flight)  # an attempt that was in flight when it was deleted
-    assert await redis.exists(*keys) == 0  # nothing of it comes back
-    assert not await redis.exists(delivery_key(sub.id, in_flight.msg_id))
+    assert await redis.exists(*left) == 0  # nothing of it comes back
+    assert not await redis.exists(keys.delivery(sub.id, in_flight.msg_id))
     await redis.zadd("rr:deliveries:due", {first.member: 0})  # the first one comes due again
     [again] = await queue.claim(10)
     assert await sending.deliver(again) == "dropped"
-    assert await redis.exists(*keys) == 0
+    assert await redis.exists(*left) == 0
     assert await redis.zcard("rr:deliveries:due") == 0
 
 

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.app import create_app
-from service.subscriptions import SubscriptionStore
+from service.storage.subscriptions import SubscriptionStore
 from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.servers import serve
 

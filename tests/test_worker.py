@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from service import queue
 from service.embedded_redis import EmbeddedRedis, free_port
+from service.storage import jobs
 from tests.conftest import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN, make_settings
 from tests.pipeline_env import running_relay, start_worker, worker_env
 from tests.receivers import Receiver
@@ -39,7 +39,7 @@ async def test_worker_process_shuts_down_cleanly_on_sigterm(
         sys.executable, "-m", "workers", env=env, stderr=asyncio.subprocess.PIPE
     )
     try:
-        health_key = queue.QUEUE + ":health-check"
+        health_key = jobs.QUEUE + ":health-check"
 
         async def started() -> bool:
             return bool(await redis.exists(health_key))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 
-from service.archive import require
 from service.logs import configure
 from service.settings import Settings, load_settings
+from service.storage.archive import require
 from workers.worker import WorkerProcess
 
 

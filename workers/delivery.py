@@ -8,7 +8,7 @@ disables the subscription at once; one failing for `DELIVERY_DISABLE_AFTER` with
 is disabled and a `subscription.disabled` event goes to those that asked for it.
 
 Which delivery is attempted when (order, per-subscriber slots, leases) is the delivery queue's
-business (`workers.delivery_queue`); running attempts side by side is the dispatcher's
+business (`service.storage.deliveries`); running attempts side by side is the dispatcher's
 (`workers.dispatcher`).
 """
 
@@ -27,13 +27,14 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from standardwebhooks.webhooks import Webhook
 
-from service.deliveries import Deliveries, failing_since_key
 from service.events import DisabledData, SubscriptionDisabled, now_iso
 from service.settings import Settings
 from service.ssrf import RefusedURL
-from service.subscriptions import OPERATIONAL, Subscription, SubscriptionStore, changed, parse
+from service.storage import keys
+from service.storage.deliveries import Claimed, Deliveries, DeliveryQueue
+from service.storage.subscriptions import SubscriptionStore
+from service.subscriptions import OPERATIONAL, Subscription, changed, parse
 from service.urls import redacted
-from workers.delivery_queue import Claimed, DeliveryQueue
 
 log = logging.getLogger("recording_relay.delivery")
 BODY_LOG_BYTES = 4096
@@ -111,7 +112,7 @@ class Deliverer:
             )
             return "failed"
         # Settling a failed attempt starts the run of failures if this is its first.
-        since = float(await self.redis.get(failing_since_key(subscription.id)) or time.time())
+        since = float(await self.redis.get(keys.failing_since(subscription.id)) or time.time())
         if time.time() - since >= self.settings.delivery_disable_after:
             await self._disable(subscription, "failing without a success for too long")
             await self.queue.settle(claimed, "failed", attempt, error, counts=True)

@@ -15,8 +15,8 @@ import logging
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.storage.deliveries import Claimed, DeliveryQueue
 from workers.delivery import Deliverer
-from workers.delivery_queue import Claimed, DeliveryQueue
 
 log = logging.getLogger("recording_relay.dispatcher")
 

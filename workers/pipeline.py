@@ -35,14 +35,15 @@ from typing import Any, NoReturn
 from arq import Retry
 from arq.connections import ArqRedis
 
-from service import events, history, queue
-from service.archive import Archive, ArchiveUnavailable
+from service import events
 from service.callbacks import TranscriptionCallback
-from service.deliveries import Deliveries
 from service.events import EventData, Transcript
 from service.plivo import NotFound, PlivoClient, PlivoError, count_requests, take_count
 from service.settings import Settings
-from service.store import FINAL, RecordingStore, Status
+from service.storage import history, jobs
+from service.storage.archive import Archive, ArchiveUnavailable
+from service.storage.deliveries import Deliveries
+from service.storage.recordings import FINAL, RecordingStore, Status
 
 log = logging.getLogger("recording_relay.pipeline")
 
@@ -177,9 +178,9 @@ class Pipeline:
                 recording_id, transcription_requested_at=_now_ms(), status=Status.TRANSCRIBING
             )
         await self.arq.enqueue_job(
-            queue.COLLECT_TRANSCRIPTION,
+            jobs.COLLECT_TRANSCRIPTION,
             recording_id,
-            _job_id=queue.job_id(queue.COLLECT_TRANSCRIPTION, recording_id),
+            _job_id=jobs.job_id(jobs.COLLECT_TRANSCRIPTION, recording_id),
             _defer_by=self.settings.transcription_poll_schedule[0],
         )
         return "transcribing"
@@ -290,9 +291,9 @@ class Pipeline:
         if days is None:
             return
         await self.arq.enqueue_job(
-            queue.DELETE_RECORDING,
+            jobs.DELETE_RECORDING,
             recording_id,
-            _job_id=queue.job_id(queue.DELETE_RECORDING, recording_id),
+            _job_id=jobs.job_id(jobs.DELETE_RECORDING, recording_id),
             _defer_by=days * 86_400,
         )
 

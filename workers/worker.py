@@ -19,17 +19,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service import queue
-from service.archive import Archive
-from service.deliveries import Deliveries
 from service.plivo import PlivoClient
-from service.rate_limit import RateLimiter
 from service.settings import Settings
 from service.ssrf import URLGuard, guarded_transport
-from service.store import RecordingStore
-from service.subscriptions import SubscriptionStore
+from service.storage import jobs
+from service.storage.archive import Archive
+from service.storage.deliveries import Deliveries, DeliveryQueue
+from service.storage.rate_limit import RateLimiter
+from service.storage.recordings import RecordingStore
+from service.storage.subscriptions import SubscriptionStore
 from workers.delivery import Deliverer
-from workers.delivery_queue import DeliveryQueue
 from workers.dispatcher import Dispatcher
 from workers.pipeline import Pipeline
 
@@ -79,12 +78,12 @@ def arq_options(settings: Settings) -> dict[str, Any]:
     return {
         "functions": [
             # Retried later through Plivo outages: PLIVO_OUTAGE_WINDOW bounds its tries.
-            func(process_recording, name=queue.PROCESS_RECORDING, max_tries=100_000),
+            func(process_recording, name=jobs.PROCESS_RECORDING, max_tries=100_000),
             # Re-deferred once per poll: its tries are polls, bounded by the deadline instead.
-            func(collect_transcription, name=queue.COLLECT_TRANSCRIPTION, max_tries=100_000),
-            func(delete_recording, name=queue.DELETE_RECORDING, max_tries=10),
+            func(collect_transcription, name=jobs.COLLECT_TRANSCRIPTION, max_tries=100_000),
+            func(delete_recording, name=jobs.DELETE_RECORDING, max_tries=10),
         ],
-        "queue_name": queue.QUEUE,
+        "queue_name": jobs.QUEUE,
         "max_jobs": settings.worker_max_jobs,
         # A killed worker's job is taken up again once its lock lapses: timeout + 10 s.
         "job_timeout": settings.worker_job_timeout,

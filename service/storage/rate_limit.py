@@ -14,17 +14,9 @@ import uuid
 
 from redis.asyncio import Redis
 
-TAKE = """
-local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-if redis.call('ZCARD', key) < limit then
-  redis.call('ZADD', key, now, ARGV[4])
-  redis.call('PEXPIRE', key, math.ceil(window * 1000))
-  return '0'
-end
-local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-return tostring(tonumber(oldest[2]) + window - now)
-"""
+from service.storage import keys, lua
+
+TAKE = lua.source("take_rate_slot")  # scripts/take_rate_slot.lua
 
 
 class RateLimiter:
@@ -44,7 +36,7 @@ class RateLimiter:
         while True:
             wait = float(
                 await self._take(
-                    keys=[f"rr:plivo-rate:{account}"],
+                    keys=[keys.plivo_rate(account)],
                     args=[time.time(), self.window, self.limit, uuid.uuid4().hex],
                 )
             )

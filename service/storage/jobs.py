@@ -1,8 +1,8 @@
 """The work queue the web process fills and the workers drain: arq's layout in Redis.
 
-The web process writes jobs itself, in one atomic script with the recording's state (see
-`service.store`), so it uses arq's job encoding and key names from here rather than arq's
-`enqueue_job`, which costs several round trips.
+The web process writes jobs itself, in one atomic script with the recording's state
+(`service.storage.recordings`), so it uses arq's job encoding and key names from here rather
+than arq's `enqueue_job`, which costs several round trips.
 """
 
 from __future__ import annotations

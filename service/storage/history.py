@@ -1,14 +1,14 @@
 """A recording's history, wherever it is now: in Redis while the recording is in flight, in the
-archive once it is final (`service.store`'s `finish`). The status endpoint, replay and recover
-read through here, so they work the same before and after."""
+archive once it is final (`RecordingStore.finish`). The status endpoint, replay and recover read
+through here, so they work the same before and after."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from service.archive import Archive, day_of, recording_prefix
 from service.events import EVENT_TYPES
+from service.storage.archive import Archive, day_of, recording_prefix
 
 State = dict[str, str]
 

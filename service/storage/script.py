@@ -2,7 +2,7 @@
 
 redis-py spends most of its per-call CPU packing arguments one by one and checking a pooled
 connection out and back in. The ingestion path calls one script with hundreds of arguments per
-batch (`service.batch`), one batch at a time, so it keeps one connection and writes the RESP
+batch (`service.storage.batch`), one batch at a time, so it keeps one connection and writes the RESP
 bytes itself. Everything else uses redis-py as usual.
 """
 

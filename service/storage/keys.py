@@ -1,0 +1,81 @@
+"""Every Redis key the relay uses, named once (as arq names its own in `arq.constants`).
+
+The rest of the code never spells a key: it calls the stores of this package, which build keys
+here. Lua scripts get what they touch as KEYS, or, where a script derives keys from what it
+reads (a delivery's outbox, its subscriber's slots), the prefixes below as ARGV.
+
+Recordings (`service.storage.recordings`), each for `RECORDING_RETENTION_DAYS`:
+- `rr:recording:{id}` (hash): the pipeline state; `:callbacks` (list): other callbacks;
+  `:transcription`: Plivo's transcription callback; `:attempts` (list): its webhook attempts.
+- `rr:recordings` (zset): id -> accepted at (ms), the index behind `GET /v1/recordings`.
+
+Subscriptions and deliveries (`service.storage.subscriptions`, `service.storage.deliveries`):
+- `rr:subscriptions` (hash): id -> JSON.
+- `rr:delivery:{subscription}:{message}` (hash), `rr:outbox:{subscription}:{recording}` (zset),
+  `rr:deliveries:due` and `rr:deliveries:leased` (zsets of `{subscription}:{message}`),
+  `rr:slots:{subscription}` and `rr:waiting:{subscription}` (zsets), `rr:failed:{subscription}`
+  (zset), `rr:attempts:{subscription}` (list), `rr:failing-since:{subscription}`.
+
+Plivo's rate limit (`service.storage.rate_limit`): `rr:plivo-rate:{auth_id}` (zset).
+
+arq's keys (`arq:queue`, `arq:job:...`) are arq's, spelled by `service.storage.jobs`.
+"""
+
+from __future__ import annotations
+
+SUBSCRIPTIONS = "rr:subscriptions"
+RECORDINGS_INDEX = "rr:recordings"
+DUE = "rr:deliveries:due"  # member `{subscription}:{message}`, score: due (epoch ms)
+LEASED = "rr:deliveries:leased"  # the same, taken by a worker; score: lease lapses (ms)
+
+# Prefixes the delivery scripts complete themselves.
+DELIVERY_PREFIX = "rr:delivery:"
+OUTBOX_PREFIX = "rr:outbox:"
+SLOTS_PREFIX = "rr:slots:"
+WAITING_PREFIX = "rr:waiting:"
+
+
+def recording(recording_id: str) -> str:
+    return f"rr:recording:{recording_id}"
+
+
+def recording_callbacks(recording_id: str) -> str:
+    return f"rr:recording:{recording_id}:callbacks"
+
+
+def recording_transcription(recording_id: str) -> str:
+    return f"rr:recording:{recording_id}:transcription"
+
+
+def recording_attempts(recording_id: str) -> str:
+    return f"rr:recording:{recording_id}:attempts"
+
+
+def due_member(subscription_id: str, msg_id: str) -> str:
+    """A delivery as the delivery queue names it."""
+    return f"{subscription_id}:{msg_id}"
+
+
+def delivery(subscription_id: str, msg_id: str) -> str:
+    return DELIVERY_PREFIX + due_member(subscription_id, msg_id)
+
+
+def outbox(subscription_id: str, recording_id: str) -> str:
+    return f"{OUTBOX_PREFIX}{subscription_id}:{recording_id}"
+
+
+def failed(subscription_id: str) -> str:
+    return f"rr:failed:{subscription_id}"
+
+
+def attempts(subscription_id: str) -> str:
+    return f"rr:attempts:{subscription_id}"
+
+
+def failing_since(subscription_id: str) -> str:
+    """When the subscriber's current run of failures began (deleted by a success)."""
+    return f"rr:failing-since:{subscription_id}"
+
+
+def plivo_rate(auth_id: str) -> str:
+    return f"rr:plivo-rate:{auth_id}"
