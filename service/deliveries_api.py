@@ -65,7 +65,7 @@ class DeliveriesAPI:
         if state is None:
             raise HTTPException(404, f"recording {recording_id[:80]!r} is unknown to the relay")
         queued = 0
-        for body in await self.history.events(recording_id, state):
+        for body in await self.history.events(state):
             kind = json.loads(body)["type"]
             queued += await self.deliveries.fan_out(
                 recording_id, kind, body, only=wanted.subscription_id
@@ -95,7 +95,7 @@ class DeliveriesAPI:
         state = await self.store.state(recording_id) if is_recording_id(recording_id) else None
         if state is None:
             return None  # past the retention
-        return await self.history.event(recording_id, state, delivery["type"])
+        return await self.history.event(state, delivery["type"])
 
     async def attempts(self, request: Request) -> JSONResponse:
         """A page of the attempt log: the newest first page, oldest first within it;

@@ -23,7 +23,7 @@ from service.admin_auth import AdminAuth
 from service.callbacks import is_recording_id
 from service.paging import Page
 from service.storage.history import History
-from service.storage.recordings import RecordingStore, Status
+from service.storage.recordings import RecordingState, RecordingStore, Status
 
 STEPS = (
     "accepted_at",
@@ -62,9 +62,9 @@ class RecordingsAPI:
             rows, total = await self.store.recent(since, until, offset, window)
             offset += window
             scanned += window
-            for recording_id, state in rows:
-                if status is None or state.get("status") == status:
-                    found.append(_summary(recording_id, state))
+            for state in rows:
+                if status is None or state.status == status:
+                    found.append(_summary(state))
             if offset >= total:
                 break
         found = found[: page.limit]
@@ -79,29 +79,29 @@ class RecordingsAPI:
         return JSONResponse(
             {
                 "recording_id": recording_id,
-                "status": state.get("status"),
-                "steps": {step: _ms(state.get(step)) for step in STEPS},
-                "plivo_requests": int(state.get("plivo_requests", 0)),
-                "last_error": state.get("last_error"),
-                "archived": "archived_at" in state,
-                "callback": await self.history.document(recording_id, state, "callback"),
+                "status": state.status,
+                "steps": {step: getattr(state, step) for step in STEPS},
+                "plivo_requests": state.plivo_requests,
+                "last_error": state.last_error,
+                "archived": state.archived,
+                "callback": await self.history.callback(state),
                 "other_callbacks": [
                     json.loads(c) for c in await self.store.callbacks(recording_id)
                 ],
-                "events": [json.loads(e) for e in await self.history.events(recording_id, state)],
+                "events": [json.loads(e) for e in await self.history.events(state)],
                 "attempts": [json.loads(a) for a in await self.store.attempts(recording_id)],
             }
         )
 
 
-def _summary(recording_id: str, state: dict[str, str]) -> dict[str, Any]:
+def _summary(state: RecordingState) -> dict[str, Any]:
     return {
-        "recording_id": recording_id,
-        "status": state.get("status"),
-        "accepted_at": _ms(state.get("accepted_at")),
-        "updated_at": _ms(state.get("updated_at")),
-        "archived": "archived_at" in state,
-        "last_error": state.get("last_error"),
+        "recording_id": state.recording_id,
+        "status": state.status,
+        "accepted_at": state.accepted_at,
+        "updated_at": state.updated_at,
+        "archived": state.archived,
+        "last_error": state.last_error,
     }
 
 
@@ -116,7 +116,3 @@ def _moment(value: str | None, name: str, default: float) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp() * 1000
-
-
-def _ms(value: str | None) -> int | None:
-    return None if value is None else int(float(value))

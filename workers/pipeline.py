@@ -43,7 +43,7 @@ from service.settings import Settings
 from service.storage import history, jobs
 from service.storage.archive import Archive, ArchiveUnavailable
 from service.storage.deliveries import Deliveries
-from service.storage.recordings import FINAL, RecordingStore, Status
+from service.storage.recordings import RecordingState, RecordingStore, Status
 
 log = logging.getLogger("recording_relay.pipeline")
 
@@ -71,7 +71,7 @@ class Pipeline:
 
     async def process(self, recording_id: str, job_try: int = 1) -> str:
         state = await self.store.state(recording_id)
-        if state is None or state.get("status") in FINAL:
+        if state is None or state.final:
             return "nothing to do"
         with count_requests():
             try:
@@ -79,8 +79,8 @@ class Pipeline:
             except ArchiveUnavailable as error:
                 await self._archive_down(recording_id, error, job_try)
             except PlivoError as error:
-                stage = "fetch_recording" if "details_at" not in state else "request_transcription"
-                accepted = float(state.get("accepted_at", _now_ms())) / 1000
+                stage = "fetch_recording" if state.details_at is None else "request_transcription"
+                accepted = (state.accepted_at or _now_ms()) / 1000
                 if error.transient and time.time() - accepted < self.settings.plivo_outage_window:
                     await self._retry_later(recording_id, stage, error, job_try)
                 await self.fail(recording_id, state, stage, error.message)
@@ -90,7 +90,7 @@ class Pipeline:
 
     async def collect(self, recording_id: str, job_try: int) -> str:
         state = await self.store.state(recording_id)
-        if state is None or state.get("status") in FINAL:
+        if state is None or state.final:
             return "nothing to do"
         with count_requests():
             try:
@@ -138,16 +138,16 @@ class Pipeline:
         log.warning("recording_id=%s %s; trying again in %.0f s", recording_id, error, defer)
         raise Retry(defer=defer)
 
-    async def _archive(self, recording_id: str, state: dict[str, str], name: str, doc: Any) -> None:
+    async def _archive(self, state: RecordingState, name: str, doc: Any) -> None:
         """Write one of the recording's documents to the archive (`name` without `.json`)."""
         data = doc.encode() if isinstance(doc, str) else json.dumps(doc).encode()
-        await self.archive.put(f"{history.prefix(recording_id, state)}/{name}.json", data)
+        await self.archive.put(f"{history.prefix(state)}/{name}.json", data)
 
     # -- the steps -----------------------------------------------------------------------------
 
-    async def _process(self, recording_id: str, state: dict[str, str]) -> str:
-        auth_id = state["auth_id"]
-        if "details_at" not in state:
+    async def _process(self, recording_id: str, state: RecordingState) -> str:
+        auth_id = state.auth_id
+        if state.details_at is None:
             details = await self._fetch(auth_id, recording_id)
             if self._older_than_retention(details):
                 # A replayed callback without times of its own: the relay has forgotten this
@@ -157,17 +157,17 @@ class Pipeline:
                 log.warning("recording_id=%s %s", recording_id, reason)
                 return "ignored"
             recording = json.dumps(details)
-            await self._archive(recording_id, state, "callback", state["callback"])
-            await self._archive(recording_id, state, "recording", recording)
+            await self._archive(state, "callback", state.callback or "null")
+            await self._archive(state, "recording", recording)
             await self.store.update(
                 recording_id,
                 recording=recording,
                 details_at=_now_ms(),
                 status=Status.DETAILS_FETCHED,
             )
-            state["recording"] = recording
+            state.recording = recording
             await self.emit(recording_id, state, events.COMPLETED)
-        if "transcription_requesting" not in state:
+        if state.transcription_requesting is None:
             callback = await self._transcription_callback(recording_id, auth_id)
             if callback is None and not self.settings.plivo_auto_transcription:
                 await self.store.update(recording_id, transcription_requesting=_now_ms())
@@ -218,8 +218,8 @@ class Pipeline:
             return None
         return callback
 
-    async def _collect(self, recording_id: str, state: dict[str, str], job_try: int) -> str:
-        auth_id = state["auth_id"]
+    async def _collect(self, recording_id: str, state: RecordingState, job_try: int) -> str:
+        auth_id = state.auth_id
         callback = await self._transcription_callback(recording_id, auth_id)
         if callback is not None and callback.error:
             await self.fail(recording_id, state, "transcription", callback.error)
@@ -239,7 +239,7 @@ class Pipeline:
         diarized = await self.plivo.get_transcription(auth_id, recording_id, "diarized")
         for name, document in (("transcription", main), ("raw", raw), ("diarized", diarized)):
             document.pop("api_id", None)
-            await self._archive(recording_id, state, name, document)
+            await self._archive(state, name, document)
         transcript = Transcript(
             transcription=main,
             raw=raw,
@@ -264,14 +264,14 @@ class Pipeline:
             return None
         return document
 
-    async def _wait(self, recording_id: str, state: dict[str, str], job_try: int) -> str:
+    async def _wait(self, recording_id: str, state: RecordingState, job_try: int) -> str:
         if self._past_deadline(state):
             deadline = self.settings.transcription_deadline
             await self.fail(
                 recording_id, state, "transcription", f"deadline of {deadline:g} s passed"
             )
             return "failed"
-        auth_id = state["auth_id"]
+        auth_id = state.auth_id
         if await self._transcription_callback(recording_id, auth_id) is not None:
             raise Retry(defer=0)  # it came while we polled: go again at once
         raise Retry(defer=self._poll_in(job_try))
@@ -280,8 +280,8 @@ class Pipeline:
         schedule = self.settings.transcription_poll_schedule
         return schedule[min(job_try, len(schedule) - 1)]
 
-    def _past_deadline(self, state: dict[str, str]) -> bool:
-        requested = float(state.get("transcription_requested_at", _now_ms())) / 1000
+    def _past_deadline(self, state: RecordingState) -> bool:
+        requested = (state.transcription_requested_at or _now_ms()) / 1000
         return time.time() - requested > self.settings.transcription_deadline
 
     # -- retention ---------------------------------------------------------------------------
@@ -300,9 +300,9 @@ class Pipeline:
     async def delete(self, recording_id: str, job_try: int = 1) -> str:
         """Remove the recording and its transcription from Plivo (the retention policy)."""
         state = await self.store.state(recording_id)
-        if state is None or "deleted_at" in state:
+        if state is None or state.deleted_at is not None:
             return "nothing to do"
-        auth_id = state["auth_id"]
+        auth_id = state.auth_id
         with count_requests():
             try:
                 for remove in (self.plivo.delete_transcription, self.plivo.delete_recording):
@@ -322,18 +322,18 @@ class Pipeline:
     async def emit(
         self,
         recording_id: str,
-        state: dict[str, str],
+        state: RecordingState,
         kind: events.EventType,
         transcription: Transcript | None = None,
         stage: str | None = None,
         reason: str | None = None,
     ) -> None:
-        if f"emitted:{kind}" in state:
+        if kind in state.emitted:
             return
-        body = state.get(f"event:{kind}")
+        body = state.events.get(kind)
         if body is None:
             callback = _callback(state)
-            recording = json.loads(state["recording"]) if "recording" in state else None
+            recording = json.loads(state.recording) if state.recording else None
             data = EventData(
                 recording_id=recording_id,
                 call_uuid=(recording or {}).get("call_uuid") or callback.get("call_uuid"),
@@ -347,27 +347,27 @@ class Pipeline:
             body = await self.store.keep_event(
                 recording_id, kind, events.make_event(kind, data).model_dump_json()
             )
-            state[f"event:{kind}"] = body
-        await self._archive(recording_id, state, f"events/{kind}", body)
+            state.events[kind] = body
+        await self._archive(state, f"events/{kind}", body)
         # Deliveries first, then the mark: a crash between the two re-sends this event with the
         # same webhook-id and bytes (subscribers de-duplicate on it) rather than never sending it.
         await self.deliveries.fan_out(recording_id, kind, body)
         await self.store.update(recording_id, **{f"emitted:{kind}": _now_ms()})
-        state[f"emitted:{kind}"] = "1"
+        state.emitted.add(kind)
         log.info("%s: recording_id=%s", kind, recording_id)
 
-    async def fail(self, recording_id: str, state: dict[str, str], stage: str, reason: str) -> None:
+    async def fail(self, recording_id: str, state: RecordingState, stage: str, reason: str) -> None:
         await self.emit(recording_id, state, events.FAILED, stage=stage, reason=reason)
         await self.store.add_requests(recording_id, take_count())
         await self.store.finish(
             recording_id, status=Status.FAILED, failed_at=_now_ms(), last_error=f"{stage}: {reason}"
         )
-        if "details_at" in state:  # it exists at Plivo
+        if state.details_at is not None:  # it exists at Plivo
             await self._schedule_deletion(recording_id)
 
 
-def _callback(state: dict[str, str]) -> dict[str, Any]:
-    callback: dict[str, Any] = json.loads(state["callback"])
+def _callback(state: RecordingState) -> dict[str, Any]:
+    callback: dict[str, Any] = json.loads(state.callback or "{}")
     return callback
 
 

@@ -9,42 +9,42 @@ from typing import Any
 
 from service.events import EVENT_TYPES
 from service.storage.archive import Archive, day_of, recording_prefix
+from service.storage.recordings import RecordingState
 
-State = dict[str, str]
 
-
-def prefix(recording_id: str, state: State) -> str:
+def prefix(state: RecordingState) -> str:
     """The recording's prefix in the archive (the day the relay accepted it)."""
-    return recording_prefix(recording_id, day_of(int(state["accepted_at"])))
+    return recording_prefix(state.recording_id, day_of(state.accepted_at or 0))
 
 
 class History:
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
 
-    async def events(self, recording_id: str, state: State) -> list[str]:
+    async def events(self, state: RecordingState) -> list[str]:
         """The bodies of the recording's events, in the order of a recording's life."""
         found = []
         for kind in EVENT_TYPES:
-            body = await self.event(recording_id, state, kind)
+            body = await self.event(state, kind)
             if body is not None:
                 found.append(body)
         return found
 
-    async def event(self, recording_id: str, state: State, kind: str) -> str | None:
+    async def event(self, state: RecordingState, kind: str) -> str | None:
         """The exact body of the recording's `kind` event, if it was emitted."""
-        if f"event:{kind}" in state:
-            return state[f"event:{kind}"]
-        if "archived_at" not in state or f"emitted:{kind}" not in state:
+        if kind in state.events:
+            return state.events[kind]
+        if not state.archived or kind not in state.emitted:
             return None
-        raw = await self.archive.get(f"{prefix(recording_id, state)}/events/{kind}.json")
+        raw = await self.archive.get(f"{prefix(state)}/events/{kind}.json")
         return None if raw is None else raw.decode()
 
-    async def document(self, recording_id: str, state: State, name: str) -> Any:
-        """`recording` or `callback`, from the state or, once final, the archive."""
-        if name in state:
-            return json.loads(state[name])
-        if "archived_at" not in state:
+    async def callback(self, state: RecordingState) -> Any:
+        """The recording callback that started it, from the state or, once final, the
+        archive."""
+        if state.callback is not None:
+            return json.loads(state.callback)
+        if not state.archived:
             return None
-        raw = await self.archive.get(f"{prefix(recording_id, state)}/{name}.json")
+        raw = await self.archive.get(f"{prefix(state)}/callback.json")
         return None if raw is None else json.loads(raw)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from redis.asyncio import Redis
@@ -57,6 +58,75 @@ class Status(StrEnum):
 
 
 FINAL = (Status.TRANSCRIBED, Status.FAILED, Status.IGNORED)
+
+
+STEPS = (
+    "accepted_at",
+    "details_at",
+    "transcription_requesting",
+    "transcription_requested_at",
+    "transcribed_at",
+    "failed_at",
+    "archived_at",
+    "deleted_at",
+    "updated_at",
+)
+
+
+@dataclass
+class RecordingState:
+    """A recording's state, as its hash in Redis holds it (`keys.recording`), typed.
+
+    Each step's time is epoch ms, or None before the step. `callback` (the recording callback's
+    JSON), `recording` (Plivo's Recording object's JSON) and `events` (each event's body) are
+    held while the recording is in flight; once it is final they are in the archive.
+    """
+
+    recording_id: str
+    status: Status
+    auth_id: str = ""  # the account (or subaccount) that owns it
+    accepted_at: int | None = None
+    details_at: int | None = None
+    transcription_requesting: int | None = None  # set before the one transcription is bought
+    transcription_requested_at: int | None = None
+    transcribed_at: int | None = None
+    failed_at: int | None = None
+    archived_at: int | None = None
+    deleted_at: int | None = None
+    updated_at: int | None = None
+    last_error: str | None = None
+    plivo_requests: int = 0
+    callback: str | None = None
+    recording: str | None = None
+    events: dict[str, str] = field(default_factory=dict)  # event type -> body, in flight
+    emitted: set[str] = field(default_factory=set)  # event types sent
+
+    @classmethod
+    def from_hash(cls, recording_id: str, raw: dict[str, str]) -> RecordingState:
+        state = cls(recording_id, Status(raw.get("status", Status.QUEUED)))
+        for step in STEPS:
+            if step in raw:
+                setattr(state, step, int(float(raw[step])))
+        state.auth_id = raw.get("auth_id", "")
+        state.last_error = raw.get("last_error")
+        state.plivo_requests = int(raw.get("plivo_requests", 0))
+        state.callback = raw.get("callback")
+        state.recording = raw.get("recording")
+        for name, value in raw.items():
+            kind, colon, rest = name.partition(":")
+            if colon and kind == "event":
+                state.events[rest] = value
+            elif colon and kind == "emitted":
+                state.emitted.add(rest)
+        return state
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
 
 
 class Outcome(StrEnum):
@@ -171,11 +241,12 @@ class RecordingStore:
         raw = await self.redis.get(keys.recording_transcription(recording_id))
         return None if raw is None else TranscriptionCallback.model_validate_json(raw)
 
-    async def state(self, recording_id: str) -> dict[str, str] | None:
+    async def state(self, recording_id: str) -> RecordingState | None:
         raw = await self.redis.hgetall(keys.recording(recording_id))  # type: ignore[misc]
         if not raw:
             return None
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        decoded = {k.decode(): v.decode() for k, v in raw.items()}
+        return RecordingState.from_hash(recording_id, decoded)
 
     async def update(self, recording_id: str, **fields: str | int | float) -> None:
         fields["updated_at"] = int(time.time() * 1000)
@@ -212,7 +283,7 @@ class RecordingStore:
 
     async def recent(
         self, since_ms: float, until_ms: float, offset: int, count: int
-    ) -> tuple[list[tuple[str, dict[str, str]]], int]:
+    ) -> tuple[list[RecordingState], int]:
         """Recordings accepted in [since, until], newest first: `count` of them after `offset`
         with a few fields of their state each, and how many there are in all."""
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -230,7 +301,7 @@ class RecordingStore:
         for recording_id, values in zip(ids, rows, strict=True):
             state = {f: v.decode() for f, v in zip(fields, values, strict=True) if v is not None}
             if state:  # expired meanwhile: gone
-                found.append((recording_id.decode(), state))
+                found.append(RecordingState.from_hash(recording_id.decode(), state))
         return found, int(total)
 
     async def callbacks(self, recording_id: str) -> list[str]:
