@@ -17,7 +17,6 @@ import asyncio
 import os
 import re
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,45 +28,10 @@ import redis.asyncio as aioredis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.pipeline import AUTH_ID, TOKEN, record_calls, start, stop_all, wait_up  # noqa: E402
 from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
-AUTH_ID = "MABENCHACCOUNT000001"
-TOKEN = secrets.token_urlsafe(24)
 WORDS = 750  # about 5 minutes of speech
-
-
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
-
-
-async def wait_up(http: httpx.AsyncClient, url: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            await http.get(url, timeout=0.5)
-            return
-        except httpx.HTTPError:
-            await asyncio.sleep(0.05)
-    raise SystemExit(f"{url} did not come up")
-
-
-async def record_calls(http: httpx.AsyncClient, sandbox: str, relay: str, count: int) -> list[str]:
-    semaphore = asyncio.Semaphore(16)
-    ids: list[str] = []
-
-    async def one() -> None:
-        async with semaphore:
-            response = await http.post(
-                f"{sandbox}/sandbox/calls", json={"relay_url": f"{relay}/plivo/recording"}
-            )
-            body = response.json()
-            assert body["callback_status"] == 200, body
-            ids.append(body["recording_id"])
-
-    await asyncio.gather(*(one() for _ in range(count)))
-    return ids
 
 
 async def settle(
@@ -142,7 +106,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         try:
             async with httpx.AsyncClient(timeout=30) as http:
                 for url in (f"{relay}/healthz", f"{sandbox}/sandbox/stats", f"{receiver}/stats"):
-                    await wait_up(http, url)
+                    await wait_up(url)
                 await http.put(f"{sandbox}/sandbox/faults", json={"transcript_words": WORDS})
                 created = await http.post(
                     f"{relay}/v1/subscriptions",
@@ -151,10 +115,10 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                 )
                 assert created.status_code == 201, created.text
                 # A few first, so that what is allocated once (scripts, pools) is in the base.
-                warm = await record_calls(http, sandbox, relay, 20)
+                warm = await record_calls(sandbox, relay, 20)
                 await settle(redis, http, receiver, warm, 2 * len(warm))
                 before, keys_before = await used_memory(redis), sum((await by_kind(redis)).values())
-                ids = await record_calls(http, sandbox, relay, args.recordings)
+                ids = await record_calls(sandbox, relay, args.recordings)
                 await settle(redis, http, receiver, warm + ids, 2 * (len(warm) + len(ids)))
                 after, kinds = await used_memory(redis), await by_kind(redis)
                 status = await http.get(
@@ -179,13 +143,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                     print(f"    {total / every:8,.0f} bytes/recording  {name}")
         finally:
             await redis.aclose()
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_all(processes)
 
 
 def main() -> None:

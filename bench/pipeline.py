@@ -46,6 +46,16 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
     )
 
 
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 async def wait_up(url: str) -> None:
     async with httpx.AsyncClient() as http:
         for _ in range(400):
@@ -217,13 +227,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             )
             await http.aclose()
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_all(processes)
 
 
 def main() -> None:

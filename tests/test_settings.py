@@ -68,18 +68,27 @@ def test_bad_configuration_exits_with_one_line_naming_the_variable(
     assert SECRET not in err
 
 
-def test_processes_refuse_to_start_on_bad_configuration() -> None:
+def refusals(**change: str) -> list[str]:
+    """What each process (web, worker) says when it refuses to start with `change`: one line."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PLIVO_", "ADMIN_", "REDIS_"))}
-    env.update({**GOOD, "PLIVO_AUTH_ID": "bad-id"})
+    env.update({**GOOD, **change})
+    lines = []
     for module in ("service.web", "workers"):
         result = subprocess.run(
             [sys.executable, "-m", module], env=env, capture_output=True, text=True, timeout=60
         )
         assert result.returncode == 2, result.stderr
-        assert result.stderr.strip().splitlines() == [
-            "configuration error: PLIVO_AUTH_ID must be a 20-character Plivo Auth ID"
-            " starting with MA or SA"
-        ]
+        [line] = result.stderr.strip().splitlines()
+        lines.append(line)
+    return lines
+
+
+def test_processes_refuse_to_start_on_bad_configuration() -> None:
+    expected = (
+        "configuration error: PLIVO_AUTH_ID must be a 20-character Plivo Auth ID"
+        " starting with MA or SA"
+    )
+    assert refusals(PLIVO_AUTH_ID="bad-id") == [expected, expected]
 
 
 def test_settings_are_immutable() -> None:
@@ -96,12 +105,5 @@ def test_the_redis_url_is_logged_without_its_password() -> None:
 
 
 def test_processes_refuse_to_start_with_an_unusable_archive() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLIVO_", "ADMIN_", "REDIS_"))}
-    env.update({**GOOD, "ARCHIVE_URL": "file:///proc/no-archive-can-live-here"})
-    for module in ("service.web", "workers"):
-        result = subprocess.run(
-            [sys.executable, "-m", module], env=env, capture_output=True, text=True, timeout=60
-        )
-        assert result.returncode == 2, result.stderr
-        [line] = result.stderr.strip().splitlines()
+    for line in refusals(ARCHIVE_URL="file:///proc/no-archive-can-live-here"):
         assert line.startswith("configuration error: ARCHIVE_URL is unusable:")
