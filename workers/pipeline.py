@@ -76,8 +76,8 @@ class Pipeline:
         with count_requests():
             try:
                 return await self._process(recording_id, state)
-            except ArchiveUnavailable as error:
-                await self._archive_down(recording_id, error, job_try)
+            except ArchiveUnavailable as error:  # nothing is lost: every write is repeated
+                await self._retry_later(recording_id, None, error, job_try)
             except PlivoError as error:
                 stage = "fetch_recording" if state.details_at is None else "request_transcription"
                 accepted = (state.accepted_at or _now_ms()) / 1000
@@ -95,8 +95,8 @@ class Pipeline:
         with count_requests():
             try:
                 return await self._collect(recording_id, state, job_try)
-            except ArchiveUnavailable as error:
-                await self._archive_down(recording_id, error, job_try)
+            except ArchiveUnavailable as error:  # retried at the next poll, as below
+                await self._retry_later(recording_id, None, error, job_try, self._poll_in(job_try))
             except PlivoError as error:
                 stage = "collect_transcription"
                 if error.transient and not self._past_deadline(state):
@@ -113,29 +113,19 @@ class Pipeline:
     async def _retry_later(
         self,
         recording_id: str,
-        stage: str,
-        error: PlivoError,
+        stage: str | None,
+        error: Exception,
         job_try: int,
         defer: float | None = None,
     ) -> NoReturn:
-        """Plivo is having an outage beyond one request's retries: run the job again later
-        (after `defer` seconds, or on a backoff by its tries)."""
+        """Plivo (beyond one request's retries) or the archive is having an outage: run the
+        job again later (after `defer` seconds, or on a backoff by its tries). What is done is
+        recorded, so nothing is lost or done twice."""
         if defer is None:
             defer = min(60.0, 2.0 ** (job_try - 1)) * random.uniform(0.8, 1.2)
-        await self.store.update(recording_id, last_error=f"{stage}: {error} (retrying)")
-        log.warning(
-            "%s: recording_id=%s %s; trying again in %.0f s", stage, recording_id, error, defer
-        )
-        raise Retry(defer=defer)
-
-    async def _archive_down(
-        self, recording_id: str, error: ArchiveUnavailable, job_try: int
-    ) -> NoReturn:
-        """The archive is failing: nothing is lost (what is done is recorded in Redis, and
-        every write is repeated whole), the job waits and runs again."""
-        defer = min(60.0, 2.0 ** (job_try - 1)) * random.uniform(0.8, 1.2)
-        await self.store.update(recording_id, last_error=f"{error} (retrying)")
-        log.warning("recording_id=%s %s; trying again in %.0f s", recording_id, error, defer)
+        what = f"{stage}: {error}" if stage else str(error)
+        await self.store.update(recording_id, last_error=f"{what} (retrying)")
+        log.warning("recording_id=%s %s; trying again in %.0f s", recording_id, what, defer)
         raise Retry(defer=defer)
 
     async def _archive(self, state: RecordingState, name: str, doc: Any) -> None:
