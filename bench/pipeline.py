@@ -116,7 +116,8 @@ async def plivo_requests(redis_url: str, ids: list[str]) -> float:
 
 async def bare_loop(sandbox: str, ids: list[str], archive_dir: Path) -> float:
     """The same Plivo requests, as fast as httpx makes them, with the worker's concurrency, and
-    the same seven writes to a file store as the relay's archive makes per recording."""
+    the same writes to a file store as the relay's archive makes per recording: seven
+    documents, and the audio streamed from the sandbox."""
     base = f"{sandbox}/v1/Account/{AUTH_ID}"
     semaphore = asyncio.Semaphore(CONCURRENCY)
     store = from_url(f"file://{archive_dir}", mkdir=True)
@@ -133,6 +134,12 @@ async def bare_loop(sandbox: str, ids: list[str], archive_dir: Path) -> float:
                 (
                     await http.post(f"{base}/Transcription/{recording_id}/", json={})
                 ).raise_for_status()
+                media = recording.json()["recording_url"]
+                async with http.stream("GET", media) as answer:
+                    answer.raise_for_status()
+                    await obstore.put_async(
+                        store, f"{prefix}/audio.mp3", answer.aiter_bytes(1024 * 1024)
+                    )
                 for kind in ("transcription", "raw", "diarized"):
                     if kind == "transcription":  # the relay takes it from the callback
                         content = b"{}"

@@ -22,14 +22,14 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sandbox.state import Account, Faults, SandboxState, Transcription
@@ -48,11 +48,27 @@ RECORDING_FILTERS = (
     "mpc_uuid",
     "conference_uuid",
 )
-# A valid (silent) WAV file: the media a recording URL serves.
-SILENCE = (
-    b"RIFF$\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00@\x1f\x00\x00\x80>\x00\x00"
-    b"\x02\x00\x10\x00data\x00\x00\x00\x00"
-)
+MEDIA_CHUNK = 256 * 1024
+
+
+async def media_chunks(recording_id: str, variant: str, size: int) -> AsyncIterator[bytes]:
+    """A recording's audio, made up: `size` bytes from a generator seeded by its id."""
+    generator = random.Random(f"{recording_id}/{variant}")
+    sent = 0
+    while sent < size:
+        chunk = generator.randbytes(min(MEDIA_CHUNK, size - sent))
+        sent += len(chunk)
+        yield chunk
+
+
+def media_bytes(recording_id: str, variant: str, size: int) -> bytes:
+    """What `media_chunks` streams, whole (for tests)."""
+    generator = random.Random(f"{recording_id}/{variant}")
+    parts = []
+    while size > 0:
+        parts.append(generator.randbytes(min(MEDIA_CHUNK, size)))
+        size -= MEDIA_CHUNK
+    return b"".join(parts)
 
 
 def plivo_error(status: int, message: str) -> JSONResponse:
@@ -344,13 +360,28 @@ class Sandbox:
     # -- media, simulation and control ------------------------------------------------------
 
     async def media(self, request: Request) -> Response:
+        """A recording's audio: `media_bytes` of bytes made from its id (so a test can make
+        them again: `media_bytes()`), other bytes for `?type=original`; with the account's
+        Basic Auth when `media_auth` is on."""
+        faults = self.state.faults
         auth_id = request.path_params["auth_id"]
-        recording_id = request.path_params["file"].rsplit(".", 1)[0]
+        recording_id, _, extension = request.path_params["file"].rpartition(".")
+        if faults.media_auth and self._authenticate(request) is None:
+            return plivo_error(401, "Authentication credentials invalid")
         account = self.state.accounts.get(auth_id)
         if account is None or recording_id not in account.recordings:
             return plivo_error(404, "Recording not found")
-        variant = "original" if request.query_params.get("type") == "original" else "denoised"
-        return Response(SILENCE, media_type="audio/wav", headers={"X-Recording-Variant": variant})
+        original = request.query_params.get("type") == "original"
+        if original and not faults.original_audio:
+            return plivo_error(404, "No original recording")
+        variant = "original" if original else "denoised"
+        size = faults.media_bytes
+        kind = "audio/mpeg" if extension == "mp3" else "audio/wav"
+        return StreamingResponse(
+            media_chunks(recording_id, variant, size),
+            media_type=kind,
+            headers={"Content-Length": str(size), "X-Recording-Variant": variant},
+        )
 
     async def simulate_call(self, request: Request) -> Response:
         """Record a call and tell the relay, as Plivo would."""

@@ -27,6 +27,12 @@ class Faults:
     rate_window: float = 5.0
     # Words in each transcript (8: a greeting; about 750: a 5-minute call, as bench/memory uses).
     transcript_words: int = 8
+    # Bytes of each recording's audio (5 minutes of mp3 are about 2.4 MB, 4 hours 115 MB).
+    media_bytes: int = 64 * 1024
+    # Plivo's "HTTP Auth on recordings": media is served only with the account's Basic Auth.
+    media_auth: bool = True
+    # Whether `?type=original` (the pre-denoised recording, India-region accounts) exists.
+    original_audio: bool = True
 
 
 @dataclass

@@ -14,7 +14,7 @@ import asyncio
 import contextvars
 import random
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -188,14 +188,28 @@ class PlivoClient:
     async def delete_transcription(self, auth_id: str, recording_id: str) -> None:
         await self._request(auth_id, "DELETE", f"Transcription/{recording_id}/")
 
-    async def download(self, auth_id: str, url: str, original: bool = False) -> bytes:
-        """A recording's media (with Basic auth, for accounts that require it on media)."""
-        token = self.credentials.get(auth_id, "")
+    @asynccontextmanager
+    async def media(
+        self, auth_id: str, url: str, original: bool = False
+    ) -> AsyncIterator[httpx.Response]:
+        """A recording's audio at `url` (the Recording object's `recording_url`), streamed: the
+        response, to read with `aiter_bytes`. The account's Basic Auth is always sent (Plivo's
+        "HTTP Auth on recordings" may be on); `original` asks for the pre-denoised copy.
+        `NotFound` for a 404; a failure mid-stream is a `PlivoError` that is `transient`."""
+        token = self.credentials.get(auth_id)
+        if token is None:
+            raise PlivoError(401, f"no credentials configured for {auth_id}")
         params = {"type": "original"} if original else None
-        response = await self.http.get(url, params=params, auth=(auth_id, token))
-        if response.status_code >= 400:
-            raise PlivoError(response.status_code, _message(response))
-        return response.content
+        try:
+            async with self.http.stream("GET", url, params=params, auth=(auth_id, token)) as answer:
+                if answer.status_code >= 400:
+                    await answer.aread()
+                    kind = NotFound if answer.status_code == 404 else PlivoError
+                    raise kind(answer.status_code, _message(answer))
+                yield answer
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as error:
+            reason = f"no whole answer from Plivo's media ({type(error).__name__})"
+            raise PlivoError(UNREACHABLE, reason) from error
 
 
 def _message(response: httpx.Response) -> str:

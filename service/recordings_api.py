@@ -29,6 +29,7 @@ STEPS = (
     "accepted_at",
     "details_at",
     "transcription_requested_at",
+    "audio_archived_at",
     "transcribed_at",
     "failed_at",
     "archived_at",
@@ -84,6 +85,7 @@ class RecordingsAPI:
                 "plivo_requests": state.plivo_requests,
                 "last_error": state.last_error,
                 "archived": state.archived,
+                "audio": json.loads(state.audio) if state.audio else None,
                 "callback": await self.history.callback(state),
                 "other_callbacks": [
                     json.loads(c) for c in await self.store.callbacks(recording_id)

@@ -45,8 +45,10 @@ class Settings(BaseSettings):
 
     admin_token: SecretStr
 
-    # The object store that keeps every recording's history and payloads (service.storage.archive).
+    # The object store that keeps every recording's history and payloads (storage/archive.py).
     archive_url: str
+    # Also archive the pre-denoised recording (`?type=original`, India-region accounts).
+    archive_original: bool = False
 
     # Seconds a client has to send a whole request (head and body) before it is answered 408.
     http_request_timeout: float = Field(default=10.0, gt=0, le=300)

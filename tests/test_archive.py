@@ -4,6 +4,7 @@ need once a recording is final; the status, replay and recover read the archive.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
@@ -11,6 +12,7 @@ from contextlib import ExitStack, asynccontextmanager
 import pytest
 from redis.asyncio import Redis
 
+from sandbox.app import media_bytes
 from service.storage.archive import Archive, day_of
 from tests.archive_stores import s3_archive
 from tests.conftest import ADMIN_TOKEN
@@ -21,6 +23,7 @@ from tests.waiting import eventually
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 DOCUMENTS = {
+    "audio.mp3",
     "callback.json",
     "recording.json",
     "transcription.json",
@@ -62,6 +65,8 @@ async def test_a_recording_is_archived_whole_and_redis_keeps_only_a_little(
             archive_url = f"file://{tmp_path}/archive"
         receiver = Receiver()
         async with relay_with_subscriber(redis_url, archive_url, receiver) as relay:
+            # On S3, audio large enough for a multipart upload (8 MiB parts).
+            relay.faults.media_bytes = 20 * 1024 * 1024 if store == "s3" else 300_000
             recording_id = await relay.call()
             status = await relay.settled(recording_id)
             assert status["status"] == "transcribed" and status["archived"] is True
@@ -76,6 +81,16 @@ async def test_a_recording_is_archived_whole_and_redis_keeps_only_a_little(
             for got in receiver.got:
                 kind = json.loads(got.body)["type"]
                 assert await archive.get(f"{prefix}/events/{kind}.json") == got.body
+            # The audio, byte for byte as Plivo serves it (behind Basic Auth), size and checksum
+            # recorded.
+            audio = await archive.get(f"{prefix}/audio.mp3")
+            assert audio == media_bytes(recording_id, "denoised", relay.faults.media_bytes)
+            [copy] = status["audio"]
+            assert copy == {
+                "key": f"{prefix}/audio.mp3",
+                "size": len(audio),
+                "sha256": hashlib.sha256(audio).hexdigest(),
+            }
             recording = json.loads(await archive.get(f"{prefix}/recording.json") or b"")
             assert recording["recording_id"] == recording_id
             assert isinstance(recording["recording_duration_ms"], (int, float))
@@ -176,3 +191,25 @@ async def test_recover_after_the_recording_is_final_reads_the_archive(
         await delivered(receiver, 2)
         first = [r.body for r in receiver.got if r.status == 500]
         assert [r.body for r in receiver.got if r.status == 200] == first
+
+
+@pytest.mark.parametrize("has_original", [True, False])
+async def test_the_pre_denoised_recording_is_archived_when_asked_and_missing_is_no_error(
+    redis_url: str, tmp_path, has_original: bool
+) -> None:
+    archive_url = f"file://{tmp_path}/archive"
+    async with running_relay(redis_url, archive_url=archive_url, archive_original="true") as relay:
+        relay.faults.original_audio = has_original
+        recording_id = await relay.call()
+        status = await relay.settled(recording_id)
+        assert status["status"] == "transcribed", status
+        names = [copy["key"].rsplit("/", 1)[1] for copy in status["audio"]]
+        archive = Archive(archive_url)
+        if has_original:
+            assert names == ["audio.mp3", "audio.original.mp3"]
+            original = await archive.get(status["audio"][1]["key"])
+            size = relay.faults.media_bytes
+            assert original == media_bytes(recording_id, "original", size)
+            assert original != await archive.get(status["audio"][0]["key"])
+        else:
+            assert names == ["audio.mp3"]

@@ -42,7 +42,7 @@ async def test_killed_worker_loses_nothing(redis_url: str, redis: Redis) -> None
                 # Whatever the kill interrupted, the re-run left the archive whole.
                 assert status["archived"] is True
                 prefix = f"recordings/{day_of(status['steps']['accepted_at'])}/{recording_id}"
-                assert len(await archive.keys(prefix)) == 7
+                assert len(await archive.keys(prefix)) == 8  # seven documents and the audio
         finally:
             second.send_signal(signal.SIGTERM)
             await second.wait()

@@ -8,6 +8,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 
+from sandbox.app import media_bytes
 from service.plivo import NotFound, PlivoClient, PlivoError, count_requests
 from service.storage.rate_limit import RateLimiter
 from tests.conftest import AUTH_ID, AUTH_TOKEN, SUB_AUTH_ID, SUB_AUTH_TOKEN
@@ -101,8 +102,9 @@ async def test_transcriptions_create_get_delete_and_media() -> None:
         await api.delete_transcription(AUTH_ID, rid)
         with pytest.raises(NotFound):
             await api.get_transcription(AUTH_ID, rid, "raw")
-        media = await api.download(AUTH_ID, str(recording["recording_url"]))
-        assert media.startswith(b"RIFF")
+        async with api.media(AUTH_ID, str(recording["recording_url"])) as answer:
+            media = b"".join([chunk async for chunk in answer.aiter_bytes()])
+        assert len(media) > 0 and media == media_bytes(rid, "denoised", len(media))
         await api.delete_recording(AUTH_ID, rid)
         with pytest.raises(NotFound):
             await api.delete_recording(AUTH_ID, rid)

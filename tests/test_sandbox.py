@@ -42,8 +42,13 @@ async def test_auth_error_bodies_and_list_rules() -> None:
         assert isinstance(recording["recording_duration_ms"], str)  # Plivo's numbers-as-strings
         assert recording["recording_type"] == "normal"
         rid = recording["recording_id"]
-        media = await http.get(f"/media/{AUTH_ID}/{rid}.mp3", params={"type": "original"})
+        path = f"/media/{AUTH_ID}/{rid}.mp3"
+        assert (await http.get(path)).status_code == 401  # HTTP Auth on recordings
+        media = await http.get(path, params={"type": "original"}, auth=auth)
         assert media.headers["x-recording-variant"] == "original"
+        denoised = await http.get(path, auth=auth)
+        assert len(denoised.content) == int(denoised.headers["content-length"]) > 0
+        assert denoised.content != media.content
         assert (await http.delete(f"{BASE}/Recording/{rid}/", auth=auth)).status_code == 204
         assert (await http.delete(f"{BASE}/Recording/{rid}/", auth=auth)).status_code == 404
 

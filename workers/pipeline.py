@@ -38,7 +38,14 @@ from arq.connections import ArqRedis
 from service import events
 from service.callbacks import TranscriptionCallback
 from service.events import EventData, Transcript
-from service.plivo import NotFound, PlivoClient, PlivoError, count_requests, take_count
+from service.plivo import (
+    UNREACHABLE,
+    NotFound,
+    PlivoClient,
+    PlivoError,
+    count_requests,
+    take_count,
+)
 from service.settings import Settings
 from service.storage import history, jobs
 from service.storage.archive import Archive, ArchiveUnavailable
@@ -46,6 +53,7 @@ from service.storage.deliveries import Deliveries
 from service.storage.recordings import RecordingState, RecordingStore, Status
 
 log = logging.getLogger("recording_relay.pipeline")
+MEDIA_CHUNK_BYTES = 1024 * 1024  # read from Plivo and handed to the store at a time
 
 
 class Pipeline:
@@ -167,6 +175,8 @@ class Pipeline:
             await self.store.update(
                 recording_id, transcription_requested_at=_now_ms(), status=Status.TRANSCRIBING
             )
+        if state.audio_archived_at is None:
+            await self._archive_audio(state)
         await self.arq.enqueue_job(
             jobs.COLLECT_TRANSCRIPTION,
             recording_id,
@@ -174,6 +184,36 @@ class Pipeline:
             _defer_by=self.settings.transcription_poll_schedule[0],
         )
         return "transcribing"
+
+    async def _archive_audio(self, state: RecordingState) -> None:
+        """Copy the recording's audio from Plivo to the archive, streamed (`audio.<format>`,
+        and `audio.original.<format>` with `ARCHIVE_ORIGINAL`), each checked whole: the size
+        Plivo announced, the size the store holds, and a SHA-256, recorded in the state."""
+        recording = json.loads(state.recording or "{}")
+        url = str(recording.get("recording_url") or "")
+        extension = str(recording.get("recording_format") or "mp3")
+        copies = []
+        for original in (False, True) if self.settings.archive_original else (False,):
+            name = f"audio.original.{extension}" if original else f"audio.{extension}"
+            key = f"{history.prefix(state)}/{name}"
+            try:
+                async with self.plivo.media(state.auth_id, url, original) as answer:
+                    announced = answer.headers.get("content-length")
+                    size, sha256 = await self.archive.put_stream(
+                        key, answer.aiter_bytes(MEDIA_CHUNK_BYTES)
+                    )
+            except NotFound:
+                if original:
+                    continue  # no pre-denoised copy: nothing to keep
+                # Plivo knows the recording but not yet its media: wait, as for an outage.
+                raise PlivoError(UNREACHABLE, "the recording's audio is not there yet") from None
+            if announced is not None and announced.isdigit() and int(announced) != size:
+                raise PlivoError(UNREACHABLE, f"{name}: {size} of {announced} bytes arrived")
+            copies.append({"key": key, "size": size, "sha256": sha256})
+        audio = json.dumps(copies)
+        await self.store.update(state.recording_id, audio=audio, audio_archived_at=_now_ms())
+        state.audio = audio
+        log.info("audio archived: recording_id=%s %s", state.recording_id, audio)
 
     async def _fetch(self, auth_id: str, recording_id: str) -> dict[str, Any]:
         try:

@@ -25,14 +25,17 @@ same bytes, so a worker killed mid-write leaves nothing that its re-run does not
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import obstore
 from obstore.exceptions import BaseError
 from obstore.store import from_url
 
+UPLOAD_PART_BYTES = 8 * 1024 * 1024  # parts of a multipart upload (S3's least is 5 MiB)
 SCHEMES = ("file://", "s3://", "gs://", "az://", "azure://", "abfs://", "abfss://")
 
 
@@ -62,6 +65,32 @@ class Archive:
             await obstore.put_async(self.store, key, data)
         except (BaseError, OSError) as error:
             raise ArchiveUnavailable(f"archive: cannot write {key}: {_short(error)}") from None
+
+    async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> tuple[int, str]:
+        """Write an object from `chunks` as they come (a multipart upload where the store has
+        one: memory stays bounded whatever the size); its size and SHA-256, checked against
+        what the store then holds. An error of the source propagates as it is."""
+        digest = hashlib.sha256()
+        size = 0
+
+        async def counted() -> AsyncIterator[bytes]:
+            nonlocal size
+            async for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                yield chunk
+
+        try:
+            await obstore.put_async(self.store, key, counted(), chunk_size=UPLOAD_PART_BYTES)
+            stored = await obstore.head_async(self.store, key)
+        except (BaseError, OSError) as error:
+            cause = error.__cause__ or error.__context__
+            if isinstance(cause, Exception) and not isinstance(cause, (BaseError, OSError)):
+                raise cause from None  # the source failed (a download cut short)
+            raise ArchiveUnavailable(f"archive: cannot write {key}: {_short(error)}") from None
+        if stored["size"] != size:
+            raise ArchiveUnavailable(f"archive: {key} holds {stored['size']} bytes, not {size}")
+        return size, digest.hexdigest()
 
     async def get(self, key: str) -> bytes | None:
         """The object's bytes, or None if there is none."""

@@ -66,6 +66,7 @@ STEPS = (
     "transcription_requesting",
     "transcription_requested_at",
     "transcribed_at",
+    "audio_archived_at",
     "failed_at",
     "archived_at",
     "deleted_at",
@@ -90,6 +91,7 @@ class RecordingState:
     transcription_requesting: int | None = None  # set before the one transcription is bought
     transcription_requested_at: int | None = None
     transcribed_at: int | None = None
+    audio_archived_at: int | None = None
     failed_at: int | None = None
     archived_at: int | None = None
     deleted_at: int | None = None
@@ -98,6 +100,7 @@ class RecordingState:
     plivo_requests: int = 0
     callback: str | None = None
     recording: str | None = None
+    audio: str | None = None  # the archived audio objects (key, size, sha256), JSON
     events: dict[str, str] = field(default_factory=dict)  # event type -> body, in flight
     emitted: set[str] = field(default_factory=set)  # event types sent
 
@@ -112,6 +115,7 @@ class RecordingState:
         state.plivo_requests = int(raw.get("plivo_requests", 0))
         state.callback = raw.get("callback")
         state.recording = raw.get("recording")
+        state.audio = raw.get("audio")
         for name, value in raw.items():
             kind, colon, rest = name.partition(":")
             if colon and kind == "event":
