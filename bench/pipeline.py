@@ -3,14 +3,17 @@
 1. Throughput: N recordings are recorded in the sandbox and their callbacks accepted by the
    relay's web process; then one worker process (`python -m workers`) is started and timed
    until every recording is transcribed. Baseline, in the same run: a bare httpx loop making
-   the same Plivo requests (recording, transcription request, raw, diarized) for the same
-   recordings with the same concurrency, no Redis, no bookkeeping. Sandbox with no latency,
-   transcriptions ready at once.
+   the same Plivo requests (recording, transcription request, raw, diarized) and the same
+   archive writes (seven documents and the audio, streamed) for the same recordings with the
+   same concurrency, no Redis, no bookkeeping. Sandbox with no latency, transcriptions ready at
+   once, `--audio-bytes` of audio a recording (5 minutes of mp3 by default). The worker's peak
+   RSS is printed; `--audio-only` stops there (to compare it across audio sizes).
 2. Rate limit: the sandbox enforces a limit shaped like Plivo's (300 per 5 s, scaled up to keep
    the run short) and the worker is configured with the same; counts the 429s and compares the
    throughput with what the limit allows.
 
     .venv/bin/python bench/pipeline.py [--recordings 2000] [--limited 2000] [--limit 800]
+        [--audio-bytes 2400000] [--audio-only]
 """
 
 from __future__ import annotations
@@ -44,6 +47,14 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
+
+
+def peak_rss_kib(pid: int) -> int:
+    """A process's peak resident memory so far (`VmHWM`)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
@@ -186,12 +197,14 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             await wait_up(f"{relay}/healthz")
             await wait_up(f"{sandbox}/sandbox/stats")
             http = httpx.AsyncClient()
+            await http.put(f"{sandbox}/sandbox/faults", json={"media_bytes": args.audio_bytes})
 
             # 1. throughput against the baseline
             ids = await record_calls(sandbox, relay, args.recordings)
             worker = start([sys.executable, "-m", "workers"], env, work / "worker.log")
             processes.append(worker)
             relay_seconds = await wait_transcribed(redis_server.url, ids)
+            peak_kib = peak_rss_kib(worker.pid)
             per_recording = await plivo_requests(redis_server.url, ids)
             # the same recordings, the same requests and writes
             bare_seconds = await bare_loop(sandbox, ids, work / "bare-archive")
@@ -201,14 +214,21 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             print(f"  bare httpx loop: {bare_rate:8.1f} recordings/s ({bare_seconds:.1f} s)")
             print(f"  ratio: {relay_rate / bare_rate:.2f} (goal >= 0.60)")
             print(f"  Plivo requests per recording: {per_recording:.2f} (goal <= 4)")
+            print(
+                f"  audio: {args.audio_bytes:,} bytes a recording; the worker's peak RSS "
+                f"{peak_kib / 1024:.0f} MiB"
+            )
+            if args.audio_only:
+                return
             worker.terminate()
             worker.wait(timeout=30)
 
             # 2. under Plivo's rate limit, scaled
             limit, window = args.limit, 5.0
-            await http.put(
-                f"{sandbox}/sandbox/faults", json={"rate_limit": limit, "rate_window": window}
-            )
+            # Small audio here: this phase measures the limiter, not how fast the sandbox (one
+            # Python process) can make up audio.
+            faults = {"rate_limit": limit, "rate_window": window, "media_bytes": 64 * 1024}
+            await http.put(f"{sandbox}/sandbox/faults", json=faults)
             before = (await http.get(f"{sandbox}/sandbox/stats")).json()
             limited_ids = await record_calls(sandbox, relay, args.limited)
             worker = start(
@@ -242,6 +262,12 @@ def main() -> None:
     parser.add_argument("--recordings", type=int, default=2000)
     parser.add_argument("--limited", type=int, default=2000)
     parser.add_argument("--limit", type=int, default=800, help="requests per 5 s in phase 2")
+    parser.add_argument(
+        "--audio-bytes", type=int, default=2_400_000, help="each recording's audio (5 min of mp3)"
+    )
+    parser.add_argument(
+        "--audio-only", action="store_true", help="phase 1 only (for the worker's peak RSS)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         asyncio.run(run(args, Path(tmp)))

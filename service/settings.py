@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     archive_url: str
     # Also archive the pre-denoised recording (`?type=original`, India-region accounts).
     archive_original: bool = False
+    # Audio transfers (Plivo to the archive) one worker process runs at once: each holds up to
+    # one upload part (5 MiB) in memory, whatever the recording's length.
+    audio_transfers: int = Field(default=4, ge=1, le=64)
 
     # Seconds a client has to send a whole request (head and body) before it is answered 408.
     http_request_timeout: float = Field(default=10.0, gt=0, le=300)

@@ -24,6 +24,7 @@ On the happy path that is 4 Plivo requests: the recording, the transcription req
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -74,6 +75,8 @@ class Pipeline:
         self.arq = arq
         base = settings.public_base_url
         self.transcription_callback_url = f"{base}/plivo/transcription" if base else None
+        # Bounds the memory audio takes: a transfer holds one upload part at most.
+        self.audio_transfers = asyncio.Semaphore(settings.audio_transfers)
 
     # -- the jobs ------------------------------------------------------------------------------
 
@@ -197,7 +200,10 @@ class Pipeline:
             name = f"audio.original.{extension}" if original else f"audio.{extension}"
             key = f"{history.prefix(state)}/{name}"
             try:
-                async with self.plivo.media(state.auth_id, url, original) as answer:
+                async with (
+                    self.audio_transfers,
+                    self.plivo.media(state.auth_id, url, original) as answer,
+                ):
                     announced = answer.headers.get("content-length")
                     size, sha256 = await self.archive.put_stream(
                         key, answer.aiter_bytes(MEDIA_CHUNK_BYTES)

@@ -35,7 +35,7 @@ import obstore
 from obstore.exceptions import BaseError
 from obstore.store import from_url
 
-UPLOAD_PART_BYTES = 8 * 1024 * 1024  # parts of a multipart upload (S3's least is 5 MiB)
+UPLOAD_PART_BYTES = 5 * 1024 * 1024  # parts of a multipart upload (S3's least)
 SCHEMES = ("file://", "s3://", "gs://", "az://", "azure://", "abfs://", "abfss://")
 
 
