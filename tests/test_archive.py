@@ -213,3 +213,24 @@ async def test_the_pre_denoised_recording_is_archived_when_asked_and_missing_is_
             assert original != await archive.get(status["audio"][0]["key"])
         else:
             assert names == ["audio.mp3"]
+
+
+async def test_plivo_keeps_a_recording_the_archive_has_no_verified_copy_of(
+    redis_url: str, tmp_path
+) -> None:
+    archive_url = f"file://{tmp_path}/archive"
+    async with running_relay(redis_url, archive_url=archive_url) as relay:
+        recording_id = await relay.call()
+        [copy] = (await relay.settled(recording_id))["audio"]
+        stored = tmp_path / "archive" / copy["key"]
+        stored.write_bytes(b"cut short")  # the archive's copy is no longer what was copied
+        assert relay.worker is not None
+        assert await relay.worker.pipeline.delete(recording_id) == "kept"
+        status = (await relay.status(recording_id)).json()
+        assert "not deleted from Plivo" in status["last_error"]
+        assert status["steps"]["deleted_at"] is None
+        route = "DELETE /v1/Account/{auth_id}/Recording/{recording_id}/"
+        assert relay.sandbox_requests(route) == 0
+        stored.write_bytes(media_bytes(recording_id, "denoised", relay.faults.media_bytes))
+        assert await relay.worker.pipeline.delete(recording_id) == "deleted"
+        assert relay.sandbox_requests(route) == 1

@@ -334,10 +334,20 @@ class Pipeline:
         )
 
     async def delete(self, recording_id: str, job_try: int = 1) -> str:
-        """Remove the recording and its transcription from Plivo (the retention policy)."""
+        """Remove the recording and its transcription from Plivo (the retention policy), only
+        once the archive holds a verified copy of its audio and documents."""
         state = await self.store.state(recording_id)
         if state is None or state.deleted_at is not None:
             return "nothing to do"
+        try:
+            problem = await self._unverified(state)
+        except ArchiveUnavailable as error:
+            await self._retry_later(recording_id, "delete_recording", error, job_try)
+        if problem is not None:
+            reason = f"not deleted from Plivo: {problem}"
+            await self.store.update(recording_id, last_error=reason)
+            log.warning("recording_id=%s %s", recording_id, reason)
+            return "kept"
         auth_id = state.auth_id
         with count_requests():
             try:
@@ -352,6 +362,20 @@ class Pipeline:
                 await self.store.add_requests(recording_id, take_count())
         await self.store.update(recording_id, deleted_at=_now_ms())
         return "deleted"
+
+    async def _unverified(self, state: RecordingState) -> str | None:
+        """Why the archive's copy of the recording cannot stand in for Plivo's, or None."""
+        if not state.archived:
+            return "its documents are not all in the archive"
+        copies = json.loads(state.audio or "[]")
+        if not copies:
+            return "its audio is not in the archive"
+        for copy in copies:
+            if await self.archive.size(copy["key"]) != copy["size"]:
+                return f"the archive's {copy['key']} is missing or not the size copied"
+        if await self.archive.size(f"{history.prefix(state)}/recording.json") is None:
+            return "the archive's recording.json is missing"
+        return None
 
     # -- events --------------------------------------------------------------------------------
 
@@ -393,6 +417,10 @@ class Pipeline:
         log.info("%s: recording_id=%s", kind, recording_id)
 
     async def fail(self, recording_id: str, state: RecordingState, stage: str, reason: str) -> None:
+        if state.details_at is not None and state.audio_archived_at is None:
+            # The recording exists at Plivo: keep its audio too, if it can be had now.
+            with contextlib.suppress(PlivoError, ArchiveUnavailable):
+                await self._archive_audio(state)
         await self.emit(recording_id, state, events.FAILED, stage=stage, reason=reason)
         await self.store.add_requests(recording_id, take_count())
         await self.store.finish(

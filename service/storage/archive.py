@@ -102,6 +102,16 @@ class Archive:
         except (BaseError, OSError) as error:
             raise ArchiveUnavailable(f"archive: cannot read {key}: {_short(error)}") from None
 
+    async def size(self, key: str) -> int | None:
+        """The stored object's size, or None if there is none."""
+        try:
+            meta = await obstore.head_async(self.store, key)
+        except FileNotFoundError:
+            return None
+        except (BaseError, OSError) as error:
+            raise ArchiveUnavailable(f"archive: cannot read {key}: {_short(error)}") from None
+        return int(meta["size"])
+
     async def keys(self, prefix: str) -> list[str]:
         """The keys under `prefix/`, sorted."""
         try:
