@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service.admin_auth import AdminAuth
-from service.callbacks import is_recording_id
 from service.paging import Page
 from service.storage import keys
 from service.storage.deliveries import Deliveries
@@ -61,7 +60,7 @@ class DeliveriesAPI:
         named = wanted.subscription_id
         if named is not None and not isinstance(await self.subscriptions.get(named), Subscription):
             raise Unprocessable("subscription_id", "no such subscription")
-        state = await self.store.state(recording_id) if is_recording_id(recording_id) else None
+        state = await self.store.state(recording_id)
         if state is None:
             raise HTTPException(404, f"recording {recording_id[:80]!r} is unknown to the relay")
         queued = 0
@@ -92,7 +91,7 @@ class DeliveriesAPI:
     async def _archived_body(self, delivery: dict[str, str]) -> str | None:
         """A settled delivery's body, which Redis no longer keeps: from the archive."""
         recording_id = delivery["recording_id"]
-        state = await self.store.state(recording_id) if is_recording_id(recording_id) else None
+        state = await self.store.state(recording_id)
         if state is None:
             return None  # past the retention
         return await self.history.event(state, delivery["type"])

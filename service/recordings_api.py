@@ -20,7 +20,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service.admin_auth import AdminAuth
-from service.callbacks import is_recording_id
 from service.paging import Page
 from service.storage.history import History
 from service.storage.recordings import RecordingState, RecordingStore, Status
@@ -74,7 +73,7 @@ class RecordingsAPI:
     async def get(self, request: Request) -> JSONResponse:
         self.auth.check(request)
         recording_id = request.path_params["recording_id"]
-        state = await self.store.state(recording_id) if is_recording_id(recording_id) else None
+        state = await self.store.state(recording_id)
         if state is None:
             raise HTTPException(404, f"recording {recording_id[:80]!r} is unknown to the relay")
         return JSONResponse(

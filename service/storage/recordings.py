@@ -29,7 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
 
-from service.callbacks import RecordingCallback, TranscriptionCallback
+from service.callbacks import RecordingCallback, TranscriptionCallback, is_recording_id
 from service.events import EVENT_TYPES
 from service.storage import jobs, keys, lua
 from service.storage.batch import Batcher
@@ -246,6 +246,10 @@ class RecordingStore:
         return None if raw is None else TranscriptionCallback.model_validate_json(raw)
 
     async def state(self, recording_id: str) -> RecordingState | None:
+        """The recording's state; None for one the relay does not know, or for a string that
+        is no recording id (it could name another key)."""
+        if not is_recording_id(recording_id):
+            return None
         raw = await self.redis.hgetall(keys.recording(recording_id))  # type: ignore[misc]
         if not raw:
             return None
