@@ -206,25 +206,18 @@ class WorkerProcess:
             return "finished"
         except (RedisConnectionError, RedisTimeoutError, OSError) as error:
             log.warning("lost Redis (%s); starting again once it answers", error)
-            await self._cancel_jobs()
+            await self._finish_jobs(0)  # they lost Redis too
             return "lost"
 
     async def _finish_jobs(self, grace: float) -> None:
+        """Give the arq worker's running jobs `grace` seconds, then cancel the rest: their locks
+        lapse and another worker (or this one, once Redis is back) runs them again."""
         jobs = list(self.arq.tasks.values()) if self.arq is not None else []
         if jobs:
             _, late = await asyncio.wait(jobs, timeout=grace)
             for task in late:
                 task.cancel()  # arq hands a cancelled job back to the queue
             await asyncio.gather(*jobs, return_exceptions=True)
-
-    async def _cancel_jobs(self) -> None:
-        """Cancel the jobs of the arq worker that lost Redis: their locks lapse and another
-        worker (or this one, once Redis is back) runs them again."""
-        if self.arq is not None:
-            running = list(self.arq.tasks.values())
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
 
     async def _wait_for_redis(self) -> bool:
         """True once Redis answers; False if the process is told to stop first."""
