@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 log = logging.getLogger("recording_relay.errors")
+
+
+def first_problem(error: ValidationError, whole: str) -> tuple[str, str]:
+    """The field a validation error is about (`whole` when it is about the whole document) and
+    what is wrong with it, for a message that names the field."""
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or whole
+    return field, first["msg"].removeprefix("Value error, ")
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 
 from service.admin_auth import AdminAuth
 from service.body import json_document, read_body
+from service.errors import first_problem
 from service.paging import Page
 from service.ssrf import RefusedURL, URLGuard
 from service.storage.deliveries import Deliveries
@@ -31,9 +32,7 @@ class Unprocessable(HTTPException):
 
 def invalid(error: ValidationError) -> Unprocessable:
     """The first problem of `error` as a 422 that names its field."""
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "body"
-    return Unprocessable(field, first["msg"].removeprefix("Value error, "))
+    return Unprocessable(*first_problem(error, "body"))
 
 
 async def read_json(request: Request, model: type[BaseModel]) -> Any:

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from standardwebhooks.webhooks import Webhook
 
+from service.errors import first_problem
 from service.events import DisabledData, SubscriptionDisabled, now_iso
 from service.settings import Settings
 from service.ssrf import RefusedURL
@@ -82,7 +83,8 @@ class Deliverer:
         try:
             subscription = parse(claimed.subscription)
         except ValidationError as unreadable:
-            reason = f"the stored subscription is unreadable: {unreadable.errors()[0]['msg']}"
+            field, problem = first_problem(unreadable, "record")
+            reason = f"the stored subscription is unreadable: {field}: {problem}"
             log.error("delivery %s to %s: %s", claimed.msg_id, claimed.subscription_id, reason)
             attempt = self._record(claimed, reason)
             await self.queue.settle(claimed, "failed", attempt, reason)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from service.errors import first_problem
 from service.storage import keys, lua
 from service.subscriptions import (
     ROTATION_OVERLAP_S,
@@ -38,12 +39,6 @@ class Unreadable:
 
     id: str
     error: str
-
-
-def _problem(error: ValidationError) -> str:
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "record"
-    return f"{field}: {first['msg']}"
 
 
 class LimitReached(Exception):
@@ -128,6 +123,6 @@ def _read(subscription_id: str, document: bytes) -> Subscription | Unreadable:
     try:
         return parse(document)
     except ValidationError as error:
-        problem = _problem(error)
+        problem = "{}: {}".format(*first_problem(error, "record"))
         log.error("subscription %s is unreadable and skipped: %s", subscription_id, problem)
         return Unreadable(subscription_id, problem)
