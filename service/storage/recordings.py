@@ -39,10 +39,7 @@ CALLBACK_LOG_MAX = 50
 log = logging.getLogger("recording_relay.store")
 
 ACCEPT = lua.source("accept")  # scripts/accept.lua
-
 SAVE_TRANSCRIPTION = lua.source("save_transcription")  # scripts/save_transcription.lua
-
-
 FINISH = lua.source("finish")  # scripts/finish.lua
 
 
@@ -200,10 +197,10 @@ class RecordingStore:
             args += [
                 callback.model_dump_json(),
                 "1" if callback.starts_pipeline else "0",
-                jobs.encode_job(jobs.PROCESS_RECORDING, (callback.recording_id,), now_ms),
+                jobs.encode_job(jobs.PROCESS_RECORDING, (recording_id,), now_ms),
                 job_id,
                 callback.auth_id,
-                callback.recording_id,
+                recording_id,
             ]
         outcomes = await self._accept_script(names, args)
         assert isinstance(outcomes, list)
