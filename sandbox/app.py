@@ -71,6 +71,37 @@ def media_bytes(recording_id: str, variant: str, size: int) -> bytes:
     return b"".join(parts)
 
 
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """[start, end) of a single `Range: bytes=a-b` (or `a-`, `-n`); all of it without one,
+    None when it cannot be satisfied."""
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec or "-" not in spec:
+        return 0, size
+    first, _, last = spec.strip().partition("-")
+    if not (first + last).isdigit():
+        return 0, size
+    if not first:
+        start, end = max(0, size - int(last or 0)), size
+    else:
+        start, end = int(first), min(size, int(last) + 1 if last else size)
+    return (start, end) if start < end else None
+
+
+async def _sliced(
+    chunks: AsyncIterator[bytes], start: int, end: int, delay: float
+) -> AsyncIterator[bytes]:
+    offset = 0
+    async for chunk in chunks:
+        if offset and delay:
+            await asyncio.sleep(delay)
+        piece = chunk[max(0, start - offset) : max(0, end - offset)]
+        offset += len(chunk)
+        if piece:
+            yield piece
+        if offset >= end:
+            return
+
+
 def plivo_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"api_id": str(uuid.uuid4()), "error": message}, status_code=status)
 
@@ -364,6 +395,7 @@ class Sandbox:
         them again: `media_bytes()`), other bytes for `?type=original`; with the account's
         Basic Auth when `media_auth` is on."""
         faults = self.state.faults
+        self.state.counters.media += 1
         auth_id = request.path_params["auth_id"]
         recording_id, _, extension = request.path_params["file"].rpartition(".")
         if faults.media_auth and self._authenticate(request) is None:
@@ -377,10 +409,21 @@ class Sandbox:
         variant = "original" if original else "denoised"
         size = faults.media_bytes
         kind = "audio/mpeg" if extension == "mp3" else "audio/wav"
+        headers = {"Accept-Ranges": "bytes", "X-Recording-Variant": variant}
+        asked = _byte_range(request.headers.get("range", ""), size)
+        if asked is None:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        start, end = asked
+        if (start, end) != (0, size):
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        headers["Content-Length"] = str(end - start)
         return StreamingResponse(
-            media_chunks(recording_id, variant, size),
+            _sliced(
+                media_chunks(recording_id, variant, size), start, end, faults.media_chunk_delay
+            ),
+            status_code=206 if "Content-Range" in headers else 200,
             media_type=kind,
-            headers={"Content-Length": str(size), "X-Recording-Variant": variant},
+            headers=headers,
         )
 
     async def simulate_call(self, request: Request) -> Response:

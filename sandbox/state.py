@@ -29,6 +29,8 @@ class Faults:
     transcript_words: int = 8
     # Bytes of each recording's audio (5 minutes of mp3 are about 2.4 MB, 4 hours 115 MB).
     media_bytes: int = 64 * 1024
+    # Seconds between chunks (256 KiB) of audio: a slow download, to cut short in tests.
+    media_chunk_delay: float = 0.0
     # Plivo's "HTTP Auth on recordings": media is served only with the account's Basic Auth.
     media_auth: bool = True
     # Whether `?type=original` (the pre-denoised recording, India-region accounts) exists.
@@ -59,6 +61,7 @@ class Counters:
     by_route: dict[str, int] = field(default_factory=dict)
     rate_limited: int = 0
     injected_errors: int = 0
+    media: int = 0  # audio downloads begun (not API requests)
 
 
 class SandboxState:

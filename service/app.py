@@ -25,7 +25,10 @@ from service.fast_path import CallbackEndpoint, CallbackRoutes
 from service.health import Readiness, healthz
 from service.ingest import Ingest
 from service.logs import configure
+from service.media_api import MediaAPI
+from service.media_links import MediaLinks
 from service.openapi import openapi
+from service.plivo import PlivoClient
 from service.plivo_auth import PlivoAuth
 from service.recordings_api import RecordingsAPI
 from service.settings import Settings, load_settings
@@ -73,6 +76,12 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         subscription_store, fan_out, admin, guard or URLGuard(settings.delivery_allow_networks)
     )
     deliveries = DeliveriesAPI(fan_out, subscription_store, store, history, admin)
+    # Audio not archived yet is proxied from Plivo (media downloads are not API requests: no
+    # share of the rate limit).
+    plivo = PlivoClient(
+        settings.plivo_api_url, settings.credentials(), timeout=settings.plivo_timeout
+    )
+    media = MediaAPI(store, archive, plivo, MediaLinks(settings))
     if not settings.plivo_verify_signatures:
         log.warning("PLIVO_VERIFY_SIGNATURES is off: callbacks are accepted without a signature")
     elif settings.public_base_url is None:
@@ -89,6 +98,7 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         settle_garbage_collector()
         yield
         reporter.cancel()
+        await plivo.aclose()
         await store.aclose()
         await redis.aclose()
 
@@ -98,6 +108,7 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         Route("/v1/recordings", recordings.list, methods=["GET"]),
         Route("/v1/recordings/{recording_id}", recordings.get, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
+        Route("/media/{name}", media.get, methods=["GET"]),
         Route("/v1/recordings/{recording_id}/replay", deliveries.replay, methods=["POST"]),
         Route("/v1/subscriptions/{subscription_id}/recover", deliveries.recover, methods=["POST"]),
         Route("/v1/subscriptions/{subscription_id}/attempts", deliveries.attempts, methods=["GET"]),

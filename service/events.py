@@ -3,7 +3,10 @@
 Every event is `{"type", "timestamp", "data"}` (Standard Webhooks' convention). `data` always
 has `recording_id`, `call_uuid`, `recording` (Plivo's Recording object, numbers as numbers, or
 null when it could not be fetched) and `callback` (the original callback parameters);
-`recording.transcribed` adds `transcription`, `recording.failed` adds `stage` and `reason`.
+`recording.transcribed` adds `transcription`, `recording.failed` adds `stage` and `reason`,
+`recording.archived` (sent once the audio and the documents are in the archive) adds `archive`.
+Every one ends with `media`: a signed link to the audio (`service.media_links`), fresh in each
+webhook attempt, or null when the recording could not be fetched from Plivo.
 `subscription.disabled` has `subscription_id`, `url` (no credentials, query or fragment) and
 `reason`. The JSON Schema of both is `docs/events.v1.schema.json`; a change to these models is
 a new version (an additive one, a new event type, is not).
@@ -11,17 +14,22 @@ a new version (an additive one, a new event type, is not).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 SCHEMA_VERSION = 1
-EventType = Literal["recording.completed", "recording.transcribed", "recording.failed"]
+EventType = Literal[
+    "recording.completed", "recording.transcribed", "recording.failed", "recording.archived"
+]
 COMPLETED: EventType = "recording.completed"
 TRANSCRIBED: EventType = "recording.transcribed"
 FAILED: EventType = "recording.failed"
-EVENT_TYPES: tuple[EventType, ...] = (COMPLETED, TRANSCRIBED, FAILED)
+ARCHIVED: EventType = "recording.archived"
+EVENT_TYPES: tuple[EventType, ...] = (COMPLETED, TRANSCRIBED, FAILED, ARCHIVED)
+MEDIA_FIELD = ',"media":'  # how `data.media`, the body's last field, begins in a body
 
 
 class Transcript(BaseModel):
@@ -36,6 +44,32 @@ class Transcript(BaseModel):
     rate: float | None = None
 
 
+class ArchivedObject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(description="the object's key in the store (ARCHIVE_URL's root)")
+    size: int = Field(description="bytes")
+    sha256: str = Field(description="hex SHA-256 of the object's bytes")
+
+
+class ArchiveData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="the store's URL of the recording's prefix")
+    objects: list[ArchivedObject]
+
+
+class Media(BaseModel):
+    """A link to the recording's audio, signed by the relay: no Plivo credentials needed.
+    Add `&type=original` for the pre-denoised copy, where the archive has one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    format: str = Field(description="mp3 or wav, as Plivo recorded it")
+    expires_at: str = Field(description="ISO 8601, UTC: ask for a replay for a new link")
+
+
 class EventData(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -46,6 +80,8 @@ class EventData(BaseModel):
     transcription: Transcript | None = None
     stage: str | None = Field(default=None, description="recording.failed: the step that failed")
     reason: str | None = Field(default=None, description="recording.failed: Plivo's reason")
+    archive: ArchiveData | None = Field(default=None, description="recording.archived")
+    media: Media | None = Field(description="always the last field: see `with_media`")
 
 
 class Event(BaseModel):
@@ -80,6 +116,24 @@ def now_iso() -> str:
 
 def make_event(kind: EventType, data: EventData) -> Event:
     return Event(type=kind, timestamp=now_iso(), data=data)
+
+
+def with_media(body: str, fresh: Callable[[Media], Media]) -> str:
+    """`body` (an event as `make_event` wrote it) with its `data.media` replaced by
+    `fresh(current)`; as it is when it has none. `media` is the last field of `data`, and
+    `data` the last of the event, so this needs no parsing of the rest of the body (which
+    can be hundreds of kilobytes of transcript)."""
+    at = body.rfind(MEDIA_FIELD)
+    if at < 0 or not body.endswith("}}"):
+        return body
+    current = body[at + len(MEDIA_FIELD) : -2]
+    if current == "null":
+        return body
+    try:
+        media = fresh(Media.model_validate_json(current))
+    except ValidationError:  # not a media link: a body of another shape
+        return body
+    return f"{body[:at]}{MEDIA_FIELD}{media.model_dump_json()}}}}}"
 
 
 def json_schema() -> dict[str, Any]:

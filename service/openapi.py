@@ -118,6 +118,13 @@ BAD_BODY = {
     "400": _answer("the body is not JSON", ERROR),
     "422": _answer("invalid input; the error names the field", ERROR),
 }
+AUDIO = {
+    "description": "the audio",
+    "content": {
+        kind: {"schema": {"type": "string", "format": "binary"}}
+        for kind in ("audio/mpeg", "audio/wav")
+    },
+}
 UNKNOWN = {"404": _answer("no such subscription", ERROR)}
 UNREADABLE = {"409": _answer("the stored subscription is unreadable: delete it", ERROR)}
 # Where a created subscription's id goes next (OpenAPI links, followed by stateful tests).
@@ -316,6 +323,35 @@ def document() -> dict[str, Any]:
                         "404": _answer("a recording the relay does not know", ERROR),
                         **BAD_BODY,
                         **COMMON,
+                    },
+                },
+            },
+            "/media/{name}": {
+                "parameters": [
+                    {**_path_param("name"), "description": "<recording_id>.<format>"},
+                    *[
+                        {"name": name, "in": "query", "required": False, "schema": schema}
+                        for name, schema in [
+                            ("expires", {"type": "string"}),
+                            ("signature", {"type": "string"}),
+                            ("type", {"type": "string", "enum": ["original"]}),
+                        ]
+                    ],
+                ],
+                "get": {
+                    "operationId": "getMedia",
+                    "summary": "A recording's audio, by the signed link in its events' data.media",
+                    "security": [],
+                    "responses": {
+                        "200": AUDIO,
+                        "206": {**AUDIO, "description": "the part asked for with Range"},
+                        "307": {"description": "to a short-lived signed URL of the bucket"},
+                        "400": _answer("a type other than original", ERROR),
+                        "403": _answer("not a link the relay signed, or an expired one", ERROR),
+                        "404": _answer("an unknown recording, or audio it cannot have", ERROR),
+                        "416": {"description": "a range outside the audio"},
+                        "502": _answer("Plivo did not serve audio not yet archived", ERROR),
+                        "503": _answer("Redis or the archive is unreachable", ERROR),
                     },
                 },
             },

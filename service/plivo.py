@@ -190,18 +190,23 @@ class PlivoClient:
 
     @asynccontextmanager
     async def media(
-        self, auth_id: str, url: str, original: bool = False
+        self, auth_id: str, url: str, original: bool = False, byte_range: str | None = None
     ) -> AsyncIterator[httpx.Response]:
         """A recording's audio at `url` (the Recording object's `recording_url`), streamed: the
         response, to read with `aiter_bytes`. The account's Basic Auth is always sent (Plivo's
-        "HTTP Auth on recordings" may be on); `original` asks for the pre-denoised copy.
-        `NotFound` for a 404; a failure mid-stream is a `PlivoError` that is `transient`."""
+        "HTTP Auth on recordings" may be on); `original` asks for the pre-denoised copy, and
+        `byte_range` (a `Range` header's value) for part of it. `NotFound` for a 404; a failure
+        mid-stream is a `PlivoError` that is `transient`."""
         token = self.credentials.get(auth_id)
         if token is None:
             raise PlivoError(401, f"no credentials configured for {auth_id}")
         params = {"type": "original"} if original else None
+        headers = {"range": byte_range} if byte_range else None
+        auth = (auth_id, token)
         try:
-            async with self.http.stream("GET", url, params=params, auth=(auth_id, token)) as answer:
+            async with self.http.stream(
+                "GET", url, params=params, headers=headers, auth=auth
+            ) as answer:
                 if answer.status_code >= 400:
                     await answer.aread()
                     kind = NotFound if answer.status_code == 404 else PlivoError
@@ -210,6 +215,11 @@ class PlivoClient:
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as error:
             reason = f"no whole answer from Plivo's media ({type(error).__name__})"
             raise PlivoError(UNREACHABLE, reason) from error
+
+
+def audio_format(recording: dict[str, Any]) -> str:
+    """The format of a Recording object's audio: `wav` or `mp3` (Plivo's two)."""
+    return "wav" if recording.get("recording_format") == "wav" else "mp3"
 
 
 def _message(response: httpx.Response) -> str:

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
 
     admin_token: SecretStr
 
+    # The key media links are signed with (`service.media_links`); unset: derived from
+    # ADMIN_TOKEN (rotating that token then ends every link handed out).
+    media_signing_key: SecretStr | None = None
+    # Seconds a media link in an event stays valid (each attempt and replay carries a new one).
+    media_link_ttl: int = Field(default=86_400, ge=60, le=30 * 86_400)
+
     # The object store that keeps every recording's history and payloads (storage/archive.py).
     archive_url: str
     # Also archive the pre-denoised recording (`?type=original`, India-region accounts).
@@ -106,10 +112,10 @@ class Settings(BaseSettings):
             raise ValueError("must be a 20-character Plivo Auth ID starting with MA or SA")
         return value
 
-    @field_validator("plivo_auth_token", "admin_token")
+    @field_validator("plivo_auth_token", "admin_token", "media_signing_key")
     @classmethod
-    def _not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty")
         return value
 
@@ -217,6 +223,11 @@ class Settings(BaseSettings):
             return self.redis_url
         netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
         return urlunsplit(parts._replace(netloc=netloc))
+
+    def credentials(self) -> dict[str, str]:
+        """Every account's auth token by its Auth ID: the main account and its subaccounts."""
+        accounts = [(self.plivo_auth_id, self.plivo_auth_token), *self.plivo_subaccounts.items()]
+        return {auth_id: token.get_secret_value() for auth_id, token in accounts}
 
     def token_for(self, auth_id: str) -> SecretStr | None:
         """The auth token of the main account or of one of the configured subaccounts."""

@@ -21,7 +21,11 @@ from service.urls import check_url
 
 OPERATIONAL: Literal["subscription.disabled"] = "subscription.disabled"
 EventFilter = Literal[
-    "recording.completed", "recording.transcribed", "recording.failed", "subscription.disabled"
+    "recording.completed",
+    "recording.transcribed",
+    "recording.failed",
+    "recording.archived",
+    "subscription.disabled",
 ]
 RECORDING_EVENTS: tuple[EventFilter, ...] = EVENT_TYPES
 ROTATION_OVERLAP_S = 24 * 3600

@@ -1,4 +1,4 @@
-"""Nothing a caller sends to the management API produces a 5xx: schemathesis generates requests
+"""Nothing a caller sends to the management API or the media links produces a 5xx: schemathesis generates requests
 from `GET /v1/openapi.json` (valid and invalid ones, and chains that follow the document's links
 from a created subscription to the operations on it) against the app served for real.
 
@@ -70,6 +70,7 @@ async def test_no_request_to_the_management_api_gets_a_5xx(
     assert server_errors == [], text[-3000:]
     assert process.returncode == 0, text[-3000:]
     assert len(answers) > 200  # it really ran
+    assert {status for _, target, status in answers if "/media/" in target} >= {403}
     # The stateful phase reached subscriptions that exist (links from the created one).
     reached = {
         (method, status)

@@ -8,6 +8,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -31,7 +32,17 @@ DOCUMENTS = {
     "diarized.json",
     "events/recording.completed.json",
     "events/recording.transcribed.json",
+    "events/recording.archived.json",
 }
+KINDS = ["recording.completed", "recording.transcribed", "recording.archived"]
+
+
+def without_media(body: bytes) -> dict[str, Any]:
+    """An event without its media link (each attempt carries a fresh one)."""
+    event: dict[str, Any] = json.loads(body)
+    assert event["data"]["media"]["url"].startswith("http://127.0.0.1:")
+    del event["data"]["media"]
+    return event
 
 
 @asynccontextmanager
@@ -70,17 +81,29 @@ async def test_a_recording_is_archived_whole_and_redis_keeps_only_a_little(
             recording_id = await relay.call()
             status = await relay.settled(recording_id)
             assert status["status"] == "transcribed" and status["archived"] is True
-            await delivered(receiver, 2)
+            await delivered(receiver, 3)
 
             archive = Archive(archive_url)
             day = day_of(status["steps"]["accepted_at"])
             prefix = f"recordings/{day}/{recording_id}"
             keys = {key.removeprefix(prefix + "/") for key in await archive.keys(prefix)}
             assert keys == DOCUMENTS
-            # The exact bytes each subscriber received, and verified.
+            # Each event as it was emitted; what was sent differs only in a fresh media link.
             for got in receiver.got:
                 kind = json.loads(got.body)["type"]
-                assert await archive.get(f"{prefix}/events/{kind}.json") == got.body
+                kept = await archive.get(f"{prefix}/events/{kind}.json") or b""
+                assert without_media(kept) == without_media(got.body)
+            # `recording.archived` lists every other object, each as the store holds it.
+            [announced] = [json.loads(r.body) for r in receiver.got if b"archived" in r.body[:40]]
+            assert announced["data"]["archive"]["url"] == f"{archive_url}/{prefix}/"
+            objects = announced["data"]["archive"]["objects"]
+            assert {o["key"] for o in objects} == {
+                f"{prefix}/{name}" for name in DOCUMENTS - {"events/recording.archived.json"}
+            }
+            for listed in objects:
+                stored = await archive.get(listed["key"]) or b""
+                assert listed["size"] == len(stored) > 0
+                assert listed["sha256"] == hashlib.sha256(stored).hexdigest()
             # The audio, byte for byte as Plivo serves it (behind Basic Auth), size and checksum
             # recorded.
             audio = await archive.get(f"{prefix}/audio.mp3")
@@ -103,29 +126,30 @@ async def test_a_recording_is_archived_whole_and_redis_keeps_only_a_little(
             assert not await redis.exists(f"rr:recording:{recording_id}:transcription")
 
             # Delivered webhooks leave only their attempts in the logs.
-            async def both_logged() -> bool:
-                return len((await relay.status(recording_id)).json()["attempts"]) == 2
+            async def all_logged() -> bool:
+                return len((await relay.status(recording_id)).json()["attempts"]) == 3
 
-            await eventually(both_logged, what="both attempts logged")
+            await eventually(all_logged, what="every attempt logged")
             assert await redis.keys("rr:delivery:*") == []
 
             # ... and the status endpoint still shows everything, from the archive.
-            assert [e["type"] for e in status["events"]] == [
-                "recording.completed",
-                "recording.transcribed",
-            ]
+            assert [e["type"] for e in status["events"]] == KINDS
             assert status["callback"]["recording_id"] == recording_id
 
-            # A replay sends the archived bytes again, under the same webhook-ids.
+            # A replay sends the archived events again, under the same webhook-ids, each with
+            # a link that serves the audio.
             replayed = await relay.http.post(
                 f"{relay.url}/v1/recordings/{recording_id}/replay", headers=ADMIN
             )
-            assert replayed.json() == {"queued": 2}
-            await delivered(receiver, 4)
-            first, again = receiver.got[:2], receiver.got[2:]
-            assert [r.body for r in again] == [r.body for r in first]
+            assert replayed.json() == {"queued": 3}
+            await delivered(receiver, 6)
+            first, again = receiver.got[:3], receiver.got[3:]
+            assert [without_media(r.body) for r in again] == [without_media(r.body) for r in first]
             ids = [r.headers["webhook-id"] for r in again]
             assert ids == [r.headers["webhook-id"] for r in first]
+            link = json.loads(again[-1].body)["data"]["media"]["url"]
+            served = await relay.http.get(link, follow_redirects=True)
+            assert served.status_code == 200 and served.content == audio
 
 
 async def test_an_archive_failing_for_a_while_makes_the_work_wait_and_loses_nothing(
@@ -151,7 +175,7 @@ async def test_an_archive_failing_for_a_while_makes_the_work_wait_and_loses_noth
             assert (await relay.http.get(f"{relay.url}/readyz")).json()["archive"] == "ok"
             status = await relay.settled(recording_id, within=60)
             assert status["status"] == "transcribed" and status["archived"] is True
-            await delivered(receiver, 2)
+            await delivered(receiver, 3)
             route = "POST /v1/Account/{auth_id}/Transcription/{recording_id}/"
             assert relay.sandbox_requests(route) == 1
             prefix = f"recordings/{day_of(status['steps']['accepted_at'])}/{recording_id}"
@@ -173,24 +197,24 @@ async def test_recover_after_the_recording_is_final_reads_the_archive(
         recording_id = await relay.call()
         assert (await relay.settled(recording_id))["archived"] is True
 
-        async def both_failed() -> bool:
+        async def all_failed() -> bool:
             status = (await relay.status(recording_id)).json()
-            return [a["status_code"] for a in status["attempts"]] == [500, 500]
+            return [a["status_code"] for a in status["attempts"]] == [500, 500, 500]
 
-        await eventually(both_failed, what="both webhooks failed")
+        await eventually(all_failed, what="every webhook failed")
         failed = await redis.keys("rr:delivery:*")
-        assert len(failed) == 2  # kept for recover, without their bodies (in the archive)
-        assert [await redis.hget(key, "body") for key in failed] == [None, None]
+        assert len(failed) == 3  # kept for recover, without their bodies (in the archive)
+        assert [await redis.hget(key, "body") for key in failed] == [None, None, None]
         receiver.answers = [200]
         recovered = await relay.http.post(
             f"{relay.url}/v1/subscriptions/{created.json()['id']}/recover",
             json={"since": "2000-01-01T00:00:00Z"},
             headers=ADMIN,
         )
-        assert recovered.json() == {"queued": 2}
-        await delivered(receiver, 2)
-        first = [r.body for r in receiver.got if r.status == 500]
-        assert [r.body for r in receiver.got if r.status == 200] == first
+        assert recovered.json() == {"queued": 3}
+        await delivered(receiver, 3)
+        first = [without_media(r.body) for r in receiver.got if r.status == 500]
+        assert [without_media(r.body) for r in receiver.got if r.status == 200] == first
 
 
 @pytest.mark.parametrize("has_original", [True, False])

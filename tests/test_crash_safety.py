@@ -38,11 +38,15 @@ async def test_killed_worker_loses_nothing(redis_url: str, redis: Redis) -> None
                 status = await relay.settled(recording_id, within=40)
                 assert status["status"] == "transcribed", status
                 kinds = [event["type"] for event in status["events"]]
-                assert kinds == ["recording.completed", "recording.transcribed"]
+                assert kinds == [
+                    "recording.completed",
+                    "recording.transcribed",
+                    "recording.archived",
+                ]
                 # Whatever the kill interrupted, the re-run left the archive whole.
                 assert status["archived"] is True
                 prefix = f"recordings/{day_of(status['steps']['accepted_at'])}/{recording_id}"
-                assert len(await archive.keys(prefix)) == 8  # seven documents and the audio
+                assert len(await archive.keys(prefix)) == 9  # eight documents and the audio
         finally:
             second.send_signal(signal.SIGTERM)
             await second.wait()
@@ -83,7 +87,7 @@ async def test_redis_crash_and_restart_from_its_aof_loses_no_webhook(tmp_path: P
 
                     async def everything_delivered() -> bool:
                         ok = {r.headers["webhook-id"] for r in receiver.got if r.status == 200}
-                        return len(ok) == 2 * len(ids)
+                        return len(ok) == 3 * len(ids)
 
                     await eventually(everything_delivered, within=30, what="every webhook")
                     assert worker.returncode is None  # the same worker rode it out

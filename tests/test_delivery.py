@@ -49,16 +49,28 @@ async def test_events_arrive_signed_in_order(redis_url: str) -> None:
         receiver = Receiver()
         async with subscriber(relay, receiver) as subscription:
             recording_id = await relay.call()
-            await received(receiver, 2)
+            await received(receiver, 3)
             hook = Webhook(subscription["secret"])
             payloads = [hook.verify(r.body, r.headers) for r in receiver.got]
-            assert [p["type"] for p in payloads] == ["recording.completed", "recording.transcribed"]
+            assert [p["type"] for p in payloads] == [
+                "recording.completed",
+                "recording.transcribed",
+                "recording.archived",
+            ]
             assert all(p["data"]["recording_id"] == recording_id for p in payloads)
-            assert len({r.headers["webhook-id"] for r in receiver.got}) == 2
-            status = (await relay.status(recording_id)).json()
-            assert [a["status_code"] for a in status["attempts"]] == [200, 200]
-            # The bytes sent are the event as the relay keeps it.
-            assert json.loads(receiver.got[0].body) == status["events"][0]
+            assert len({r.headers["webhook-id"] for r in receiver.got}) == 3
+
+            async def logged() -> bool:
+                status = (await relay.status(recording_id)).json()
+                return [a["status_code"] for a in status["attempts"]] == [200, 200, 200]
+
+            await eventually(logged, what="three attempts logged")
+            # What was sent is the event as the relay keeps it, with a media link of its own.
+            sent = json.loads(receiver.got[0].body)
+            kept = (await relay.status(recording_id)).json()["events"][0]
+            assert sent["data"].pop("media")["url"].startswith(f"{relay.url}/media/")
+            assert kept["data"].pop("media")["format"] == "mp3"
+            assert sent == kept
 
 
 async def test_failures_are_retried_with_the_same_webhook_id(redis_url: str) -> None:
@@ -124,17 +136,17 @@ async def test_replay_resends_with_the_same_ids(redis_url: str) -> None:
         receiver = Receiver()
         async with subscriber(relay, receiver) as subscription:
             recording_id = await relay.call()
-            await received(receiver, 2)
+            await received(receiver, 3)
             response = await relay.http.post(
                 f"{relay.url}/v1/recordings/{recording_id}/replay",
                 json={"subscription_id": subscription["id"]},
                 headers=ADMIN,
             )
             assert response.status_code == 202
-            assert response.json() == {"queued": 2}
-            await received(receiver, 4)
-            first = [r.headers["webhook-id"] for r in receiver.got[:2]]
-            again = [r.headers["webhook-id"] for r in receiver.got[2:]]
+            assert response.json() == {"queued": 3}
+            await received(receiver, 6)
+            first = [r.headers["webhook-id"] for r in receiver.got[:3]]
+            again = [r.headers["webhook-id"] for r in receiver.got[3:]]
             assert first == again
             bad = await relay.http.post(
                 f"{relay.url}/v1/recordings/{recording_id}/replay",
@@ -152,7 +164,7 @@ async def test_a_hanging_subscriber_does_not_hold_up_the_others(redis_url: str) 
             started = time.monotonic()
             for _ in range(4):
                 await relay.call()
-            await received(healthy, 8)
+            await received(healthy, 12)  # three events each
             assert time.monotonic() - started < 2 * 4  # not queued behind the hanging one
 
 

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tests.conftest import AUTH_ID
 from tests.pipeline_env import running_relay
 from tests.waiting import eventually
+
+TRANSCRIBED = ["recording.completed", "recording.transcribed", "recording.archived"]
+FAILED_AFTER_DETAILS = ["recording.completed", "recording.failed", "recording.archived"]
+
+
+def event(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    [found] = [e for e in status["events"] if e["type"] == kind]
+    return found
 
 
 @pytest.mark.parametrize(("style", "method"), [("record_xml", "POST"), ("api", "GET")])
@@ -17,11 +27,8 @@ async def test_happy_path_costs_four_plivo_requests(
         recording_id = await relay.call(style=style, method=method)
         status = await relay.settled(recording_id)
         assert status["status"] == "transcribed", status
-        assert [e["type"] for e in status["events"]] == [
-            "recording.completed",
-            "recording.transcribed",
-        ]
-        completed, transcribed = status["events"]
+        assert [e["type"] for e in status["events"]] == TRANSCRIBED
+        completed, transcribed, archived = status["events"]
         recording = completed["data"]["recording"]
         assert recording["recording_id"] == recording_id
         assert isinstance(recording["recording_duration_ms"], int)
@@ -31,6 +38,9 @@ async def test_happy_path_costs_four_plivo_requests(
         assert isinstance(transcript["raw"]["transcription"], list)
         assert "Speaker 0:" in transcript["diarized"]["transcription"]
         assert transcript["cost"] == 0.05
+        assert {e["data"]["media"]["format"] for e in status["events"]} == {"mp3"}
+        names = {o["key"].rsplit("/", 1)[1] for o in archived["data"]["archive"]["objects"]}
+        assert {"audio.mp3", "raw.json", "recording.transcribed.json"} <= names
         assert status["plivo_requests"] == 4
         assert relay.sandbox.state.counters.requests == 4
         assert all(
@@ -44,7 +54,7 @@ async def test_polling_finds_the_transcription_when_no_callback_comes(redis_url:
         recording_id = await relay.call()
         status = await relay.settled(recording_id)
         assert status["status"] == "transcribed", status
-        transcribed = status["events"][-1]["data"]["transcription"]
+        transcribed = event(status, "recording.transcribed")["data"]["transcription"]
         assert transcribed["transcription"]["status"] == "success"
         assert "source" not in transcribed["transcription"]  # from Plivo's API, not the callback
         # details, create, then at least one poll that finds it, and raw and diarized
@@ -57,8 +67,8 @@ async def test_transcription_error_becomes_a_failed_event(redis_url: str) -> Non
         recording_id = await relay.call()
         status = await relay.settled(recording_id)
         assert status["status"] == "failed"
-        assert [e["type"] for e in status["events"]] == ["recording.completed", "recording.failed"]
-        failed = status["events"][-1]["data"]
+        assert [e["type"] for e in status["events"]] == FAILED_AFTER_DETAILS
+        failed = event(status, "recording.failed")["data"]
         assert failed["stage"] == "transcription"
         assert failed["reason"] == "Recording duration too long for transcription"
         assert status["last_error"].endswith("too long for transcription")
@@ -76,6 +86,7 @@ async def test_unknown_recording_becomes_a_failed_event(redis_url: str) -> None:
         assert failed["stage"] == "fetch_recording"
         assert "not found" in failed["reason"].lower()
         assert failed["recording"] is None
+        assert failed["media"] is None  # no audio to link to
         assert failed["callback"]["RecordingID"] == recording_id
 
 
@@ -108,8 +119,8 @@ async def test_deadline_passes(redis_url: str) -> None:
         recording_id = await relay.call()
         status = await relay.settled(recording_id)
         assert status["status"] == "failed"
-        assert status["events"][-1]["data"]["stage"] == "transcription"
-        assert "deadline" in status["events"][-1]["data"]["reason"]
+        assert event(status, "recording.failed")["data"]["stage"] == "transcription"
+        assert "deadline" in event(status, "recording.failed")["data"]["reason"]
 
 
 async def test_plivo_errors_and_rate_limits_are_ridden_out(redis_url: str) -> None:
@@ -121,10 +132,7 @@ async def test_plivo_errors_and_rate_limits_are_ridden_out(redis_url: str) -> No
         for recording_id in ids:
             status = await relay.settled(recording_id)
             assert status["status"] == "transcribed", status
-            assert [e["type"] for e in status["events"]] == [
-                "recording.completed",
-                "recording.transcribed",
-            ]
+            assert [e["type"] for e in status["events"]] == TRANSCRIBED
         assert relay.sandbox.state.counters.injected_errors > 0
         assert relay.sandbox.state.counters.rate_limited == 3
 
@@ -143,10 +151,7 @@ async def test_an_outage_longer_than_a_requests_retries_is_waited_out(redis_url:
         relay.faults.error_rate = 0.0
         status = await relay.settled(recording_id)
         assert status["status"] == "transcribed", status
-        assert [e["type"] for e in status["events"]] == [
-            "recording.completed",
-            "recording.transcribed",
-        ]
+        assert [e["type"] for e in status["events"]] == TRANSCRIBED
 
 
 async def test_an_outage_past_its_window_fails_the_recording(redis_url: str) -> None:
@@ -155,7 +160,7 @@ async def test_an_outage_past_its_window_fails_the_recording(redis_url: str) -> 
         recording_id = await relay.call()
         status = await relay.settled(recording_id)
         assert status["status"] == "failed"
-        failed = status["events"][-1]["data"]
+        failed = event(status, "recording.failed")["data"]
         assert failed["stage"] == "fetch_recording"
         assert "Internal server error" in failed["reason"]
         assert relay.sandbox.state.counters.injected_errors >= 2  # it was tried again

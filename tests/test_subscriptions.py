@@ -38,6 +38,7 @@ async def test_create_read_change_delete(api: httpx.AsyncClient) -> None:
         "recording.completed",
         "recording.transcribed",
         "recording.failed",
+        "recording.archived",
     ]
     secret = subscription["secret"]
     assert secret.startswith("whsec_")
@@ -130,7 +131,7 @@ async def test_openapi_document_describes_the_api(api: httpx.AsyncClient) -> Non
     routes = {
         (route.path, method.lower())
         for route in app.routes
-        if route.path.startswith("/v1/")
+        if route.path.startswith(("/v1/", "/media/"))
         for method in route.methods - {"HEAD"}
     }
     documented = {

@@ -1,7 +1,9 @@
 """One webhook attempt for one claimed delivery, and what follows from its answer.
 
 Standard Webhooks headers, signed over the exact bytes sent with every current secret of the
-subscription. Only 2xx is success. Otherwise the delivery is due again along
+subscription. The body is the event as it was emitted, with a fresh media link (`data.media`,
+`service.media_links`) in each attempt, so a late retry or a replay never carries a dead one.
+Only 2xx is success. Otherwise the delivery is due again along
 `DELIVERY_RETRY_SCHEDULE` (with +/-20% jitter, and never sooner than a `Retry-After`), until the
 schedule is spent: then it is marked failed, stays visible and can be replayed. `410 Gone`
 disables the subscription at once; one failing for `DELIVERY_DISABLE_AFTER` without a success
@@ -28,7 +30,8 @@ from redis.asyncio import Redis
 from standardwebhooks.webhooks import Webhook
 
 from service.errors import first_problem
-from service.events import DisabledData, SubscriptionDisabled, now_iso
+from service.events import DisabledData, Media, SubscriptionDisabled, now_iso, with_media
+from service.media_links import MediaLinks
 from service.settings import Settings
 from service.ssrf import RefusedURL
 from service.storage import keys
@@ -72,6 +75,7 @@ class Deliverer:
         # subscriber to the next, and a third less CPU per webhook. On
         # `ssrf.guarded_transport`, it refuses inward addresses.
         self.transport = transport
+        self.links = MediaLinks(settings)
         timeout = settings.delivery_timeout
         self.timeout = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
 
@@ -146,7 +150,10 @@ class Deliverer:
         }
 
     async def _attempt(self, subscription: Subscription, claimed: Claimed) -> dict[str, Any]:
-        msg_id, body = claimed.msg_id, claimed.body
+        def fresh(media: Media) -> Media:
+            return self.links.link(claimed.recording_id, media.format)
+
+        msg_id, body = claimed.msg_id, with_media(claimed.body, fresh)
         timestamp = int(time.time())
         record = self._record(claimed)
         started = time.monotonic()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -38,12 +39,14 @@ from arq.connections import ArqRedis
 
 from service import events
 from service.callbacks import TranscriptionCallback
-from service.events import EventData, Transcript
+from service.events import ArchiveData, ArchivedObject, EventData, Transcript
+from service.media_links import MediaLinks
 from service.plivo import (
     UNREACHABLE,
     NotFound,
     PlivoClient,
     PlivoError,
+    audio_format,
     count_requests,
     take_count,
 )
@@ -52,6 +55,7 @@ from service.storage import history, jobs
 from service.storage.archive import Archive, ArchiveUnavailable
 from service.storage.deliveries import Deliveries
 from service.storage.recordings import RecordingState, RecordingStore, Status
+from service.urls import redacted
 
 log = logging.getLogger("recording_relay.pipeline")
 MEDIA_CHUNK_BYTES = 1024 * 1024  # read from Plivo and handed to the store at a time
@@ -73,6 +77,7 @@ class Pipeline:
         self.store = store
         self.plivo = plivo
         self.arq = arq
+        self.links = MediaLinks(settings)
         base = settings.public_base_url
         self.transcription_callback_url = f"{base}/plivo/transcription" if base else None
         # Bounds the memory audio takes: a transfer holds one upload part at most.
@@ -194,7 +199,7 @@ class Pipeline:
         Plivo announced, the size the store holds, and a SHA-256, recorded in the state."""
         recording = json.loads(state.recording or "{}")
         url = str(recording.get("recording_url") or "")
-        extension = str(recording.get("recording_format") or "mp3")
+        extension = audio_format(recording)
         copies = []
         for original in (False, True) if self.settings.archive_original else (False,):
             name = f"audio.original.{extension}" if original else f"audio.{extension}"
@@ -285,6 +290,7 @@ class Pipeline:
         )
         # The event and the request count are in before the status says it is done.
         await self.emit(recording_id, state, events.TRANSCRIBED, transcription=transcript)
+        await self._announce_archive(state)
         await self.store.add_requests(recording_id, take_count())
         await self.store.finish(recording_id, transcribed_at=_now_ms(), status=Status.TRANSCRIBED)
         await self._schedule_deletion(recording_id)
@@ -387,6 +393,7 @@ class Pipeline:
         transcription: Transcript | None = None,
         stage: str | None = None,
         reason: str | None = None,
+        archive: ArchiveData | None = None,
     ) -> None:
         if kind in state.emitted:
             return
@@ -394,6 +401,9 @@ class Pipeline:
         if body is None:
             callback = _callback(state)
             recording = json.loads(state.recording) if state.recording else None
+            media = None
+            if recording is not None:  # known to Plivo: its audio can be had
+                media = self.links.link(recording_id, audio_format(recording))
             data = EventData(
                 recording_id=recording_id,
                 call_uuid=(recording or {}).get("call_uuid") or callback.get("call_uuid"),
@@ -402,6 +412,8 @@ class Pipeline:
                 transcription=transcription,
                 stage=stage,
                 reason=reason,
+                archive=archive,
+                media=media,
             )
             # Kept before it is archived or sent: a re-run after a crash sends the same bytes.
             body = await self.store.keep_event(
@@ -416,12 +428,37 @@ class Pipeline:
         state.emitted.add(kind)
         log.info("%s: recording_id=%s", kind, recording_id)
 
+    async def _announce_archive(self, state: RecordingState) -> None:
+        """`recording.archived`: every object the archive holds of the recording, each with
+        its size and SHA-256 as read back from the store (the audio's as it was copied)."""
+        if events.ARCHIVED in state.emitted or events.ARCHIVED in state.events:
+            await self.emit(state.recording_id, state, events.ARCHIVED)  # as kept
+            return
+        prefix = history.prefix(state)
+        copied = {copy["key"]: copy for copy in json.loads(state.audio or "[]")}
+        objects = []
+        for key in await self.archive.keys(prefix):
+            if key == f"{prefix}/events/{events.ARCHIVED}.json":
+                continue  # this very event, from a run cut short
+            if key in copied:
+                objects.append(ArchivedObject.model_validate(copied[key]))
+                continue
+            data = await self.archive.get(key) or b""
+            objects.append(
+                ArchivedObject(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+            )
+        archive = ArchiveData(url=f"{redacted(self.archive.url)}/{prefix}/", objects=objects)
+        await self.emit(state.recording_id, state, events.ARCHIVED, archive=archive)
+
     async def fail(self, recording_id: str, state: RecordingState, stage: str, reason: str) -> None:
         if state.details_at is not None and state.audio_archived_at is None:
             # The recording exists at Plivo: keep its audio too, if it can be had now.
             with contextlib.suppress(PlivoError, ArchiveUnavailable):
                 await self._archive_audio(state)
         await self.emit(recording_id, state, events.FAILED, stage=stage, reason=reason)
+        if state.audio_archived_at is not None:  # what there is of it is kept: say so
+            with contextlib.suppress(ArchiveUnavailable):
+                await self._announce_archive(state)
         await self.store.add_requests(recording_id, take_count())
         await self.store.finish(
             recording_id, status=Status.FAILED, failed_at=_now_ms(), last_error=f"{stage}: {reason}"

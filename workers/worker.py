@@ -124,16 +124,9 @@ class WorkerProcess:
     def _build(self) -> None:
         settings, redis = self.settings, self.redis
         limit, window = settings.plivo_rate_limit
-        credentials = {
-            auth_id: token.get_secret_value()
-            for auth_id, token in [
-                (settings.plivo_auth_id, settings.plivo_auth_token),
-                *settings.plivo_subaccounts.items(),
-            ]
-        }
         self.plivo = PlivoClient(
             settings.plivo_api_url,
-            credentials,
+            settings.credentials(),
             limiter=RateLimiter(redis, limit, window),
             timeout=settings.plivo_timeout,
             retries=settings.plivo_retries,

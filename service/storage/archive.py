@@ -15,7 +15,9 @@ day can be listed, copied or expired by a bucket lifecycle rule, and a query eng
         transcription.json   Plivo's `transcription` result (or its callback), as returned
         raw.json             Plivo's `raw` result, as returned
         diarized.json        Plivo's `diarized` result, as returned
-        events/<type>.json   each event, the exact bytes that were signed and delivered
+        audio.<format>       the audio (mp3 or wav, as Plivo recorded it), streamed from Plivo
+        audio.original.<format>  the pre-denoised audio, with ARCHIVE_ORIGINAL (where there is one)
+        events/<type>.json   each event as it was emitted (each attempt refreshes its media link)
 
 Every object is written whole in one put (an object store never shows half an object; the file
 store writes a temporary file and renames it), and writing the same object again writes the
@@ -25,15 +27,17 @@ same bytes, so a worker killed mid-write leaves nothing that its re-run does not
 from __future__ import annotations
 
 import asyncio
+import glob
 import hashlib
 import secrets
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import obstore
 from obstore.exceptions import BaseError
-from obstore.store import from_url
+from obstore.store import AzureStore, GCSStore, LocalStore, S3Store, from_url
 
 UPLOAD_PART_BYTES = 5 * 1024 * 1024  # parts of a multipart upload (S3's least)
 SCHEMES = ("file://", "s3://", "gs://", "az://", "azure://", "abfs://", "abfss://")
@@ -90,7 +94,17 @@ class Archive:
             raise ArchiveUnavailable(f"archive: cannot write {key}: {_short(error)}") from None
         if stored["size"] != size:
             raise ArchiveUnavailable(f"archive: {key} holds {stored['size']} bytes, not {size}")
+        self._remove_abandoned_parts(key)
         return size, digest.hexdigest()
+
+    def _remove_abandoned_parts(self, key: str) -> None:
+        """The file store stages an upload as `<file>#<n>` and renames it when whole: a process
+        killed mid-upload leaves its stage behind. (A bucket keeps an abandoned multipart
+        upload until its lifecycle rule aborts it: see the README.)"""
+        path = self.local_path(key)
+        if path is not None:
+            for stage in path.parent.glob(f"{glob.escape(path.name)}#*"):
+                stage.unlink(missing_ok=True)
 
     async def get(self, key: str) -> bytes | None:
         """The object's bytes, or None if there is none."""
@@ -121,6 +135,22 @@ class Archive:
         except (BaseError, OSError) as error:
             raise ArchiveUnavailable(f"archive: cannot list {prefix}: {_short(error)}") from None
         return sorted(str(item["path"]) for item in found)
+
+    def local_path(self, key: str) -> Path | None:
+        """Where a file store keeps `key` on this machine; None for the other stores."""
+        if isinstance(self.store, LocalStore) and self.store.prefix is not None:
+            return Path(str(self.store.prefix)) / key
+        return None
+
+    async def signed_url(self, key: str, seconds: float) -> str:
+        """A URL of the store that lets anyone GET `key` for `seconds` (S3, GCS, Azure)."""
+        if not isinstance(self.store, (S3Store, GCSStore, AzureStore)):
+            raise TypeError("only S3, GCS and Azure stores sign URLs: serve `local_path` instead")
+        try:
+            url: str = await obstore.sign_async(self.store, "GET", key, timedelta(seconds=seconds))
+            return url
+        except (BaseError, OSError) as error:
+            raise ArchiveUnavailable(f"archive: cannot sign {key}: {_short(error)}") from None
 
     async def reachable(self) -> bool:
         """Whether the store answers a read (for `/readyz`: no write)."""

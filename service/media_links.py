@@ -1,0 +1,65 @@
+"""Signed media links: how a subscriber fetches a recording's audio without Plivo's credentials.
+
+A link is the relay's own URL, `<PUBLIC_BASE_URL>/media/<recording_id>.<format>?expires=<epoch
+seconds>&signature=<HMAC-SHA256, base64url>`, signed over the file name and the expiry with
+`MEDIA_SIGNING_KEY` (derived from `ADMIN_TOKEN` when unset) and valid for `MEDIA_LINK_TTL`
+seconds. Every event about a recording carries one (`data.media`); every webhook attempt,
+replay and recovery carries a fresh one. `?type=original` may be added to a link to ask for the
+pre-denoised copy: it is the same recording, so it is not part of what is signed.
+
+`service.media_api` serves the links.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from datetime import UTC, datetime
+
+from service.events import Media
+from service.settings import Settings
+
+DERIVATION_LABEL = b"recording-relay media links v1"
+
+
+class LinkRefused(Exception):
+    """The link is not one the relay signed, or it has expired (the message says which)."""
+
+
+class MediaLinks:
+    def __init__(self, settings: Settings) -> None:
+        if settings.media_signing_key is not None:
+            self._key = settings.media_signing_key.get_secret_value().encode()
+        else:  # never the admin token itself: a key derived from it for this one purpose
+            admin = settings.admin_token.get_secret_value().encode()
+            self._key = hmac.new(admin, DERIVATION_LABEL, hashlib.sha256).digest()
+        self.base = f"{settings.public_base_url or ''}/media"
+        self.ttl = settings.media_link_ttl
+
+    def link(self, recording_id: str, audio_format: str, now: float | None = None) -> Media:
+        """A link to the recording's audio, valid for `MEDIA_LINK_TTL` from `now`."""
+        expires = int(time.time() if now is None else now) + self.ttl
+        name = f"{recording_id}.{audio_format}"
+        return Media(
+            url=f"{self.base}/{name}?expires={expires}&signature={self._sign(name, expires)}",
+            format=audio_format,
+            expires_at=datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z"),
+        )
+
+    def check(self, name: str, expires: str | None, signature: str | None) -> None:
+        """`LinkRefused` unless `name` (`<recording_id>.<format>`) with these query values is a
+        link the relay signed that has not expired."""
+        if not expires or not signature:
+            raise LinkRefused("the media link needs its expires and signature parameters")
+        if not (expires.isascii() and expires.isdigit() and len(expires) <= 12):
+            raise LinkRefused("the media link's expires is not a time")
+        if not hmac.compare_digest(signature.encode(), self._sign(name, int(expires)).encode()):
+            raise LinkRefused("the media link's signature is not valid")
+        if int(expires) < time.time():
+            raise LinkRefused("the media link has expired: ask for the event again (replay)")
+
+    def _sign(self, name: str, expires: int) -> str:
+        mac = hmac.new(self._key, f"{name}\n{expires}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
