@@ -1,6 +1,7 @@
-"""Nothing a caller sends to the management API or the media links produces a 5xx: schemathesis generates requests
-from `GET /v1/openapi.json` (valid and invalid ones, and chains that follow the document's links
-from a created subscription to the operations on it) against the app served for real.
+"""Nothing a caller sends to the management API or the media links produces a 5xx: schemathesis
+generates requests from `GET /v1/openapi.json` (valid and invalid ones, and chains that follow
+the document's links from a created subscription to the operations on it) against the app
+served for real.
 
 No worker runs, so no webhook is sent, and the URL guard resolves every name to loopback, so no
 DNS query leaves the machine."""
