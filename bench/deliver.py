@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import secrets
 import shutil
@@ -37,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from service.events import EventData, Media, make_event  # noqa: E402
 from service.storage.deliveries import Deliveries  # noqa: E402
 from service.storage.subscriptions import SubscriptionStore  # noqa: E402
 from service.subscriptions import SubscriptionCreate  # noqa: E402
@@ -52,10 +52,21 @@ def pin(cpu: int) -> list[str]:
 
 
 def payload(index: int) -> str:
-    """An event the size of a real `recording.completed` (about 2 KB)."""
-    data = {"recording_id": f"rec-{index}", "padding": "x" * 1800}
-    event = {"type": "recording.completed", "queued_at": time.time(), "data": data}
-    return json.dumps(event)
+    """An event the size of a real `recording.completed` (about 2 KB), with a media link for
+    the deliverer to make afresh, as it does for every attempt."""
+    recording_id = f"rec-{index}"
+    data = EventData(
+        recording_id=recording_id,
+        call_uuid=None,
+        recording={"queued_at": time.time(), "padding": "x" * 1600},
+        callback={},
+        media=Media(
+            url=f"https://relay.example.com/media/{recording_id}.mp3?expires=0&signature=x",
+            format="mp3",
+            expires_at="2026-11-26T00:00:00Z",
+        ),
+    )
+    return make_event("recording.completed", data).model_dump_json()
 
 
 class Bench:

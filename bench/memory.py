@@ -3,7 +3,7 @@
 The Plivo sandbox with 5-minute transcripts (about 750 words, word-level `raw`), the relay's web
 process and one worker, a private Redis, the archive on the file store, and one subscription
 (bench/receiver.py answering 204). N recordings go through the whole pipeline; once every one
-is transcribed and both of its webhooks are delivered, Redis's `used_memory` is compared with
+is transcribed and its three webhooks are delivered, Redis's `used_memory` is compared with
 its value before them: bytes per recording, beside the size of one `recording.transcribed`
 body (what the relay kept per recording and subscriber before the archive).
 
@@ -32,6 +32,7 @@ from bench.pipeline import AUTH_ID, TOKEN, record_calls, start, stop_all, wait_u
 from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 WORDS = 750  # about 5 minutes of speech
+EVENTS = 3  # completed, transcribed, archived: the webhooks of one recording
 
 
 async def settle(
@@ -116,10 +117,10 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                 assert created.status_code == 201, created.text
                 # A few first, so that what is allocated once (scripts, pools) is in the base.
                 warm = await record_calls(sandbox, relay, 20)
-                await settle(redis, http, receiver, warm, 2 * len(warm))
+                await settle(redis, http, receiver, warm, EVENTS * len(warm))
                 before, keys_before = await used_memory(redis), sum((await by_kind(redis)).values())
                 ids = await record_calls(sandbox, relay, args.recordings)
-                await settle(redis, http, receiver, warm + ids, 2 * (len(warm) + len(ids)))
+                await settle(redis, http, receiver, warm + ids, EVENTS * (len(warm) + len(ids)))
                 after, kinds = await used_memory(redis), await by_kind(redis)
                 status = await http.get(
                     f"{relay}/v1/recordings/{ids[0]}",

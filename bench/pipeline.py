@@ -127,7 +127,7 @@ async def plivo_requests(redis_url: str, ids: list[str]) -> float:
 
 async def bare_loop(sandbox: str, ids: list[str], archive_dir: Path) -> float:
     """The same Plivo requests, as fast as httpx makes them, with the worker's concurrency, and
-    the same writes to a file store as the relay's archive makes per recording: seven
+    the same writes to a file store as the relay's archive makes per recording: eight
     documents, and the audio streamed from the sandbox."""
     base = f"{sandbox}/v1/Account/{AUTH_ID}"
     semaphore = asyncio.Semaphore(CONCURRENCY)
@@ -161,6 +161,7 @@ async def bare_loop(sandbox: str, ids: list[str], archive_dir: Path) -> float:
                         content = answer.content
                     await obstore.put_async(store, f"{prefix}/{kind}.json", content)
                 await obstore.put_async(store, f"{prefix}/events/transcribed.json", b"{}")
+                await obstore.put_async(store, f"{prefix}/events/archived.json", b"{}")
 
         started = time.monotonic()
         await asyncio.gather(*(one(recording_id) for recording_id in ids))

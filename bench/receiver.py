@@ -1,7 +1,7 @@
 """The subscribers of bench/deliver.py: one plain ASGI app, as little work per webhook as can be.
 
-- `POST /hook/{name}`: answers 204 at once, noting when it arrived and, from the body's
-  `queued_at`, how long after it was queued.
+- `POST /hook/{name}`: answers 204 at once, noting when it arrived and, from the event's
+  `data.recording.queued_at` (bench/deliver.py puts it there), how long after it was queued.
 - `POST /hang`: never answers (until the sender gives up).
 - `GET /stats`: per path, the count, first and last arrival and the latencies; `POST /reset`.
 
@@ -51,7 +51,8 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         return
     now = time.time()
     arrivals[path].append(now)
-    queued_at = json.loads(body).get("queued_at")
+    recording = json.loads(body).get("data", {}).get("recording") or {}
+    queued_at = recording.get("queued_at")
     if queued_at is not None:
         latencies[path].append(now - queued_at)
     await answer(send, 204, b"")

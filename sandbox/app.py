@@ -6,8 +6,9 @@
   list. A transcription is ready after `Faults.transcription_delay` seconds and then posts
   Plivo's signed transcription callback.
 - HTTP Basic auth, Plivo's error body `{"api_id", "error"}`, media URLs serving audio.
-- `POST /sandbox/calls` simulates a recorded call: it creates the recording and sends the
-  signed recording callback to the relay, `<Record>` style or API style.
+- `POST /sandbox/calls` simulates a recorded call: it creates the recording (`added_at`: in the
+  past) and sends the signed recording callback to the relay, `<Record>` style or API style,
+  once (a relay that is down never hears of it; `"callback": false` loses it on purpose).
 - `PUT /sandbox/faults` injects latency, 5xx, 429 bursts, failing or slow transcriptions, and
   Plivo's rate limit; `GET /sandbox/stats` counts the API requests it answered.
 """
@@ -436,13 +437,25 @@ class Sandbox:
         relay_url = body.get("relay_url")
         if not relay_url:
             return JSONResponse({"error": "relay_url is required"}, status_code=400)
-        recording = self.state.new_recording(auth_id, int(body.get("duration_ms", 42_180)))
+        added_at = datetime.fromisoformat(body["added_at"]) if body.get("added_at") else None
+        recording = self.state.new_recording(
+            auth_id, int(body.get("duration_ms", 42_180)), added_at=added_at
+        )
+        if body.get("callback") is False:  # lost on Plivo's side: the relay never hears of it
+            return JSONResponse(
+                {"recording_id": recording["recording_id"], "callback_status": None}
+            )
         if body.get("transcription_url"):  # <Record transcriptionType="auto" transcriptionUrl=...>
             self.start_transcription(
                 account, str(recording["recording_id"]), body["transcription_url"]
             )
         params = callback_params(recording, body.get("style", "record_xml"))
-        response = await self.post_signed(account, relay_url, params, body.get("method", "POST"))
+        try:
+            response = await self.post_signed(
+                account, relay_url, params, body.get("method", "POST")
+            )
+        except httpx.HTTPError:  # the relay is down: Plivo does not try again (only timeouts)
+            return JSONResponse({"recording_id": recording["recording_id"], "callback_status": 0})
         return JSONResponse(
             {"recording_id": recording["recording_id"], "callback_status": response.status_code}
         )

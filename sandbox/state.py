@@ -5,7 +5,6 @@ Everything lives in this process; a sandbox starts empty and forgets on exit.
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,13 +80,16 @@ class SandboxState:
         recording_format: str = "mp3",
         from_number: str = "+14155550100",
         to_number: str = "+14155550111",
+        added_at: datetime | None = None,
     ) -> dict[str, object]:
-        """A recording shaped exactly as Plivo's API returns it, numbers as strings included."""
+        """A recording shaped exactly as Plivo's API returns it, numbers as strings included;
+        made now, or at `added_at` (a recording of the account's past)."""
         recording_id = str(uuid.uuid4())
-        end_ms = time.time() * 1000
+        added = added_at or datetime.now(UTC)
+        end_ms = added.timestamp() * 1000
         start_ms = end_ms - duration_ms
         recording: dict[str, object] = {
-            "add_time": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00:00"),
+            "add_time": added.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00:00"),
             "call_uuid": call_uuid or str(uuid.uuid4()),
             "conference_name": conference_name,
             "from_number": from_number,

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 
 from service import errors, http_limits
 from service.admin_auth import AdminAuth
+from service.backfills_api import BackfillsAPI
 from service.deliveries_api import DeliveriesAPI
 from service.fast_path import CallbackEndpoint, CallbackRoutes
 from service.health import Readiness, healthz
@@ -36,6 +37,7 @@ from service.ssrf import URLGuard
 from service.storage.archive import Archive
 from service.storage.deliveries import Deliveries
 from service.storage.history import History
+from service.storage.reconciliation import BackfillStore
 from service.storage.recordings import RecordingStore, connect
 from service.storage.subscriptions import SubscriptionStore
 from service.subscriptions_api import SubscriptionsAPI
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         settings.plivo_api_url, settings.credentials(), timeout=settings.plivo_timeout
     )
     media = MediaAPI(store, archive, plivo, MediaLinks(settings))
+    backfills = BackfillsAPI(BackfillStore(redis, settings.recording_retention_days), admin)
     if not settings.plivo_verify_signatures:
         log.warning("PLIVO_VERIFY_SIGNATURES is off: callbacks are accepted without a signature")
     elif settings.public_base_url is None:
@@ -109,6 +112,8 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         Route("/v1/recordings/{recording_id}", recordings.get, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/media/{name}", media.get, methods=["GET"]),
+        Route("/v1/backfills", backfills.create, methods=["POST"]),
+        Route("/v1/backfills/{backfill_id}", backfills.get, methods=["GET"]),
         Route("/v1/recordings/{recording_id}/replay", deliveries.replay, methods=["POST"]),
         Route("/v1/subscriptions/{subscription_id}/recover", deliveries.recover, methods=["POST"]),
         Route("/v1/subscriptions/{subscription_id}/attempts", deliveries.attempts, methods=["GET"]),

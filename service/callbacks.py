@@ -24,9 +24,20 @@ class InvalidCallback(ValueError):
 
 
 class Source(StrEnum):
+    """The shape the relay learned of a recording in."""
+
     RECORD_XML = "record_xml"
     RECORDING_API = "recording_api"
     MULTIPARTY_CALL = "multiparty_call"
+    LISTED = "listed"  # a Recording object of Plivo's List Recordings API, no callback
+
+
+class Origin(StrEnum):
+    """Why the relay took a recording up (`source` in its status and events)."""
+
+    CALLBACK = "callback"  # Plivo's callback
+    RECONCILIATION = "reconciliation"  # a sweep found it (`workers.reconciliation`)
+    BACKFILL = "backfill"  # an operator's backfill found it
 
 
 class RecordingCallback(BaseModel):
@@ -51,6 +62,8 @@ class RecordingCallback(BaseModel):
     auth_id: str
     received_at: float
     params: dict[str, str]
+    origin: Origin = Origin.CALLBACK
+    transcribe: bool = True  # False: archive and announce it, buy no transcription
 
     @property
     def recorded_ms(self) -> int | None:
@@ -205,6 +218,41 @@ def parse_recording(params: dict[str, str], auth_id: str, received_at: float) ->
     fields = _recording_fields(params)
     return RecordingCallback.model_validate(
         {**fields, "auth_id": auth_id, "received_at": received_at, "params": params}
+    )
+
+
+def from_listed(
+    recording: dict[str, object], auth_id: str, origin: Origin, transcribe: bool, now: float
+) -> RecordingCallback:
+    """A recording found in Plivo's List Recordings API (numbers as numbers), as the callback
+    Plivo did not deliver; `InvalidCallback` if it has no usable id."""
+
+    def whole(name: str) -> int | None:
+        value = recording.get(name)
+        return round(value) if isinstance(value, (int, float)) else None
+
+    def text(name: str) -> str | None:
+        value = recording.get(name)
+        return str(value) if value else None
+
+    recording_id = str(recording.get("recording_id", "")).lower()
+    if not is_recording_id(recording_id):
+        raise InvalidCallback(f"a listed recording has no Plivo id: {recording_id[:40]!r}")
+    return RecordingCallback(
+        source=Source.LISTED,
+        recording_id=recording_id,
+        call_uuid=text("call_uuid"),
+        recording_url=text("recording_url"),
+        recording_format=text("recording_format"),
+        duration_ms=whole("recording_duration_ms"),
+        start_ms=whole("recording_start_ms"),
+        end_ms=whole("recording_end_ms"),
+        conference_name=text("conference_name"),
+        auth_id=auth_id,
+        received_at=now,
+        params={},
+        origin=origin,
+        transcribe=transcribe,
     )
 
 

@@ -81,6 +81,14 @@ class EventData(BaseModel):
     stage: str | None = Field(default=None, description="recording.failed: the step that failed")
     reason: str | None = Field(default=None, description="recording.failed: Plivo's reason")
     archive: ArchiveData | None = Field(default=None, description="recording.archived")
+    source: Literal["callback", "reconciliation", "backfill"] = Field(
+        default="callback",
+        description="how the relay learned of the recording: Plivo's callback, or a sweep or "
+        "backfill of Plivo's List Recordings API that found it",
+    )
+    transcribe: bool = Field(
+        default=True, description="false: backfilled without transcription (none is bought)"
+    )
     media: Media | None = Field(description="always the last field: see `with_media`")
 
 

@@ -26,6 +26,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response, Stream
 
 from service.media_links import LinkRefused, MediaLinks
 from service.plivo import NotFound, PlivoClient, PlivoError
+from service.storage import history
 from service.storage.archive import Archive, ArchiveUnavailable
 from service.storage.recordings import RecordingState, RecordingStore
 
@@ -124,7 +125,6 @@ class MediaAPI:
 def _archived(state: RecordingState, audio_format: str, original: bool) -> str | None:
     """The archive's key of the recording's audio (or its pre-denoised copy), if it has it."""
     name = f"audio.original.{audio_format}" if original else f"audio.{audio_format}"
-    for copy in json.loads(state.audio or "[]"):
-        if str(copy.get("key", "")).endswith(f"/{name}"):
-            return str(copy["key"])
+    if any(copy.name == name for copy in state.audio):
+        return f"{history.prefix(state)}/{name}"
     return None

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from service.backfills_api import BackfillRequest
 from service.deliveries_api import RecoverRequest, ReplayRequest
 from service.events import Event
 from service.paging import MAX_LIMIT
+from service.storage.reconciliation import Backfill
 from service.storage.recordings import Status
 from service.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
 
@@ -70,12 +72,15 @@ class RecordingList(BaseModel):
 class RecordingStatus(BaseModel):
     recording_id: str
     status: str | None = Field(
-        description="queued, details_fetched, transcribing, transcribed, failed or ignored"
+        description="queued, details_fetched, transcribing, transcribed, failed, ignored or "
+        "not_transcribed (backfilled without transcription)"
     )
+    source: str = Field(description="callback, reconciliation or backfill")
     steps: dict[str, int | None] = Field(description="each step's time, epoch ms")
     plivo_requests: int
     last_error: str | None
     archived: bool
+    audio: list[dict[str, Any]] | None = Field(description="the archived audio: key, size, sha256")
     callback: dict[str, Any] | None
     other_callbacks: list[dict[str, Any]]
     events: list[Event]
@@ -164,10 +169,12 @@ def document() -> dict[str, Any]:
         RecordingStatus,
         RecordingList,
         Event,
+        BackfillRequest,
     ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    schemas["Backfill"] = TypeAdapter(Backfill).json_schema()
     created = _answer("created, with its signing secret", subscription)
     return {
         "openapi": "3.1.0",
@@ -322,6 +329,36 @@ def document() -> dict[str, Any]:
                         "202": _answer("queued", _ref("Queued")),
                         "404": _answer("a recording the relay does not know", ERROR),
                         **BAD_BODY,
+                        **COMMON,
+                    },
+                },
+            },
+            "/v1/backfills": {
+                "post": {
+                    "operationId": "createBackfill",
+                    "summary": "Take up the recordings of a past window the relay never saw",
+                    "requestBody": _body("BackfillRequest"),
+                    "responses": {
+                        "202": _answer("started (or running already)", _ref("Backfill")),
+                        **BAD_BODY,
+                        **COMMON,
+                    },
+                    "links": {
+                        "GetBackfill": {
+                            "operationId": "getBackfill",
+                            "parameters": {"backfill_id": "$response.body#/id"},
+                        }
+                    },
+                },
+            },
+            "/v1/backfills/{backfill_id}": {
+                "parameters": [_path_param("backfill_id")],
+                "get": {
+                    "operationId": "getBackfill",
+                    "summary": "A backfill's progress",
+                    "responses": {
+                        "200": _answer("its window, status and counts", _ref("Backfill")),
+                        "404": _answer("no such backfill", ERROR),
                         **COMMON,
                     },
                 },

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from service.storage.rate_limit import RateLimiter
+from service.storage.rate_limit import Limiter
 
 NUMERIC_FIELDS = {
     "recording_duration_ms",
@@ -98,7 +98,7 @@ class PlivoClient:
         self,
         base_url: str,
         credentials: dict[str, str],
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         timeout: float = 10.0,
         retries: int = 4,
         backoff: float = 0.5,
@@ -155,19 +155,15 @@ class PlivoClient:
         response = await self._request(auth_id, "GET", f"Recording/{recording_id}/")
         return numbers(response.json())
 
-    async def list_recordings(
-        self, auth_id: str, **filters: str | int
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Every recording matching `filters`, following Plivo's pages."""
-        offset = 0
-        while True:
-            params = {**filters, "limit": 20, "offset": offset}
-            page = (await self._request(auth_id, "GET", "Recording/", params=params)).json()
-            for recording in page.get("objects", []):
-                yield numbers(recording)
-            if not page.get("meta", {}).get("next"):
-                return
-            offset += 20
+    async def recordings_page(
+        self, auth_id: str, offset: int, limit: int, **filters: str
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of List Recordings (newest first) matching `filters`, and whether there are
+        more after it."""
+        params = {**filters, "limit": limit, "offset": offset}
+        page = (await self._request(auth_id, "GET", "Recording/", params=params)).json()
+        more = bool(page.get("meta", {}).get("next"))
+        return [numbers(recording) for recording in page.get("objects", [])], more
 
     async def delete_recording(self, auth_id: str, recording_id: str) -> None:
         await self._request(auth_id, "DELETE", f"Recording/{recording_id}/")

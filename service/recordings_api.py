@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse
 
 from service.admin_auth import AdminAuth
 from service.paging import Page
-from service.storage.history import History
+from service.storage.history import History, prefix
 from service.storage.recordings import RecordingState, RecordingStore, Status
 
 STEPS = (
@@ -76,16 +76,23 @@ class RecordingsAPI:
         state = await self.store.state(recording_id)
         if state is None:
             raise HTTPException(404, f"recording {recording_id[:80]!r} is unknown to the relay")
+        callback = await self.history.callback(state)
         return JSONResponse(
             {
                 "recording_id": recording_id,
                 "status": state.status,
+                # How the relay learned of it: Plivo's callback, a sweep or a backfill.
+                "source": (callback or {}).get("origin", "callback"),
                 "steps": {step: getattr(state, step) for step in STEPS},
                 "plivo_requests": state.plivo_requests,
                 "last_error": state.last_error,
                 "archived": state.archived,
-                "audio": json.loads(state.audio) if state.audio else None,
-                "callback": await self.history.callback(state),
+                "audio": [
+                    {"key": f"{prefix(state)}/{c.name}", "size": c.size, "sha256": c.sha256}
+                    for c in state.audio
+                ]
+                or None,
+                "callback": callback,
                 "other_callbacks": [
                     json.loads(c) for c in await self.store.callbacks(recording_id)
                 ],

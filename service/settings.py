@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     # event (0: at once). Unset: never. Storage costs money after 90 days.
     plivo_delete_after_days: float | None = Field(default=None, ge=0)
 
+    # Seconds between reconciliation sweeps against Plivo's List Recordings API (0: none), and
+    # the share of the account's rate limit their listing may take at most.
+    reconcile_interval: float = Field(default=300, ge=0, le=86_400)
+    reconcile_rate_share: float = Field(default=0.1, gt=0, le=1)
+
     # Networks webhooks may be sent to despite being loopback/private/link-local: "CIDR,CIDR".
     delivery_allow_networks: Annotated[tuple[Network, ...], NoDecode] = ()
     # Seconds before each delivery attempt (the first is usually 0), each with +/-20% jitter.

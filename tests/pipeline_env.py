@@ -47,12 +47,15 @@ class Relay:
     def faults(self) -> Faults:
         return self.sandbox.state.faults
 
-    async def call(self, style: str = "record_xml", method: str = "POST", **extra: Any) -> str:
-        """Have the sandbox record a call and tell the relay; the recording's id."""
+    async def call(
+        self, style: str = "record_xml", method: str = "POST", heard: bool = True, **extra: Any
+    ) -> str:
+        """Have the sandbox record a call and tell the relay (`heard`: and the relay took the
+        callback); the recording's id."""
         body = {"relay_url": f"{self.url}/plivo/recording", "style": style, "method": method}
         response = await self.http.post(f"{self.sandbox_url}/sandbox/calls", json={**body, **extra})
         assert response.status_code == 200, response.text
-        assert response.json()["callback_status"] == 200
+        assert (response.json()["callback_status"] == 200) is heard, response.text
         return str(response.json()["recording_id"])
 
     async def status(self, recording_id: str) -> httpx.Response:

@@ -65,17 +65,23 @@ async def test_5xx_are_retried_and_429_waits_retry_after() -> None:
         await api.aclose()
 
 
-async def test_listing_follows_pages_and_filters() -> None:
+async def test_listing_pages_and_filters() -> None:
     async with running_sandbox() as plivo:
         state = plivo.sandbox.state
         for n in range(45):
             state.new_recording(AUTH_ID, 1000, call_uuid="call-a" if n % 3 == 0 else None)
         api = client(plivo.url)
-        everything = [r async for r in api.list_recordings(AUTH_ID)]
-        assert len(everything) == 45
+        everything, offset, more = [], 0, True
+        while more:
+            page, more = await api.recordings_page(AUTH_ID, offset, 20)
+            everything += page
+            offset += 20
+        assert len(everything) == 45 and offset == 60
         assert len({r["recording_id"] for r in everything}) == 45
-        some = [r async for r in api.list_recordings(AUTH_ID, call_uuid="call-a")]
-        assert len(some) == 15
+        times = [r["add_time"] for r in everything]
+        assert times == sorted(times, reverse=True)  # newest first
+        some, more = await api.recordings_page(AUTH_ID, 0, 20, call_uuid="call-a")
+        assert len(some) == 15 and not more
         await api.aclose()
 
 

@@ -1,18 +1,28 @@
-"""The `worker` process of the Procfile: `python -m workers`.
+"""The `worker` process of the Procfile, `python -m workers`, and the backfill command.
 
 If Redis goes away (a restart, a failover) the worker does not exit: it waits until Redis
 answers again and carries on (`workers.worker.WorkerProcess`). Jobs it was running are taken up
 again when their locks lapse (`WORKER_JOB_TIMEOUT` + 10 s), so nothing is lost, and the PaaS
 sees no crash to back off from. SIGTERM ends it within `WORKER_SHUTDOWN_GRACE` seconds.
+
+`python -m workers backfill --since 2026-10-01 [--until 2026-11-01] [--no-transcribe]` puts the
+recordings of that window the relay has never seen through the pipeline (the workers do the
+work; this finds and queues it), with progress, and a summary at the end. Interrupted, the same
+command resumes where it stopped (`workers.reconciliation`).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
+
+from tqdm import tqdm
 
 from service.logs import configure
 from service.settings import Settings, load_settings
 from service.storage.archive import require
+from service.storage.reconciliation import Backfill, window
 from workers.worker import WorkerProcess
 
 
@@ -22,10 +32,60 @@ async def serve(settings: Settings) -> None:
     await process.run()
 
 
+async def backfill(settings: Settings, since: str, until: str | None, transcribe: bool) -> int:
+    """Run a backfill here, showing its progress; the exit status."""
+    try:
+        start, end = window(since, until)
+    except ValueError as error:
+        print(f"backfill: {error}", file=sys.stderr)
+        return 2
+    process = WorkerProcess(settings)  # its clients; it takes no jobs
+    reconciler = process.reconciler
+    backfill_id = Backfill.id_for(start, until and end, transcribe)
+    found = await reconciler.backfills.get(backfill_id)
+    if found is not None and found.status == "running":
+        job = found
+        print(f"backfill {job.id}: resuming ({job.summary()} so far)", file=sys.stderr)
+    else:
+        job = Backfill(id=backfill_id, since=start, until=end, transcribe=transcribe)
+        print(f"backfill {job.id}: {start} to {end}", file=sys.stderr)
+    terminal = sys.stderr.isatty()
+    bar = tqdm(desc="recordings", unit=" found", initial=job.found, disable=not terminal)
+
+    def progress(now: Backfill) -> None:
+        if terminal:
+            bar.update(now.found - bar.n)
+            bar.set_postfix(queued=now.queued, known=now.known)
+        else:  # a log, not a terminal: plain lines
+            print(f"backfill {now.id}: {now.summary()}", file=sys.stderr, flush=True)
+
+    try:
+        job = await reconciler.backfill(job, progress)
+    finally:
+        bar.close()
+        await process.close_clients()
+    print(f"backfill {job.id} {job.status}: {job.summary()}")
+    return 0
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m workers")
+    commands = parser.add_subparsers(dest="command")
+    command = commands.add_parser("backfill", help="take up the recordings of a past window")
+    command.add_argument("--since", required=True, help="ISO 8601 date or time (UTC)")
+    command.add_argument("--until", help="ISO 8601 date or time (UTC); default: now")
+    command.add_argument(
+        "--no-transcribe",
+        action="store_true",
+        help="archive and announce the recordings without buying transcriptions",
+    )
+    args = parser.parse_args()
     settings = load_settings()
     configure(settings.log_level)
     require(settings.archive_url)
+    if args.command == "backfill":
+        transcribe = not args.no_transcribe
+        raise SystemExit(asyncio.run(backfill(settings, args.since, args.until, transcribe)))
     asyncio.run(serve(settings))
 
 

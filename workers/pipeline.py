@@ -38,7 +38,7 @@ from arq import Retry
 from arq.connections import ArqRedis
 
 from service import events
-from service.callbacks import TranscriptionCallback
+from service.callbacks import Origin, TranscriptionCallback
 from service.events import ArchiveData, ArchivedObject, EventData, Transcript
 from service.media_links import MediaLinks
 from service.plivo import (
@@ -54,7 +54,7 @@ from service.settings import Settings
 from service.storage import history, jobs
 from service.storage.archive import Archive, ArchiveUnavailable
 from service.storage.deliveries import Deliveries
-from service.storage.recordings import RecordingState, RecordingStore, Status
+from service.storage.recordings import AudioCopy, RecordingState, RecordingStore, Status
 from service.urls import redacted
 
 log = logging.getLogger("recording_relay.pipeline")
@@ -153,9 +153,11 @@ class Pipeline:
 
     async def _process(self, recording_id: str, state: RecordingState) -> str:
         auth_id = state.auth_id
+        callback = _callback(state)
+        backfilled = callback.get("origin") == Origin.BACKFILL
         if state.details_at is None:
             details = await self._fetch(auth_id, recording_id)
-            if self._older_than_retention(details):
+            if not backfilled and self._older_than_retention(details):
                 # A replayed callback without times of its own: the relay has forgotten this
                 # recording, may have transcribed it already, and must not buy that again.
                 reason = "made before the retention window (RECORDING_RETENTION_DAYS): ignored"
@@ -173,9 +175,15 @@ class Pipeline:
             )
             state.recording = recording
             await self.emit(recording_id, state, events.COMPLETED)
+        if not callback.get("transcribe", True):  # a backfill that buys no transcription
+            return await self._archive_only(recording_id, state)
         if state.transcription_requesting is None:
-            callback = await self._transcription_callback(recording_id, auth_id)
-            if callback is None and not self.settings.plivo_auto_transcription:
+            bought = await self._transcription_callback(recording_id, auth_id) is not None
+            # A backfilled recording may be older than the relay's memory: one Plivo already
+            # transcribes (for the relay before, or anyone) is collected, not bought again.
+            if backfilled and not bought:
+                bought = await self._transcribed_at_plivo(auth_id, recording_id)
+            if not bought and not self.settings.plivo_auto_transcription:
                 await self.store.update(recording_id, transcription_requesting=_now_ms())
                 await self.plivo.create_transcription(
                     auth_id, recording_id, self.transcription_callback_url
@@ -192,6 +200,17 @@ class Pipeline:
             _defer_by=self.settings.transcription_poll_schedule[0],
         )
         return "transcribing"
+
+    async def _archive_only(self, recording_id: str, state: RecordingState) -> str:
+        """A recording backfilled with `--no-transcribe`: its audio and documents archived and
+        announced (`recording.archived`), and no transcription bought."""
+        if state.audio_archived_at is None:
+            await self._archive_audio(state)
+        await self._announce_archive(state)
+        await self.store.add_requests(recording_id, take_count())
+        await self.store.finish(recording_id, status=Status.NOT_TRANSCRIBED)
+        await self._schedule_deletion(recording_id)
+        return "archived, not transcribed"
 
     async def _archive_audio(self, state: RecordingState) -> None:
         """Copy the recording's audio from Plivo to the archive, streamed (`audio.<format>`,
@@ -220,11 +239,11 @@ class Pipeline:
                 raise PlivoError(UNREACHABLE, "the recording's audio is not there yet") from None
             if announced is not None and announced.isdigit() and int(announced) != size:
                 raise PlivoError(UNREACHABLE, f"{name}: {size} of {announced} bytes arrived")
-            copies.append({"key": key, "size": size, "sha256": sha256})
-        audio = json.dumps(copies)
-        await self.store.update(state.recording_id, audio=audio, audio_archived_at=_now_ms())
-        state.audio = audio
-        log.info("audio archived: recording_id=%s %s", state.recording_id, audio)
+            copies.append(AudioCopy(name, size, sha256))
+        fields = dict(copy.field() for copy in copies)
+        await self.store.update(state.recording_id, **fields, audio_archived_at=_now_ms())
+        state.audio = copies
+        log.info("audio archived: recording_id=%s %s", state.recording_id, copies)
 
     async def _fetch(self, auth_id: str, recording_id: str) -> dict[str, Any]:
         try:
@@ -295,6 +314,14 @@ class Pipeline:
         await self.store.finish(recording_id, transcribed_at=_now_ms(), status=Status.TRANSCRIBED)
         await self._schedule_deletion(recording_id)
         return "transcribed"
+
+    async def _transcribed_at_plivo(self, auth_id: str, recording_id: str) -> bool:
+        """Whether Plivo has a transcription of the recording, ready or in progress."""
+        try:
+            await self.plivo.get_transcription(auth_id, recording_id, "transcription")
+        except NotFound:
+            return False
+        return True
 
     async def _poll(self, auth_id: str, recording_id: str) -> dict[str, Any] | None:
         """Plivo's `transcription` result, or None while it is not ready."""
@@ -373,12 +400,12 @@ class Pipeline:
         """Why the archive's copy of the recording cannot stand in for Plivo's, or None."""
         if not state.archived:
             return "its documents are not all in the archive"
-        copies = json.loads(state.audio or "[]")
-        if not copies:
+        if not state.audio:
             return "its audio is not in the archive"
-        for copy in copies:
-            if await self.archive.size(copy["key"]) != copy["size"]:
-                return f"the archive's {copy['key']} is missing or not the size copied"
+        for copy in state.audio:
+            key = f"{history.prefix(state)}/{copy.name}"
+            if await self.archive.size(key) != copy.size:
+                return f"the archive's {key} is missing or not the size copied"
         if await self.archive.size(f"{history.prefix(state)}/recording.json") is None:
             return "the archive's recording.json is missing"
         return None
@@ -413,6 +440,8 @@ class Pipeline:
                 stage=stage,
                 reason=reason,
                 archive=archive,
+                source=callback.get("origin", Origin.CALLBACK),
+                transcribe=callback.get("transcribe", True),
                 media=media,
             )
             # Kept before it is archived or sent: a re-run after a crash sends the same bytes.
@@ -435,13 +464,14 @@ class Pipeline:
             await self.emit(state.recording_id, state, events.ARCHIVED)  # as kept
             return
         prefix = history.prefix(state)
-        copied = {copy["key"]: copy for copy in json.loads(state.audio or "[]")}
+        copied = {f"{prefix}/{copy.name}": copy for copy in state.audio}
         objects = []
         for key in await self.archive.keys(prefix):
             if key == f"{prefix}/events/{events.ARCHIVED}.json":
                 continue  # this very event, from a run cut short
             if key in copied:
-                objects.append(ArchivedObject.model_validate(copied[key]))
+                audio = copied[key]
+                objects.append(ArchivedObject(key=key, size=audio.size, sha256=audio.sha256))
                 continue
             data = await self.archive.get(key) or b""
             objects.append(

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -19,18 +20,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.plivo import PlivoClient
+from service.plivo import PlivoClient, PlivoError
 from service.settings import Settings
 from service.ssrf import URLGuard, guarded_transport
 from service.storage import jobs
 from service.storage.archive import Archive
 from service.storage.deliveries import Deliveries, DeliveryQueue
 from service.storage.rate_limit import RateLimiter
+from service.storage.reconciliation import BackfillStore, SweepState
 from service.storage.recordings import RecordingStore
 from service.storage.subscriptions import SubscriptionStore
 from workers.delivery import Deliverer
 from workers.dispatcher import Dispatcher
 from workers.pipeline import Pipeline
+from workers.reconciliation import Reconciler
 
 log = logging.getLogger("recording_relay.worker")
 REDIS_LOSS_DEFER = 2.0
@@ -68,6 +71,28 @@ async def collect_transcription(ctx: dict[str, Any], recording_id: str) -> str:
 
 
 @redis_loss_is_a_retry
+async def run_backfill(ctx: dict[str, Any], backfill_id: str) -> str:
+    """A backfill started through the API, a slice of time per run: it saves how far it got
+    and runs again at once, so no run outlasts `WORKER_JOB_TIMEOUT`."""
+    reconciler: Reconciler = ctx["reconciler"]
+    backfill = await reconciler.backfills.get(backfill_id)
+    if backfill is None or backfill.status != "running":
+        return "nothing to do"
+    budget = max(1.0, ctx["job_timeout"] / 2)
+    try:
+        backfill = await reconciler.backfill(backfill, budget=budget)
+    except PlivoError as error:
+        if not error.transient:
+            backfill.status, backfill.error = "failed", str(error)
+            await reconciler.backfills.save(backfill)
+            return "failed"
+        raise Retry(defer=10) from error
+    if backfill.status == "running":
+        raise Retry(defer=0)
+    return backfill.summary()
+
+
+@redis_loss_is_a_retry
 async def delete_recording(ctx: dict[str, Any], recording_id: str) -> str:
     pipeline: Pipeline = ctx["pipeline"]
     return await pipeline.delete(recording_id, ctx["job_try"])
@@ -82,6 +107,8 @@ def arq_options(settings: Settings) -> dict[str, Any]:
             # Re-deferred once per poll: its tries are polls, bounded by the deadline instead.
             func(collect_transcription, name=jobs.COLLECT_TRANSCRIPTION, max_tries=100_000),
             func(delete_recording, name=jobs.DELETE_RECORDING, max_tries=10),
+            # Runs again until its window is walked: each run is a slice of it.
+            func(run_backfill, name=jobs.RUN_BACKFILL, max_tries=1_000_000),
         ],
         "queue_name": jobs.QUEUE,
         "max_jobs": settings.worker_max_jobs,
@@ -149,6 +176,23 @@ class WorkerProcess:
             settings, redis, subscriptions, deliveries, delivery_queue, self.webhooks
         )
         self.dispatcher = Dispatcher(delivery_queue, deliverer, settings.delivery_concurrency)
+        # Listing for sweeps and backfills takes at most its share of the account's limit.
+        share = RateLimiter(redis, limit, window).share("reconcile", settings.reconcile_rate_share)
+        self.listing = PlivoClient(
+            settings.plivo_api_url,
+            settings.credentials(),
+            limiter=share,
+            timeout=settings.plivo_timeout,
+            retries=settings.plivo_retries,
+        )
+        self.reconciler = Reconciler(
+            settings,
+            self.store,
+            self.listing,
+            SweepState(redis),
+            BackfillStore(redis, settings.recording_retention_days),
+        )
+        self._sweeper: asyncio.Task[None] | None = None
 
     def stop(self, signal_name: str = "stop") -> None:
         """Stop taking work and shut down (safe to call any number of times, at any moment)."""
@@ -175,6 +219,8 @@ class WorkerProcess:
         try:
             if await self._wait_for_redis():
                 self.dispatcher.start()
+                if self.settings.reconcile_interval > 0:
+                    self._sweeper = asyncio.create_task(self._sweep_now_and_then(), name="sweeper")
                 while not self._stopping.is_set():
                     if await self._run_arq() == "finished":
                         break
@@ -183,10 +229,30 @@ class WorkerProcess:
         finally:
             await self._shut_down()
 
+    async def _sweep_now_and_then(self) -> None:
+        """Look a few times an interval whether it is this worker's turn to sweep (the turn is
+        a lock in Redis that lapses after `RECONCILE_INTERVAL`: one sweep an interval in all)."""
+        interval = self.settings.reconcile_interval
+        while not self._stopping.is_set():
+            try:
+                await self.reconciler.sweep()
+            except (PlivoError, RedisError, OSError) as error:
+                log.warning("reconciliation sweep cut short (%s); the next one repeats it", error)
+            except Exception:
+                log.exception("reconciliation sweep failed; the next one repeats it")
+            with contextlib.suppress(TimeoutError):
+                pause = min(interval / 4, 15.0) * random.uniform(0.8, 1.2)
+                await asyncio.wait_for(self._stopping.wait(), pause)
+
     async def _run_arq(self) -> str:
         """One arq worker's life: `finished` (burst mode), `stopping`, or `lost` (Redis)."""
         options = {**arq_options(self.settings), **self.arq_overrides}
-        self.arq = Worker(redis_pool=self.redis, ctx={"pipeline": self.pipeline}, **options)
+        context = {
+            "pipeline": self.pipeline,
+            "reconciler": self.reconciler,
+            "job_timeout": options["job_timeout"],
+        }
+        self.arq = Worker(redis_pool=self.redis, ctx=context, **options)
         self.arq.allow_pick_jobs = not self._stopping.is_set()
         main = self._arq_main = asyncio.create_task(self.arq.main())
         stopping = asyncio.create_task(self._stopping.wait())
@@ -237,6 +303,9 @@ class WorkerProcess:
         self.stop(self.signal or "stop")
         grace = self.settings.worker_shutdown_grace
         arq = self.arq
+        if self._sweeper is not None:
+            self._sweeper.cancel()  # a sweep cut short is repeated by the next
+            await asyncio.gather(self._sweeper, return_exceptions=True)
         await asyncio.gather(self._finish_jobs(grace), self.dispatcher.stop(grace))
         if self._arq_main is not None:
             self._arq_main.cancel()
@@ -250,7 +319,11 @@ class WorkerProcess:
             arq.jobs_failed if arq else 0,
             arq.jobs_retried if arq else 0,
         )
+        await self.close_clients()
+
+    async def close_clients(self) -> None:
         await self.plivo.aclose()
+        await self.listing.aclose()
         await self.store.aclose()
         await self.webhooks.aclose()
         await self.redis.aclose()

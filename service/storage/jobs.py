@@ -7,13 +7,17 @@ than arq's `enqueue_job`, which costs several round trips.
 
 from __future__ import annotations
 
+import time
+
 from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
+from redis.asyncio import Redis
 
 QUEUE = default_queue_name
 PROCESS_RECORDING = "process_recording"
 COLLECT_TRANSCRIPTION = "collect_transcription"
 DELETE_RECORDING = "delete_recording"
+RUN_BACKFILL = "run_backfill"
 # An unstarted job expires after this long, as arq's own `enqueue_job` does.
 JOB_TTL_MS = expires_extra_ms
 
@@ -34,3 +38,15 @@ def result_key(job_id: str) -> str:
 def encode_job(function: str, args: tuple[str, ...], enqueue_ms: int) -> bytes:
     """A job as arq's worker reads it (arq's default pickle serializer)."""
     return serialize_job(function, args, {}, None, enqueue_ms)
+
+
+async def enqueue(redis: Redis, function: str, arg: str) -> bool:
+    """Queue `function(arg)` now, unless that job is queued or running already (arq's rule)."""
+    job = job_id(function, arg)
+    now_ms = int(time.time() * 1000)
+    if not await redis.set(
+        job_key(job), encode_job(function, (arg,), now_ms), px=JOB_TTL_MS, nx=True
+    ):
+        return False
+    await redis.zadd(QUEUE, {job: now_ms})
+    return True

@@ -16,7 +16,12 @@ Subscriptions and deliveries (`service.storage.subscriptions`, `service.storage.
   `rr:slots:{subscription}` and `rr:waiting:{subscription}` (zsets), `rr:failed:{subscription}`
   (zset), `rr:attempts:{subscription}` (list), `rr:failing-since:{subscription}`.
 
-Plivo's rate limit (`service.storage.rate_limit`): `rr:plivo-rate:{auth_id}` (zset).
+Plivo's rate limit (`service.storage.rate_limit`): `rr:plivo-rate:{auth_id}` (zset), and
+`rr:plivo-rate:{auth_id}:{work}` for a kind of work held to a share of it (reconciliation).
+
+Reconciliation and backfill (`service.storage.reconciliation`): `rr:reconcile:lock` (string,
+whoever sweeps; it lapses after `RECONCILE_INTERVAL`), `rr:reconcile:watermark:{auth_id}`
+(string, ISO time: swept up to), `rr:backfill:{id}` (hash: a backfill's window and progress).
 
 arq's keys (`arq:queue`, `arq:job:...`) are arq's, spelled by `service.storage.jobs`.
 """
@@ -79,3 +84,18 @@ def failing_since(subscription_id: str) -> str:
 
 def plivo_rate(auth_id: str) -> str:
     return f"rr:plivo-rate:{auth_id}"
+
+
+def plivo_rate_share(auth_id: str, work: str) -> str:
+    return f"rr:plivo-rate:{auth_id}:{work}"
+
+
+RECONCILE_LOCK = "rr:reconcile:lock"
+
+
+def reconcile_watermark(auth_id: str) -> str:
+    return f"rr:reconcile:watermark:{auth_id}"
+
+
+def backfill(backfill_id: str) -> str:
+    return f"rr:backfill:{backfill_id}"

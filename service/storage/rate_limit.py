@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Protocol
 
 from redis.asyncio import Redis
 
@@ -19,27 +20,57 @@ from service.storage import keys, lua
 TAKE = lua.source("take_rate_slot")  # scripts/take_rate_slot.lua
 
 
+class Limiter(Protocol):
+    async def acquire(self, account: str) -> None:
+        """Wait until `account` may make one more request, and count it."""
+
+
 class RateLimiter:
     # A request is counted here when sent and at Plivo when it arrives; the window is held a
     # little longer than Plivo's so that delays on the way cannot crowd one request too many
     # into it (bench/pipeline saw 429s with 20 ms under load; none with 100 ms).
     MARGIN = 0.1
 
-    def __init__(self, redis: Redis, limit: int, window: float) -> None:
+    def __init__(self, redis: Redis, limit: int, window: float, work: str | None = None) -> None:
         self.redis = redis
         self.limit = limit
         self.window = window + self.MARGIN
+        self.work = work
         self._take = redis.register_script(TAKE)
+
+    def share(self, work: str, fraction: float) -> SharedLimit:
+        """A limiter for one kind of work (`work`) that takes at most `fraction` of this one's
+        requests, each counted here too: however busy that work, the rest keep their share."""
+        own = RateLimiter(self.redis, max(1, int(self.limit * fraction)), self.window, work)
+        own.window = self.window  # the margin is in already
+        return SharedLimit(own, self)
 
     async def acquire(self, account: str) -> None:
         """Wait until `account` may make one more request, and count it."""
+        key = (
+            keys.plivo_rate(account)
+            if self.work is None
+            else keys.plivo_rate_share(account, self.work)
+        )
         while True:
             wait = float(
                 await self._take(
-                    keys=[keys.plivo_rate(account)],
+                    keys=[key],
                     args=[time.time(), self.window, self.limit, uuid.uuid4().hex],
                 )
             )
             if wait <= 0:
                 return
             await asyncio.sleep(wait + 0.001)
+
+
+class SharedLimit:
+    """A share of an account's limit: a slot of its own first, then one of the whole."""
+
+    def __init__(self, own: RateLimiter, whole: RateLimiter) -> None:
+        self.own = own
+        self.whole = whole
+
+    async def acquire(self, account: str) -> None:
+        await self.own.acquire(account)
+        await self.whole.acquire(account)

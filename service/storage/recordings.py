@@ -19,6 +19,7 @@ process take thousands a second.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from dataclasses import dataclass, field
@@ -52,9 +53,10 @@ class Status(StrEnum):
     TRANSCRIBED = "transcribed"
     FAILED = "failed"
     IGNORED = "ignored"  # made before the retention window: a replay, never processed
+    NOT_TRANSCRIBED = "not_transcribed"  # backfilled with --no-transcribe: archived, announced
 
 
-FINAL = (Status.TRANSCRIBED, Status.FAILED, Status.IGNORED)
+FINAL = (Status.TRANSCRIBED, Status.FAILED, Status.IGNORED, Status.NOT_TRANSCRIBED)
 
 
 STEPS = (
@@ -69,6 +71,28 @@ STEPS = (
     "deleted_at",
     "updated_at",
 )
+
+
+@dataclass(frozen=True)
+class AudioCopy:
+    """One archived copy of a recording's audio (`audio.mp3`, `audio.original.mp3`, ...).
+
+    Kept in the state as field `audio:<name>` = `<size>:<SHA-256, base64url>`: under 64 bytes,
+    so a final state stays in Redis's compact hash encoding (bench/memory)."""
+
+    name: str
+    size: int
+    sha256: str  # hex
+
+    def field(self) -> tuple[str, str]:
+        digest = base64.urlsafe_b64encode(bytes.fromhex(self.sha256)).rstrip(b"=").decode()
+        return f"audio:{self.name}", f"{self.size}:{digest}"
+
+    @classmethod
+    def parse(cls, name: str, value: str) -> AudioCopy:
+        size, _, digest = value.partition(":")
+        raw = base64.urlsafe_b64decode(digest + "=" * (-len(digest) % 4))
+        return cls(name, int(size), raw.hex())
 
 
 @dataclass
@@ -97,7 +121,7 @@ class RecordingState:
     plivo_requests: int = 0
     callback: str | None = None
     recording: str | None = None
-    audio: str | None = None  # the archived audio objects (key, size, sha256), JSON
+    audio: list[AudioCopy] = field(default_factory=list)  # the archived copies of its audio
     events: dict[str, str] = field(default_factory=dict)  # event type -> body, in flight
     emitted: set[str] = field(default_factory=set)  # event types sent
 
@@ -112,13 +136,15 @@ class RecordingState:
         state.plivo_requests = int(raw.get("plivo_requests", 0))
         state.callback = raw.get("callback")
         state.recording = raw.get("recording")
-        state.audio = raw.get("audio")
         for name, value in raw.items():
             kind, colon, rest = name.partition(":")
             if colon and kind == "event":
                 state.events[rest] = value
             elif colon and kind == "emitted":
                 state.emitted.add(rest)
+            elif colon and kind == "audio":
+                state.audio.append(AudioCopy.parse(rest, value))
+        state.audio.sort(key=lambda copy: copy.name)  # audio.mp3 before audio.original.mp3
         return state
 
     @property

@@ -1,0 +1,143 @@
+"""What reconciliation and backfill keep in Redis: who sweeps, how far each account is swept,
+and each backfill's window and progress (keys: `service.storage.keys`).
+
+- The sweep lock is taken with `SET NX PX RECONCILE_INTERVAL`, and left to lapse rather than
+  released: however many workers run, one sweep starts per interval, and a sweeper that dies
+  holds nothing longer than that.
+- A watermark is the moment up to which an account's recordings have all been taken up. It is
+  written only after a whole sweep, so a sweep cut short is repeated, never skipped.
+- A backfill is a hash: its window, whether to transcribe, its status, how far it got
+  (`slice`, `cursor`: the pages fully handled) and its counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+
+from service.storage import keys
+
+
+def _field(value: object) -> str:
+    """A backfill's field as its hash holds it."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return "" if value is None else str(value)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class SweepState:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def take_turn(self, interval: float) -> bool:
+        """Whether this worker sweeps now (no other did within `interval` seconds)."""
+        token = secrets.token_hex(8)
+        taken = await self.redis.set(keys.RECONCILE_LOCK, token, nx=True, px=int(interval * 1000))
+        return bool(taken)
+
+    async def watermark(self, auth_id: str, now: datetime) -> datetime | None:
+        """How far `auth_id` is swept; None on the first sweep ever, which sets it to `now`:
+        the relay does not take up the account's past by surprise (backfill is for that)."""
+        key = keys.reconcile_watermark(auth_id)
+        if await self.redis.set(key, iso(now), nx=True):
+            return None
+        raw = await self.redis.get(key)
+        return datetime.fromisoformat(raw.decode()) if raw else None
+
+    async def advance(self, auth_id: str, to: datetime) -> None:
+        await self.redis.set(keys.reconcile_watermark(auth_id), iso(to))
+
+
+@dataclass
+class Backfill:
+    """A backfill's window (`since` to `until`, ISO 8601, UTC) and progress."""
+
+    id: str
+    since: str
+    until: str
+    transcribe: bool = True
+    status: str = "running"  # running, done, failed
+    slice: int = 0  # the (account, 30-day slice) pairs fully handled
+    cursor: str = ""  # in the current one, the add_time down to which pages are handled
+    found: int = 0
+    known: int = 0  # already known to the relay: nothing done
+    queued: int = 0
+    error: str | None = None
+    started_at: str = ""
+    updated_at: str = ""
+
+    @staticmethod
+    def id_for(since: str, until: str | None, transcribe: bool) -> str:
+        """The same window and choice name the same backfill, so running it again resumes."""
+        digest = hashlib.sha256(f"{since}\n{until}\n{transcribe}".encode()).hexdigest()
+        return f"bf_{digest[:20]}"
+
+    def summary(self) -> str:
+        return f"found {self.found}, already known {self.known}, queued {self.queued}"
+
+
+class BackfillStore:
+    def __init__(self, redis: Redis, retention_days: int) -> None:
+        self.redis = redis
+        self.ttl = retention_days * 86_400
+
+    async def get(self, backfill_id: str) -> Backfill | None:
+        if not backfill_id.startswith("bf_") or len(backfill_id) > 40:
+            return None
+        raw = await self.redis.hgetall(keys.backfill(backfill_id))  # type: ignore[misc]
+        if not raw:
+            return None
+        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        return Backfill(
+            id=backfill_id,
+            since=fields["since"],
+            until=fields["until"],
+            transcribe=fields.get("transcribe") == "1",
+            status=fields.get("status", "running"),
+            slice=int(fields.get("slice", 0)),
+            cursor=fields.get("cursor", ""),
+            found=int(fields.get("found", 0)),
+            known=int(fields.get("known", 0)),
+            queued=int(fields.get("queued", 0)),
+            error=fields.get("error") or None,
+            started_at=fields.get("started_at", ""),
+            updated_at=fields.get("updated_at", ""),
+        )
+
+    async def save(self, backfill: Backfill) -> None:
+        backfill.updated_at = iso(datetime.now(UTC))
+        backfill.started_at = backfill.started_at or backfill.updated_at
+        fields = {name: _field(value) for name, value in asdict(backfill).items() if name != "id"}
+        key = keys.backfill(backfill.id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, self.ttl)
+            await pipe.execute()
+
+
+def window(since: str, until: str | None) -> tuple[str, str]:
+    """A backfill's window as ISO 8601 UTC; `ValueError` naming the problem."""
+
+    def moment(raw: str, name: str) -> datetime:
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValueError(f"{name}: not a date or time (ISO 8601: 2026-10-01)") from None
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+    now = datetime.now(UTC)
+    start = moment(since, "since")
+    end = now if until is None else moment(until, "until")
+    if end > now:
+        end = now
+    if start >= end:
+        raise ValueError("since: must be before until (and before now)")
+    return iso(start), iso(end)
