@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from sandbox.app import media_bytes
 from service.plivo import NotFound, PlivoClient, PlivoError, count_requests
+from service.storage import keys
 from service.storage.rate_limit import RateLimiter
 from tests.conftest import AUTH_ID, AUTH_TOKEN, SUB_AUTH_ID, SUB_AUTH_TOKEN
 from tests.sandbox_fixture import running_sandbox
@@ -131,3 +132,17 @@ async def test_shared_limiter_keeps_all_processes_under_the_limit(redis: Redis) 
     for n in range(len(stamps) - limit):
         assert stamps[n + limit] - stamps[n] >= window * 0.95, "more than the limit in a window"
     assert stamps[-1] - stamps[0] < window * 3 + 0.5  # and no slower than it allows
+
+
+async def test_a_share_of_the_limit_takes_no_more_and_leaves_the_rest(redis: Redis) -> None:
+    whole = RateLimiter(redis, 10, 60)  # a window longer than the test
+    sweeps = whole.share("reconcile", 0.2)  # 2 of the 10
+    for _ in range(2):
+        await sweeps.acquire(AUTH_ID)
+    third = asyncio.create_task(sweeps.acquire(AUTH_ID))
+    for _ in range(8):  # the rest of the window is still the others'
+        await whole.acquire(AUTH_ID)
+    assert not third.done()  # the share is spent until its requests leave the window
+    third.cancel()
+    await asyncio.gather(third, return_exceptions=True)
+    assert await redis.zcard(keys.plivo_rate(AUTH_ID)) == 10  # counted in the whole, too
