@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 
 from service.admin_auth import AdminAuth
 from service.paging import Page
+from service.storage.deliveries import decode_attempt
 from service.storage.history import History, prefix
 from service.storage.recordings import RecordingState, RecordingStore, Status
 
@@ -97,7 +98,7 @@ class RecordingsAPI:
                     json.loads(c) for c in await self.store.callbacks(recording_id)
                 ],
                 "events": [json.loads(e) for e in await self.history.events(state)],
-                "attempts": [json.loads(a) for a in await self.store.attempts(recording_id)],
+                "attempts": [decode_attempt(a) for a in await self.store.attempts(recording_id)],
             }
         )
 

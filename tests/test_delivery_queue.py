@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from redis.asyncio import Redis
 
-from service.storage.deliveries import Claimed, Deliveries, DeliveryQueue
+from service.storage import keys
+from service.storage.deliveries import ATTEMPT_DEFAULTS, Claimed, Deliveries, DeliveryQueue
 from service.storage.subscriptions import SubscriptionStore
 from service.subscriptions import Subscription, SubscriptionCreate
 
@@ -52,8 +53,8 @@ async def test_a_full_subscriber_waits_and_a_freed_slot_lets_the_next_go(redis: 
     await queue.settle(taken[0], "succeeded", attempt(taken[0], 200))
     [freed] = await queue.claim(10)
     assert freed.recording_id not in {c.recording_id for c in taken}
-    log, _ = await deliveries.attempts(f"rr:attempts:{sub.id}")
-    assert log == [{"msg_id": taken[0].msg_id, "status_code": 200}]
+    log, _ = await deliveries.attempts(keys.attempts(sub.id))
+    assert log == [{**ATTEMPT_DEFAULTS, "msg_id": taken[0].msg_id, "status_code": 200}]
 
 
 async def test_a_dead_workers_lease_lapses_and_the_delivery_is_due_again(redis: Redis) -> None:

@@ -138,7 +138,7 @@ class Deliverer:
     def _record(self, claimed: Claimed, error: str | None = None) -> dict[str, Any]:
         """An attempt as the attempt log keeps it."""
         return {
-            "at": time.time(),
+            "at": round(time.time(), 3),
             "subscription_id": claimed.subscription_id,
             "recording_id": claimed.recording_id,
             "msg_id": claimed.msg_id,

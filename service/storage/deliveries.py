@@ -46,6 +46,19 @@ from service.storage import lua
 from service.storage.subscriptions import SubscriptionStore
 from service.subscriptions import Subscription
 
+# What an attempt's record holds when it is left out (it is kept without its empty fields: two
+# logs hold every attempt for RECORDING_RETENTION_DAYS, bench/memory).
+ATTEMPT_DEFAULTS: dict[str, Any] = {"status_code": None, "error": None, "response_body": ""}
+
+
+def encode_attempt(attempt: dict[str, Any]) -> str:
+    kept = {k: v for k, v in attempt.items() if v is not None and v != ""}
+    return json.dumps(kept, separators=(",", ":"))
+
+
+def decode_attempt(raw: str | bytes) -> dict[str, Any]:
+    return {**ATTEMPT_DEFAULTS, **json.loads(raw)}
+
 
 def message_id(recording_id: str, event_type: str) -> str:
     digest = hashlib.sha256(f"{recording_id}\n{event_type}".encode()).hexdigest()
@@ -114,7 +127,7 @@ class Deliveries:
             pipe.lrange(key, start, stop)
             pipe.llen(key)
             raw, total = await pipe.execute()
-        return [json.loads(item) for item in raw], int(total)
+        return [decode_attempt(item) for item in raw], int(total)
 
     async def forget(self, subscription_id: str) -> None:
         """Delete what the relay keeps about a deleted subscription's deliveries."""
@@ -230,7 +243,7 @@ class DeliveryQueue:
             now,
             now + int(retry_in * 1000),
             error or "",
-            json.dumps(attempt),
+            encode_attempt(attempt),
             ATTEMPT_LOG_MAX,
             self.retention,
             "1" if counts else "0",
