@@ -49,6 +49,10 @@ QUEUE_MAX = 200  # due jobs in the work queue above which a backfill waits
 PLIVO_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
+class ListingOrder(Exception):
+    """Plivo's list came in an order the walk cannot follow (it expects newest first)."""
+
+
 @dataclass
 class Counts:
     found: int = 0
@@ -108,6 +112,9 @@ class Reconciler:
             fresh = [r for r in page if str(r.get("recording_id")) not in handled_at_bound]
             if not fresh:
                 return
+            if added(fresh[0]) < added(fresh[-1]):
+                # The walk moves its upper bound down: oldest first, it would skip recordings.
+                raise ListingOrder("Plivo listed recordings oldest first: nothing was skipped")
             oldest = min(added(r) for r in fresh)
             yield fresh, oldest
             if not more:

@@ -33,7 +33,7 @@ from service.storage.subscriptions import SubscriptionStore
 from workers.delivery import Deliverer
 from workers.dispatcher import Dispatcher
 from workers.pipeline import Pipeline
-from workers.reconciliation import Reconciler
+from workers.reconciliation import ListingOrder, Reconciler
 
 log = logging.getLogger("recording_relay.worker")
 REDIS_LOSS_DEFER = 2.0
@@ -82,11 +82,14 @@ async def run_backfill(ctx: dict[str, Any], backfill_id: str) -> str:
     try:
         backfill = await reconciler.backfill(backfill, budget=budget)
     except PlivoError as error:
-        if not error.transient:
-            backfill.status, backfill.error = "failed", str(error)
-            await reconciler.backfills.save(backfill)
-            return "failed"
-        raise Retry(defer=10) from error
+        if error.transient:
+            raise Retry(defer=10) from error
+        backfill.status, backfill.error = "failed", str(error)
+    except ListingOrder as error:
+        backfill.status, backfill.error = "failed", str(error)
+    if backfill.status == "failed":
+        await reconciler.backfills.save(backfill)
+        return "failed"
     if backfill.status == "running":
         raise Retry(defer=0)
     return backfill.summary()
