@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 
 from service.admin_auth import AdminAuth
 from service.storage import jobs
-from service.storage.reconciliation import Backfill, BackfillStore, window
+from service.storage.reconciliation import BackfillStore
 from service.subscriptions_api import Unprocessable, read_json
 
 
@@ -40,16 +40,11 @@ class BackfillsAPI:
         self.auth.check(request)
         asked: BackfillRequest = await read_json(request, BackfillRequest)
         try:
-            since, until = window(asked.since, asked.until)
+            backfill, _ = await self.store.begin(asked.since, asked.until, asked.transcribe)
         except ValueError as error:
             field, _, message = str(error).partition(": ")
             raise Unprocessable(field, message) from None
-        backfill_id = Backfill.id_for(since, asked.until and until, asked.transcribe)
-        backfill = await self.store.get(backfill_id)
-        if backfill is None or backfill.status != "running":
-            backfill = Backfill(backfill_id, since, until, asked.transcribe)
-            await self.store.save(backfill)
-        await jobs.enqueue(self.store.redis, jobs.RUN_BACKFILL, backfill_id)
+        await jobs.enqueue(self.store.redis, jobs.RUN_BACKFILL, backfill.id)
         return JSONResponse(asdict(backfill), status_code=202)
 
     async def get(self, request: Request) -> JSONResponse:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from service.logs import configure
 from service.settings import Settings, load_settings
 from service.storage.archive import require
-from service.storage.reconciliation import Backfill, window
+from service.storage.reconciliation import Backfill
 from workers.worker import WorkerProcess
 
 
@@ -34,21 +34,18 @@ async def serve(settings: Settings) -> None:
 
 async def backfill(settings: Settings, since: str, until: str | None, transcribe: bool) -> int:
     """Run a backfill here, showing its progress; the exit status."""
-    try:
-        start, end = window(since, until)
-    except ValueError as error:
-        print(f"backfill: {error}", file=sys.stderr)
-        return 2
     process = WorkerProcess(settings)  # its clients; it takes no jobs
     reconciler = process.reconciler
-    backfill_id = Backfill.id_for(start, until and end, transcribe)
-    found = await reconciler.backfills.get(backfill_id)
-    if found is not None and found.status == "running":
-        job = found
+    try:
+        job, resumed = await reconciler.backfills.begin(since, until, transcribe)
+    except ValueError as error:
+        print(f"backfill: {error}", file=sys.stderr)
+        await process.close_clients()
+        return 2
+    if resumed:
         print(f"backfill {job.id}: resuming ({job.summary()} so far)", file=sys.stderr)
     else:
-        job = Backfill(id=backfill_id, since=start, until=end, transcribe=transcribe)
-        print(f"backfill {job.id}: {start} to {end}", file=sys.stderr)
+        print(f"backfill {job.id}: {job.since} to {job.until}", file=sys.stderr)
     terminal = sys.stderr.isatty()
     bar = tqdm(desc="recordings", unit=" found", initial=job.found, disable=not terminal)
 

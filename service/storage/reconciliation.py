@@ -89,6 +89,18 @@ class BackfillStore:
         self.redis = redis
         self.ttl = retention_days * 86_400
 
+    async def begin(self, since: str, until: str | None, transcribe: bool) -> tuple[Backfill, bool]:
+        """The backfill of this window and choice (`ValueError` naming a bad bound), saved, and
+        whether it resumes one that was running (the same window names the same backfill)."""
+        start, end = window(since, until)
+        backfill_id = Backfill.id_for(start, until and end, transcribe)
+        running = await self.get(backfill_id)
+        if running is not None and running.status == "running":
+            return running, True
+        backfill = Backfill(backfill_id, start, end, transcribe)
+        await self.save(backfill)
+        return backfill, False
+
     async def get(self, backfill_id: str) -> Backfill | None:
         if not backfill_id.startswith("bf_") or len(backfill_id) > 40:
             return None
