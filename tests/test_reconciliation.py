@@ -19,12 +19,13 @@ from service.callbacks import Origin
 from service.embedded_redis import free_port
 from service.plivo import PlivoError, numbers
 from service.storage import keys
-from service.storage.reconciliation import Backfill, window
+from service.storage.reconciliation import Backfill
 from tests.conftest import ADMIN_TOKEN, AUTH_ID, SUB_AUTH_ID
 from tests.pipeline_env import Relay, running_relay, worker_env
 from tests.receivers import Receiver
 from tests.servers import serve
 from tests.waiting import eventually
+from workers.reconciliation import Counts
 from workers.worker import WorkerProcess
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -149,25 +150,31 @@ async def test_a_sweep_cut_short_is_repeated_and_skips_nothing(
         await start_sweeping(worker, redis)
         mark = await redis.get(keys.reconcile_watermark(AUTH_ID))
         ids = await lost_calls(relay, 45, ago=5)  # three pages
-        relay.faults.latency = 1.0  # a second a page
-        sweep = asyncio.create_task(worker.reconciler.sweep())
+        reconciler = worker.reconciler
+        take_up = reconciler.take_up
 
-        async def some_taken_up() -> bool:
-            return bool(await redis.exists(*[keys.recording(i) for i in ids]))
+        class Died(Exception):
+            pass
 
-        await eventually(some_taken_up, what="the sweep's first page")
-        sweep.cancel()  # as if its worker died
-        await asyncio.gather(sweep, return_exceptions=True)
+        async def then_die(*args: Any) -> Counts:
+            await take_up(*args)
+            raise Died  # the worker dies right after its first page
+
+        reconciler.take_up = then_die  # type: ignore[method-assign]
+        with pytest.raises(Died):
+            await reconciler.sweep()
+        reconciler.take_up = take_up  # type: ignore[method-assign]
         assert await redis.get(keys.reconcile_watermark(AUTH_ID)) == mark  # not advanced
         missing = [i for i in ids if (await relay.status(i)).status_code == 404]
         assert missing  # the cut really left work undone
 
-        relay.faults.latency = 0
         await redis.delete(keys.RECONCILE_LOCK)  # the interval passed
         counts = await worker.reconciler.sweep()
         assert counts is not None and counts.queued == len(missing)
         assert all([(await relay.status(i)).status_code == 200 for i in ids])
-        assert await redis.get(keys.reconcile_watermark(AUTH_ID)) != mark
+        await redis.delete(keys.RECONCILE_LOCK)
+        again = await worker.reconciler.sweep()
+        assert again is not None and again.queued == 0  # each taken up once
 
 
 async def test_a_sweep_in_a_plivo_storm_moves_nothing_and_the_next_takes_everything(
@@ -227,8 +234,8 @@ async def test_a_backfill_takes_up_only_what_the_relay_never_saw_and_resumes(
         ]
         known = [await relay.call(added_at=moment.isoformat()) for moment in old[25:]]
         # 50 days: over Plivo's 30-day limit per query, walked in two steps.
-        since, until = window((past - timedelta(days=30)).isoformat(), None)
-        backfill = Backfill(Backfill.id_for(since, None, True), since, until)
+        backfills = worker.reconciler.backfills
+        backfill, _ = await backfills.begin((past - timedelta(days=30)).isoformat(), None, True)
 
         class Interrupted(Exception):
             pass
