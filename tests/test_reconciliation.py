@@ -301,6 +301,11 @@ async def test_a_backfill_without_transcription_archives_and_announces_only(
             headers=ADMIN,
         )
         assert later.status_code == 422
+        for since in ("1990-01-01", "0001-01-01T00:00:00+01:00"):
+            old = await relay.http.post(
+                f"{relay.url}/v1/backfills", json={"since": since}, headers=ADMIN
+            )
+            assert old.status_code == 422 and old.json()["error"].startswith("since:")
         unknown = await relay.http.get(f"{relay.url}/v1/backfills/bf_nope", headers=ADMIN)
         assert unknown.status_code == 404
 

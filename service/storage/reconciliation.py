@@ -15,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
 from service.storage import keys
+
+BACKFILL_REACH = timedelta(days=3653)
 
 
 def _field(value: object) -> str:
@@ -141,9 +143,9 @@ def window(since: str, until: str | None) -> tuple[str, str]:
     def moment(raw: str, name: str) -> datetime:
         try:
             parsed = datetime.fromisoformat(raw)
-        except ValueError:
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except (ValueError, OverflowError):
             raise ValueError(f"{name}: not a date or time (ISO 8601: 2026-10-01)") from None
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
     now = datetime.now(UTC)
     start = moment(since, "since")
@@ -152,4 +154,6 @@ def window(since: str, until: str | None) -> tuple[str, str]:
         end = now
     if start >= end:
         raise ValueError("since: must be before until (and before now)")
+    if now - start > BACKFILL_REACH:
+        raise ValueError("since: at most ten years ago (each 30 days is a walk of Plivo's list)")
     return iso(start), iso(end)
