@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import secrets
 import sys
@@ -28,7 +27,13 @@ import redis.asyncio as aioredis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.pipeline import AUTH_ID, TOKEN, record_calls, start, stop_all, wait_up  # noqa: E402
+from bench.pipeline import (  # noqa: E402
+    record_calls,
+    relay_env,
+    start,
+    stop_all,
+    wait_up,
+)
 from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 WORDS = 750  # about 5 minutes of speech
@@ -75,23 +80,8 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         sandbox, relay = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{relay_port}"
         receiver = f"http://127.0.0.1:{receiver_port}"
         admin = secrets.token_urlsafe(16)
-        env = {
-            **os.environ,
-            "SANDBOX_PORT": str(sandbox_port),
-            "SANDBOX_ACCOUNTS": f"{AUTH_ID}:{TOKEN}",
-            "SANDBOX_TRANSCRIPTION_DELAY": "0",
-            "PORT": str(relay_port),
-            "REDIS_URL": redis_server.url,
-            "PLIVO_AUTH_ID": AUTH_ID,
-            "PLIVO_AUTH_TOKEN": TOKEN,
-            "PLIVO_API_URL": sandbox,
-            "PUBLIC_BASE_URL": relay,
-            "ADMIN_TOKEN": admin,
-            "ARCHIVE_URL": f"file://{work}/archive",
-            "DELIVERY_ALLOW_NETWORKS": "127.0.0.0/8",
-            "PLIVO_RATE_LIMIT": "1000000/1",
-            "LOG_LEVEL": "warning",
-        }
+        env = relay_env(sandbox_port, relay_port, redis_server.url, work, admin)
+        env["DELIVERY_ALLOW_NETWORKS"] = "127.0.0.0/8"
         processes = [
             start([sys.executable, "-m", "sandbox"], env, work / "sandbox.log"),
             start([sys.executable, "-m", "service.web"], env, work / "web.log"),

@@ -43,6 +43,28 @@ TOKEN = secrets.token_urlsafe(24)
 CONCURRENCY = 50  # the worker's WORKER_MAX_JOBS
 
 
+def relay_env(
+    sandbox_port: int, relay_port: int, redis_url: str, work: Path, admin: str
+) -> dict[str, str]:
+    """The environment of a bench run's sandbox, web process and worker (all on loopback)."""
+    return {
+        **os.environ,
+        "SANDBOX_PORT": str(sandbox_port),
+        "SANDBOX_ACCOUNTS": f"{AUTH_ID}:{TOKEN}",
+        "SANDBOX_TRANSCRIPTION_DELAY": "0",
+        "PORT": str(relay_port),
+        "REDIS_URL": redis_url,
+        "PLIVO_AUTH_ID": AUTH_ID,
+        "PLIVO_AUTH_TOKEN": TOKEN,
+        "PLIVO_API_URL": f"http://127.0.0.1:{sandbox_port}",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{relay_port}",
+        "ADMIN_TOKEN": admin,
+        "ARCHIVE_URL": f"file://{work}/archive",
+        "PLIVO_RATE_LIMIT": "1000000/1",
+        "LOG_LEVEL": "warning",
+    }
+
+
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
@@ -172,24 +194,13 @@ async def run(args: argparse.Namespace, work: Path) -> None:
     with EmbeddedRedis(work / "redis") as redis_server:
         sandbox_port, relay_port = free_port(), free_port()
         sandbox, relay = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{relay_port}"
-        env = {
-            **os.environ,
-            "SANDBOX_PORT": str(sandbox_port),
-            "SANDBOX_ACCOUNTS": f"{AUTH_ID}:{TOKEN}",
-            "SANDBOX_TRANSCRIPTION_DELAY": "0",
-            "PORT": str(relay_port),
-            "REDIS_URL": redis_server.url,
-            "PLIVO_AUTH_ID": AUTH_ID,
-            "PLIVO_AUTH_TOKEN": TOKEN,
-            "PLIVO_API_URL": sandbox,
-            "PUBLIC_BASE_URL": relay,
-            "ADMIN_TOKEN": secrets.token_urlsafe(16),
-            "ARCHIVE_URL": f"file://{work}/archive",
-            "WORKER_MAX_JOBS": str(CONCURRENCY),
-            "TRANSCRIPTION_POLL_SCHEDULE": "5",
-            "PLIVO_RATE_LIMIT": "1000000/1",
-            "LOG_LEVEL": "warning",
-        }
+        env = relay_env(sandbox_port, relay_port, redis_server.url, work, secrets.token_urlsafe(16))
+        env.update(
+            {
+                "WORKER_MAX_JOBS": str(CONCURRENCY),
+                "TRANSCRIPTION_POLL_SCHEDULE": "5",
+            }
+        )
         processes = [
             start([sys.executable, "-m", "sandbox"], env, work / "sandbox.log"),
             start([sys.executable, "-m", "service.web"], env, work / "web.log"),
