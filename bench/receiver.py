@@ -4,6 +4,8 @@
   `data.recording.queued_at` (bench/deliver.py puts it there), how long after it was queued.
 - `POST /hang`: never answers (until the sender gives up).
 - `GET /stats`: per path, the count, first and last arrival and the latencies; `POST /reset`.
+- `GET /arrivals`: when each event first arrived, `{"<type> <recording_id>": epoch seconds}`
+  (bench/latency).
 
     uvicorn bench.receiver:app --port N
 """
@@ -18,6 +20,7 @@ from typing import Any
 Scope = dict[str, Any]
 arrivals: dict[str, list[float]] = defaultdict(list)
 latencies: dict[str, list[float]] = defaultdict(list)
+first_arrival: dict[str, float] = {}
 
 
 async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -44,14 +47,21 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         }
         await answer(send, 200, json.dumps(stats).encode())
         return
+    if path == "/arrivals":
+        await answer(send, 200, json.dumps(first_arrival).encode())
+        return
     if path == "/reset":
         arrivals.clear()
         latencies.clear()
+        first_arrival.clear()
         await answer(send, 204, b"")
         return
     now = time.time()
     arrivals[path].append(now)
-    recording = json.loads(body).get("data", {}).get("recording") or {}
+    event = json.loads(body)
+    data = event.get("data", {})
+    first_arrival.setdefault(f"{event.get('type')} {data.get('recording_id')}", now)
+    recording = data.get("recording") or {}
     queued_at = recording.get("queued_at")
     if queued_at is not None:
         latencies[path].append(now - queued_at)

@@ -10,7 +10,8 @@
   past) and sends the signed recording callback to the relay, `<Record>` style or API style,
   once (a relay that is down never hears of it; `"callback": false` loses it on purpose).
 - `PUT /sandbox/faults` injects latency, 5xx, 429 bursts, failing or slow transcriptions, and
-  Plivo's rate limit; `GET /sandbox/stats` counts the API requests it answered.
+  Plivo's rate limit; `GET /sandbox/stats` counts the API requests it answered;
+  `GET /sandbox/callbacks` lists the callbacks it sent and when each was answered.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import logging
 import random
 import secrets
@@ -33,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from sandbox.state import Account, Faults, SandboxState, Transcription
+from sandbox.state import Account, Faults, SandboxState, SentCallback, Transcription
 from service.signature import sign_v3
 
 log = logging.getLogger("plivo_sandbox")
@@ -343,9 +345,11 @@ class Sandbox:
             "error": transcription.error or "",
         }
         try:
-            await self.post_signed(account, transcription.callback_url, params)
+            response = await self.post_signed(account, transcription.callback_url, params)
             transcription.callback_sent = True
+            self._sent("transcription", transcription.recording_id, response.status_code)
         except httpx.HTTPError as error:
+            self._sent("transcription", transcription.recording_id, 0)
             log.warning(
                 "transcription callback to %s failed: %s", transcription.callback_url, error
             )
@@ -450,15 +454,19 @@ class Sandbox:
                 account, str(recording["recording_id"]), body["transcription_url"]
             )
         params = callback_params(recording, body.get("style", "record_xml"))
+        recording_id = str(recording["recording_id"])
         try:
             response = await self.post_signed(
                 account, relay_url, params, body.get("method", "POST")
             )
         except httpx.HTTPError:  # the relay is down: Plivo does not try again (only timeouts)
-            return JSONResponse({"recording_id": recording["recording_id"], "callback_status": 0})
-        return JSONResponse(
-            {"recording_id": recording["recording_id"], "callback_status": response.status_code}
-        )
+            self._sent("recording", recording_id, 0)
+            return JSONResponse({"recording_id": recording_id, "callback_status": 0})
+        self._sent("recording", recording_id, response.status_code)
+        return JSONResponse({"recording_id": recording_id, "callback_status": response.status_code})
+
+    def _sent(self, kind: str, recording_id: str, status: int) -> None:
+        self.state.callbacks.append(SentCallback(kind, recording_id, status, time.time()))
 
     async def post_signed(
         self, account: Account, url: str, params: dict[str, str], method: str = "POST"
@@ -483,6 +491,10 @@ class Sandbox:
         for name, value in document.items():
             setattr(current, name, value)
         return JSONResponse(vars(current))
+
+    async def sent_callbacks(self, request: Request) -> Response:
+        """Every callback sent so far, oldest first, with when the relay answered it."""
+        return JSONResponse([dataclasses.asdict(sent) for sent in self.state.callbacks])
 
     async def stats(self, request: Request) -> Response:
         counters = self.state.counters
@@ -573,6 +585,7 @@ def create_sandbox(accounts: dict[str, str], base_url: str = "") -> Starlette:
         Route("/sandbox/calls", sandbox.simulate_call, methods=["POST"]),
         Route("/sandbox/faults", sandbox.set_faults, methods=["PUT"]),
         Route("/sandbox/stats", sandbox.stats, methods=["GET"]),
+        Route("/sandbox/callbacks", sandbox.sent_callbacks, methods=["GET"]),
     ]
     app = Starlette(routes=routes)
     app.state.sandbox = sandbox

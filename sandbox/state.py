@@ -54,6 +54,16 @@ class Account:
     transcriptions: dict[str, Transcription] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SentCallback:
+    """A callback the sandbox sent, and when its answer came (epoch seconds; for latency)."""
+
+    kind: str  # "recording" or "transcription"
+    recording_id: str
+    status: int  # the relay's answer; 0 when it could not be reached
+    answered_at: float
+
+
 @dataclass
 class Counters:
     requests: int = 0
@@ -70,6 +80,7 @@ class SandboxState:
         self.counters = Counters()
         self.base_url = base_url  # the sandbox's own URL, for media links
         self.request_times: list[float] = []
+        self.callbacks: list[SentCallback] = []  # oldest first
 
     def new_recording(
         self,

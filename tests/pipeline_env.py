@@ -78,7 +78,7 @@ class Relay:
         return self.sandbox.state.counters.by_route.get(route, 0)
 
     def start_worker(self) -> None:
-        self.worker = WorkerProcess(self.settings, poll_delay=0.02)
+        self.worker = WorkerProcess(self.settings)
         self._worker_task = asyncio.create_task(self.worker.run())
 
 

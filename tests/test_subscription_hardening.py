@@ -165,12 +165,12 @@ async def test_any_error_while_attempting_settles_as_a_failed_attempt(
     sending, queue = await deliverer(redis, redis_url, Exploding())
     sub = await sending.subscriptions.create(SubscriptionCreate(url="https://example.com/h"))
     await sending.deliveries.queue(sub, "rec-1", "recording.completed", "{}")
-    [claimed] = await queue.claim(10)
+    [claimed] = (await queue.claim(10)).taken
     assert await sending.deliver(claimed) == "retry"
     log, total = await sending.deliveries.attempts(keys.attempts(sub.id))
     assert total == 1 and "RuntimeError: something nobody expected" in log[0]["error"]
     assert await redis.exists(keys.failing_since(sub.id))  # it counts towards disabling
-    assert await queue.claim(10) == []  # due again later, not at every lease
+    assert (await queue.claim(10)).taken == []  # due again later, not at every lease
 
 
 async def test_deleting_a_subscription_deletes_its_logs_and_drops_what_was_queued(
@@ -182,7 +182,7 @@ async def test_deleting_a_subscription_deletes_its_logs_and_drops_what_was_queue
     await sending.deliveries.queue(sub, "rec-1", "recording.completed", "{}")
     await sending.deliveries.queue(sub, "rec-2", "recording.completed", "{}")
     await sending.deliveries.queue(sub, "rec-3", "recording.completed", "{}")
-    [first, in_flight, _] = await queue.claim(10)
+    [first, in_flight, _] = (await queue.claim(10)).taken
     await sending.deliver(first)
     await redis.zadd(keys.failed(sub.id), {"x": 1})
     left = [keys.attempts(sub.id), keys.failed(sub.id), keys.failing_since(sub.id)]
@@ -197,7 +197,7 @@ async def test_deleting_a_subscription_deletes_its_logs_and_drops_what_was_queue
     assert await redis.exists(*left) == 0  # nothing of it comes back
     assert not await redis.exists(keys.delivery(sub.id, in_flight.msg_id))
     await redis.zadd("rr:deliveries:due", {first.member: 0})  # the first one comes due again
-    [again] = await queue.claim(10)
+    [again] = (await queue.claim(10)).taken
     assert await sending.deliver(again) == "dropped"
     assert await redis.exists(*left) == 0
     assert await redis.zcard("rr:deliveries:due") == 0

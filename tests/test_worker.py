@@ -121,7 +121,7 @@ async def test_a_worker_process_keeps_one_dispatcher_through_redis_restarts(
         return sum(words in r.getMessage() for r in caplog.records) >= times
 
     with EmbeddedRedis(tmp_path / "redis") as server:
-        process = WorkerProcess(make_settings(server.url), poll_delay=0.02)
+        process = WorkerProcess(make_settings(server.url))
         running = asyncio.create_task(process.run())
         try:
             for restart in (1, 2):

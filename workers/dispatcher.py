@@ -1,6 +1,9 @@
 """The dispatcher: each worker process's loop that claims due deliveries and attempts them.
 
-Up to `DELIVERY_CONCURRENCY` attempts run side by side. When the process stops it claims
+Up to `DELIVERY_CONCURRENCY` attempts run side by side. Between claims it waits for a wake-up
+(`service.storage.wakeups`: a delivery queued or made due, an attempt of its own ended) or
+until the queue's next delivery is due or lease lapses, never longer than `IDLE_LOOK`. When the
+process stops it claims
 nothing more, lets running attempts finish for a grace period, then cancels the rest: their
 leases lapse and another worker sends them again (at least once). Losing Redis does not end
 the loop; it claims again once Redis answers.
@@ -9,13 +12,15 @@ the loop; it claims again once Redis answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.storage import keys
 from service.storage.deliveries import Claimed, DeliveryQueue
+from service.storage.wakeups import IDLE_LOOK, Wakeups
 from workers.delivery import Deliverer
 
 log = logging.getLogger("recording_relay.dispatcher")
@@ -23,15 +28,14 @@ log = logging.getLogger("recording_relay.dispatcher")
 
 class Dispatcher:
     def __init__(
-        self, queue: DeliveryQueue, deliverer: Deliverer, concurrency: int, poll: float = 0.05
+        self, queue: DeliveryQueue, deliverer: Deliverer, concurrency: int, wakeups: Wakeups
     ) -> None:
         self.queue = queue
         self.deliverer = deliverer
         self.concurrency = concurrency
-        self.poll = poll  # seconds between looks at the queue when nothing was due
+        self.wakeups = wakeups
         self.running: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._finished = asyncio.Event()  # an attempt ended: there is room to claim more
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -39,7 +43,7 @@ class Dispatcher:
 
     def stop_claiming(self) -> None:
         self._stopping = True
-        self._finished.set()
+        self.wakeups.wake(keys.WAKE_DELIVERIES)
 
     async def stop(self, grace: float) -> None:
         """Claim nothing more; give running attempts `grace` seconds, then cancel them."""
@@ -53,26 +57,28 @@ class Dispatcher:
             await asyncio.gather(*late, return_exceptions=True)
 
     async def _run(self) -> None:
-        backoff = self.poll
+        backoff = 0.1
         while not self._stopping:
-            self._finished.clear()
+            self.wakeups.clear(keys.WAKE_DELIVERIES)  # what is published from now on counts
             room = self.concurrency - len(self.running)
             claimed: list[Claimed] = []
+            wait = IDLE_LOOK  # full: an attempt that ends wakes the loop
             if room > 0:
                 try:
-                    claimed = await self.queue.claim(room)
-                    backoff = self.poll
+                    claims = await self.queue.claim(room)
+                    claimed, backoff = claims.taken, 0.1
+                    if claims.next_due is not None:
+                        wait = claims.next_due - time.time()
                 except (RedisConnectionError, RedisTimeoutError, OSError) as error:
                     log.warning("cannot claim deliveries (%s); trying again", error)
-                    backoff = min(backoff * 2, 5.0)
+                    wait, backoff = backoff, min(backoff * 2, 5.0)
             for delivery in claimed:
                 task = asyncio.create_task(self._deliver(delivery))
                 self.running.add(task)
                 task.add_done_callback(self._done)
             if claimed and len(claimed) == room:
                 continue  # perhaps more are due: look again before waiting
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._finished.wait(), backoff)
+            await self.wakeups.wait(keys.WAKE_DELIVERIES, wait)
 
     async def _deliver(self, delivery: Claimed) -> None:
         try:
@@ -82,4 +88,4 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.running.discard(task)
-        self._finished.set()
+        self.wakeups.wake(keys.WAKE_DELIVERIES)  # room for one more

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import httpx
 from arq import Retry
 from arq.connections import ArqRedis
-from arq.worker import Worker, func
+from arq.worker import func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -30,8 +30,10 @@ from service.storage.rate_limit import RateLimiter
 from service.storage.reconciliation import BackfillStore, SweepState
 from service.storage.recordings import RecordingStore
 from service.storage.subscriptions import SubscriptionStore
+from service.storage.wakeups import Wakeups
 from workers.delivery import Deliverer
 from workers.dispatcher import Dispatcher
+from workers.job_worker import JobWorker
 from workers.pipeline import Pipeline
 from workers.reconciliation import ListingOrder, Reconciler
 
@@ -120,9 +122,6 @@ def arq_options(settings: Settings) -> dict[str, Any]:
         # No result is kept: the recording's state is the record of what was done (a result
         # would cost Redis some 400 bytes a job for an hour).
         "keep_result": 0,
-        # How often an idle worker looks for new jobs (arq's default, 0.5 s, would add 250 ms
-        # on average before each step of a recording); a poll is one cheap Redis command.
-        "poll_delay": 0.05,
         # Signals are the process's (`WorkerProcess.stop`), not one arq worker's.
         "handle_signals": False,
     }
@@ -141,11 +140,11 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings, **arq_overrides: Any) -> None:
         self.settings = settings
-        self.arq_overrides = arq_overrides  # tests use `burst` and a shorter `poll_delay`
+        self.arq_overrides = arq_overrides  # tests set a shorter `job_timeout`
         self.redis = ArqRedis.from_url(
             settings.redis_url, socket_connect_timeout=2, socket_timeout=10
         )
-        self.arq: Worker | None = None
+        self.arq: JobWorker | None = None
         self._arq_main: asyncio.Task[None] | None = None
         self.signal: str | None = None
         self._stopping = asyncio.Event()
@@ -178,7 +177,10 @@ class WorkerProcess:
         deliverer = Deliverer(
             settings, redis, subscriptions, deliveries, delivery_queue, self.webhooks
         )
-        self.dispatcher = Dispatcher(delivery_queue, deliverer, settings.delivery_concurrency)
+        self.wakeups = Wakeups(settings.redis_url)
+        self.dispatcher = Dispatcher(
+            delivery_queue, deliverer, settings.delivery_concurrency, self.wakeups
+        )
         # Listing for sweeps and backfills takes at most its share of the account's limit.
         share = RateLimiter(redis, limit, window).share("reconcile", settings.reconcile_rate_share)
         self.listing = PlivoClient(
@@ -221,6 +223,7 @@ class WorkerProcess:
             )
         try:
             if await self._wait_for_redis():
+                self.wakeups.start()
                 self.dispatcher.start()
                 if self.settings.reconcile_interval > 0:
                     self._sweeper = asyncio.create_task(self._sweep_now_and_then(), name="sweeper")
@@ -255,7 +258,7 @@ class WorkerProcess:
             "reconciler": self.reconciler,
             "job_timeout": options["job_timeout"],
         }
-        self.arq = Worker(redis_pool=self.redis, ctx=context, **options)
+        self.arq = JobWorker(self.wakeups, redis_pool=self.redis, ctx=context, **options)
         self.arq.allow_pick_jobs = not self._stopping.is_set()
         main = self._arq_main = asyncio.create_task(self.arq.main())
         stopping = asyncio.create_task(self._stopping.wait())
@@ -325,6 +328,7 @@ class WorkerProcess:
         await self.close_clients()
 
     async def close_clients(self) -> None:
+        await self.wakeups.aclose()
         await self.plivo.aclose()
         await self.listing.aclose()
         await self.store.aclose()

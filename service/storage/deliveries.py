@@ -114,6 +114,7 @@ class Deliveries:
             pipe.zadd(
                 keys_.DUE, {keys_.due_member(subscription.id, msg_id): int(time.time() * 1000)}
             )
+            pipe.publish(keys_.WAKE_DELIVERIES, 1)
             await pipe.execute()
 
     async def attempts(
@@ -178,6 +179,15 @@ class Claimed:
         return keys_.due_member(self.subscription_id, self.msg_id)
 
 
+@dataclass(frozen=True)
+class Claims:
+    """What one `claim` took, and when the queue next has something to do (epoch seconds:
+    a delivery comes due or a lease lapses; None if the queue is empty)."""
+
+    taken: list[Claimed]
+    next_due: float | None
+
+
 class DeliveryQueue:
     def __init__(
         self, redis: Redis, slots: int, lease: float, retention: int, put_off: float = 60.0
@@ -190,10 +200,10 @@ class DeliveryQueue:
         self._claim = redis.register_script(CLAIM)
         self._settle = redis.register_script(SETTLE)
 
-    async def claim(self, limit: int) -> list[Claimed]:
+    async def claim(self, limit: int) -> Claims:
         now = int(time.time() * 1000)
         keys = [keys_.DUE, keys_.LEASED, keys_.SUBSCRIPTIONS]
-        rows = await self._claim(
+        next_due, *rows = await self._claim(
             keys,
             [now, limit, self.lease_ms, self.slots, self.put_off_ms, *CLAIM_PREFIXES],
         )
@@ -212,7 +222,7 @@ class DeliveryQueue:
                     claimed_at=now / 1000,
                 )
             )
-        return claimed
+        return Claims(claimed, next_due / 1000 if next_due else None)
 
     async def settle(
         self,

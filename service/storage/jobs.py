@@ -13,6 +13,8 @@ from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix, 
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
+from service.storage import keys
+
 QUEUE = default_queue_name
 PROCESS_RECORDING = "process_recording"
 COLLECT_TRANSCRIPTION = "collect_transcription"
@@ -48,5 +50,8 @@ async def enqueue(redis: Redis, function: str, arg: str) -> bool:
         job_key(job), encode_job(function, (arg,), now_ms), px=JOB_TTL_MS, nx=True
     ):
         return False
-    await redis.zadd(QUEUE, {job: now_ms})
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.zadd(QUEUE, {job: now_ms})
+        pipe.publish(keys.WAKE_JOBS, 1)
+        await pipe.execute()
     return True

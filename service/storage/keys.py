@@ -23,6 +23,9 @@ Reconciliation and backfill (`service.storage.reconciliation`): `rr:reconcile:lo
 whoever sweeps; it lapses after `RECONCILE_INTERVAL`), `rr:reconcile:watermark:{auth_id}`
 (string, ISO time: swept up to), `rr:backfill:{id}` (hash: a backfill's window and progress).
 
+Wake-ups (`service.storage.wakeups`), pub/sub channels, not keys: `rr:wake:jobs` (a job is
+due now in arq's queue), `rr:wake:deliveries` (a delivery is due now).
+
 arq's keys (`arq:queue`, `arq:job:...`) are arq's, spelled by `service.storage.jobs`.
 """
 
@@ -32,6 +35,9 @@ SUBSCRIPTIONS = "rr:subscriptions"
 RECORDINGS_INDEX = "rr:recordings"
 DUE = "rr:deliveries:due"  # member `{subscription}:{message}`, score: due (epoch ms)
 LEASED = "rr:deliveries:leased"  # the same, taken by a worker; score: lease lapses (ms)
+
+WAKE_JOBS = "rr:wake:jobs"
+WAKE_DELIVERIES = "rr:wake:deliveries"
 
 # Prefixes the delivery scripts complete themselves.
 DELIVERY_PREFIX = "rr:delivery:"

@@ -210,6 +210,7 @@ class RecordingStore:
             self.retention_seconds,
             CALLBACK_LOG_MAX,
             jobs.JOB_TTL_MS,
+            keys.WAKE_JOBS,
         ]
         for callback in callbacks:
             recording_id = callback.recording_id
@@ -259,6 +260,7 @@ class RecordingStore:
                 self.retention_seconds,
                 collector,
                 int(time.time() * 1000),
+                keys.WAKE_JOBS,
             ],
         )
         if owner:

@@ -1,12 +1,14 @@
 -- One call accepts a batch of callbacks, in order (see `service.storage.batch`).
 -- KEYS: the arq queue, the recordings' index, then four keys a callback: state, callback log,
--- arq job, arq result. ARGV: now (ms), retention (s), log cap, job TTL (ms), then six a
--- callback: the callback's JSON, "1" if it starts the pipeline, the encoded arq job, the job
--- id, the signing account, the recording id.
+-- arq job, arq result. ARGV: now (ms), retention (s), log cap, job TTL (ms), the jobs' wake-up
+-- channel (published once if a job was queued), then six a callback: the callback's JSON, "1"
+-- if it starts the pipeline, the encoded arq job, the job id, the signing account, the
+-- recording id.
 -- Each callback runs under its own `pcall`: one that fails is reported as `failed: <error>`
 -- and changes neither the answer nor the fate of the others in the batch.
 local jobs, index = KEYS[1], KEYS[2]
 local now, retention, log_max, job_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local queued = 0
 redis.call('ZREMRANGEBYSCORE', index, '-inf', tonumber(now) - tonumber(retention) * 1000)
 local function accept(state, log, job, result, callback, starts, encoded, job_id, auth_id, id)
   if starts == '1' then
@@ -18,6 +20,7 @@ local function accept(state, log, job, result, callback, starts, encoded, job_id
       if redis.call('EXISTS', job, result) == 0 then
         redis.call('PSETEX', job, job_ttl, encoded)
         redis.call('ZADD', jobs, now, job_id)
+        queued = queued + 1
       end
       return 'queued'
     end
@@ -30,10 +33,11 @@ local function accept(state, log, job, result, callback, starts, encoded, job_id
 end
 local outcomes = {}
 for i = 0, (#KEYS - 2) / 4 - 1 do
-  local k, a = 3 + 4*i, 5 + 6*i
+  local k, a = 3 + 4*i, 6 + 6*i
   local ok, outcome = pcall(accept, KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3],
                             ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
                             ARGV[a + 5])
   if ok then outcomes[i + 1] = outcome else outcomes[i + 1] = 'failed: ' .. tostring(outcome) end
 end
+if queued > 0 then redis.call('PUBLISH', ARGV[5], queued) end
 return outcomes

@@ -1,5 +1,8 @@
 -- KEYS: due, leased, subscriptions. ARGV: now (ms), limit, lease (ms), slots per subscriber,
--- put-off (ms), then the key prefixes of deliveries, outboxes, slots and waiting lists. Returns [member, recording_id, body, type, attempts, subscription JSON] each.
+-- put-off (ms), then the key prefixes of deliveries, outboxes, slots and waiting lists.
+-- Returns when the dispatcher should look again (ms: the earliest due delivery or lapsing
+-- lease; 0 if neither), then [member, recording_id, body, type, attempts, subscription JSON]
+-- for each delivery claimed.
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local lease, capacity, put_off = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local DELIVERY, OUTBOX, SLOTS, WAITING = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -7,10 +10,10 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT
   redis.call('ZREM', KEYS[2], member)
   redis.call('ZADD', KEYS[1], now, member)
 end
-local claimed = {}
+local claimed = {0}
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit * 4)
 for _, member in ipairs(due) do
-  if #claimed >= limit then break end
+  if #claimed > limit then break end
   local colon = string.find(member, ':', 1, true)
   local sub_id, msg_id = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
   local d = redis.call('HMGET', DELIVERY .. member,
@@ -36,4 +39,10 @@ for _, member in ipairs(due) do
     end
   end
 end
+local next_due = nil
+for _, zset in ipairs({KEYS[1], KEYS[2]}) do
+  local first = redis.call('ZRANGE', zset, 0, 0, 'WITHSCORES')[2]
+  if first and (next_due == nil or tonumber(first) < next_due) then next_due = tonumber(first) end
+end
+claimed[1] = next_due or 0
 return claimed

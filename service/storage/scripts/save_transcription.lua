@@ -1,9 +1,12 @@
 -- Keep a transcription callback unless the recording belongs to another account than the one
 -- that signed it; wake the recording's collector if it waits (`ZADD XX`: only if queued).
 -- KEYS: state, transcription, arq queue. ARGV: callback JSON, signer, retention (s), collector
--- job id, now (ms). Returns the owner's auth id when it refuses, else "".
+-- job id, now (ms), the jobs' wake-up channel (published if the collector was moved).
+-- Returns the owner's auth id when it refuses, else "".
 local owner = redis.call('HGET', KEYS[1], 'auth_id')
 if owner and owner ~= ARGV[2] then return owner end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
-redis.call('ZADD', KEYS[3], 'XX', ARGV[5], ARGV[4])
+if redis.call('ZADD', KEYS[3], 'XX', 'CH', ARGV[5], ARGV[4]) == 1 then
+  redis.call('PUBLISH', ARGV[6], 1)
+end
 return ''
