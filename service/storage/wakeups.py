@@ -5,10 +5,10 @@ callback moving its collector forward, a delivery queued) publishes its queue's 
 (`keys.WAKE_JOBS`, `keys.WAKE_DELIVERIES`) in the same script or transaction. A settled attempt
 that makes the next message or a waiting delivery due publishes nothing: the dispatcher that
 settled it looks at the queue again as the attempt ends (`Wakeups.wake`, in the process); a
-wake-up to every worker would add a claim to each webhook. Each worker process listens on one connection of its own
-(`Wakeups`), and its two consumers (the arq worker, the dispatcher) wait on `Wakeups.wait`:
-until a wake-up, the time their queue says the next deferred work is due, or `IDLE_LOOK`,
-whichever comes first.
+wake-up to every worker would add a claim to each webhook. Each worker process listens on one
+connection of its own (`Wakeups`), and its two consumers (the arq worker, the dispatcher) wait
+on `Wakeups.wait`: until a wake-up, the time their queue says the next deferred work is due, or
+`IDLE_LOOK`, whichever comes first.
 
 A wake-up may be lost: the listener is reconnecting, or the process is busy and reads it
 late. Nothing depends on it for correctness: a consumer clears its wake-up before it looks at
