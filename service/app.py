@@ -15,12 +15,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.responses import RedirectResponse
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from service import errors, http_limits
 from service.admin_auth import AdminAuth
 from service.backfills_api import BackfillsAPI
+from service.dashboard import Dashboard, create_dashboard
+from service.dashboard.overview import Overview
 from service.deliveries_api import DeliveriesAPI
 from service.fast_path import CallbackEndpoint, CallbackRoutes
 from service.health import Readiness, healthz
@@ -28,6 +31,8 @@ from service.ingest import Ingest
 from service.logs import configure
 from service.media_api import MediaAPI
 from service.media_links import MediaLinks
+from service.metrics import Recorder
+from service.metrics_api import MetricsAPI
 from service.openapi import openapi
 from service.plivo import PlivoClient
 from service.plivo_auth import PlivoAuth
@@ -37,6 +42,7 @@ from service.ssrf import URLGuard
 from service.storage.archive import Archive
 from service.storage.deliveries import Deliveries
 from service.storage.history import History
+from service.storage.metrics import MetricsStore
 from service.storage.reconciliation import BackfillStore
 from service.storage.recordings import RecordingStore, connect
 from service.storage.subscriptions import SubscriptionStore
@@ -63,11 +69,13 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     """Build the app; with no settings given, read them from the environment. `guard` checks
     subscriber URLs (tests give one whose DNS never leaves the machine)."""
     settings = settings or load_settings()
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_format)
     http_limits.configure(settings.http_request_timeout)
     redis = connect(settings.redis_url)
     store = RecordingStore(redis, settings.recording_retention_days)
-    ingest = Ingest(PlivoAuth(settings), store)
+    metrics_store = MetricsStore(redis)
+    recorder = Recorder(metrics_store)
+    ingest = Ingest(PlivoAuth(settings), store, recorder)
     admin = AdminAuth(settings.admin_token)
     archive = Archive(settings.archive_url)
     history = History(archive)
@@ -85,6 +93,11 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     )
     media = MediaAPI(store, archive, plivo, MediaLinks(settings))
     backfills = BackfillsAPI(BackfillStore(redis, settings.recording_retention_days), admin)
+    overview = Overview(metrics_store, subscription_store, fan_out)
+    metrics = MetricsAPI(AdminAuth(settings.metrics_token or settings.admin_token), overview)
+    dashboard = Dashboard(
+        settings, overview, recordings, deliveries, subscriptions, subscription_store, fan_out
+    )
     if not settings.plivo_verify_signatures:
         log.warning("PLIVO_VERIFY_SIGNATURES is off: callbacks are accepted without a signature")
     elif settings.public_base_url is None:
@@ -98,9 +111,12 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         reporter = asyncio.create_task(ingest.report())
+        flusher = asyncio.create_task(recorder.run())
         settle_garbage_collector()
         yield
         reporter.cancel()
+        flusher.cancel()  # it adds what it counted one last time
+        await asyncio.gather(flusher, return_exceptions=True)
         await plivo.aclose()
         await store.aclose()
         await redis.aclose()
@@ -111,6 +127,9 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         Route("/v1/recordings", recordings.list, methods=["GET"]),
         Route("/v1/recordings/{recording_id}", recordings.get, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
+        Route("/metrics", metrics.get, methods=["GET"]),
+        Route("/dashboard", lambda _: RedirectResponse("/dashboard/", 308), methods=["GET"]),
+        Mount("/dashboard", create_dashboard(settings, dashboard)),
         Route("/media/{name}", media.get, methods=["GET"]),
         Route("/v1/backfills", backfills.create, methods=["POST"]),
         Route("/v1/backfills/{backfill_id}", backfills.get, methods=["GET"]),

@@ -57,8 +57,13 @@ class DeliveriesAPI:
         self.auth.check(request)
         recording_id = request.path_params["recording_id"]
         wanted: ReplayRequest = await read_json(request, ReplayRequest)
-        named = wanted.subscription_id
-        if named is not None and not isinstance(await self.subscriptions.get(named), Subscription):
+        queued = await self.replay_recording(recording_id, wanted.subscription_id)
+        return JSONResponse({"queued": queued}, status_code=202)
+
+    async def replay_recording(self, recording_id: str, only: str | None = None) -> int:
+        """Queue the recording's events again (for subscription `only`, or every one that
+        wants them); how many deliveries were queued. 404 / 422 as `HTTPException`."""
+        if only is not None and not isinstance(await self.subscriptions.get(only), Subscription):
             raise Unprocessable("subscription_id", "no such subscription")
         state = await self.store.state(recording_id)
         if state is None:
@@ -66,10 +71,8 @@ class DeliveriesAPI:
         queued = 0
         for body in await self.history.events(state):
             kind = json.loads(body)["type"]
-            queued += await self.deliveries.fan_out(
-                recording_id, kind, body, only=wanted.subscription_id
-            )
-        return JSONResponse({"queued": queued}, status_code=202)
+            queued += await self.deliveries.fan_out(recording_id, kind, body, only=only)
+        return queued
 
     async def recover(self, request: Request) -> JSONResponse:
         self.auth.check(request)
@@ -77,7 +80,12 @@ class DeliveriesAPI:
         if not isinstance(subscription, Subscription):
             raise HTTPException(404, "no such subscription (or an unreadable one)")
         wanted: RecoverRequest = await read_json(request, RecoverRequest)
-        failed = await self.deliveries.failed_since(subscription.id, wanted.since.timestamp())
+        queued = await self.recover_failed(subscription, wanted.since.timestamp())
+        return JSONResponse({"queued": queued}, status_code=202)
+
+    async def recover_failed(self, subscription: Subscription, since: float) -> int:
+        """Queue again what failed for `subscription` since `since` (epoch s); how many."""
+        failed = await self.deliveries.failed_since(subscription.id, since)
         queued = 0
         for delivery in failed:
             body = delivery.get("body") or await self._archived_body(delivery)
@@ -86,7 +94,7 @@ class DeliveriesAPI:
                     subscription, delivery["recording_id"], delivery["type"], body
                 )
                 queued += 1
-        return JSONResponse({"queued": queued}, status_code=202)
+        return queued
 
     async def _archived_body(self, delivery: dict[str, str]) -> str | None:
         """A settled delivery's body, which Redis no longer keeps: from the archive."""

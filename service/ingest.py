@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from service.body import read_params
 from service.callbacks import InvalidCallback, parse_recording, parse_transcription
+from service.metrics import Recorder
 from service.plivo_auth import PlivoAuth
 from service.storage.recordings import ForeignRecording, Outcome, RecordingStore
 
@@ -36,10 +37,14 @@ class Ingest:
     with the counts, which keeps logging off the hot path at thousands of callbacks a second.
     """
 
-    def __init__(self, auth: PlivoAuth, store: RecordingStore) -> None:
+    def __init__(self, auth: PlivoAuth, store: RecordingStore, metrics: Recorder) -> None:
         self.auth = auth
         self.store = store
+        self.metrics = metrics
         self.counts: Counter[str] = Counter()
+
+    def _count(self, kind: str, outcome: str) -> None:
+        self.metrics.count("relay_callbacks_total", kind=kind, outcome=outcome)
 
     async def report(self, every: float = 60.0) -> None:
         """Log what was taken in since the last report, forever (run it as a task)."""
@@ -51,6 +56,20 @@ class Ingest:
                 log.info("callbacks in the last %.0f s: %s", every, summary)
 
     async def recording(self, request: Request) -> Response:
+        try:
+            return await self._recording(request)
+        except HTTPException as refused:
+            self._count("recording", f"refused_{refused.status_code}")
+            raise
+
+    async def transcription(self, request: Request) -> Response:
+        try:
+            return await self._transcription(request)
+        except HTTPException as refused:
+            self._count("transcription", f"refused_{refused.status_code}")
+            raise
+
+    async def _recording(self, request: Request) -> Response:
         params = await read_params(request)
         auth_id = self.auth.verify(request, params)
         now = time.time()
@@ -63,6 +82,7 @@ class Ingest:
             # The relay has forgotten recordings this old: a callback for one is a replay (or
             # a very late retry), and taking it would buy its transcription a second time.
             self.counts["recording older than the retention, ignored"] += 1
+            self._count("recording", "ignored")
             log.info(
                 "recording callback ignored: recording_id=%s was made before the retention "
                 "window (RECORDING_RETENTION_DAYS)",
@@ -71,10 +91,13 @@ class Ingest:
             return PLIVO_OK
         outcome = await self.store.accept(callback)
         self.counts[f"recording {outcome.value}"] += 1
+        if outcome is Outcome.QUEUED:
+            self.metrics.count("relay_recordings_accepted_total", source="callback")
         if outcome is Outcome.FAILED:
             raise HTTPException(
                 503, "the callback could not be stored; retry later", {"Retry-After": "5"}
             )
+        self._count("recording", outcome.value)
         log.debug(
             "recording callback %s: recording_id=%s source=%s",
             outcome.value,
@@ -83,7 +106,7 @@ class Ingest:
         )
         return PLIVO_OK
 
-    async def transcription(self, request: Request) -> Response:
+    async def _transcription(self, request: Request) -> Response:
         params = await read_params(request)
         auth_id = self.auth.verify(request, params)
         try:
@@ -98,6 +121,7 @@ class Ingest:
                 403, "the recording belongs to another account than the one that signed this"
             ) from None
         self.counts["transcription stored"] += 1
+        self._count("transcription", "stored")
         log.debug(
             "transcription callback stored: recording_id=%s error=%s",
             callback.recording_id,

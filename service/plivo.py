@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -19,7 +20,11 @@ from typing import Any
 
 import httpx
 
+from service.logs import about
+from service.metrics import Recorder
 from service.storage.rate_limit import Limiter
+
+log = logging.getLogger("recording_relay.plivo")
 
 NUMERIC_FIELDS = {
     "recording_duration_ms",
@@ -103,8 +108,10 @@ class PlivoClient:
         retries: int = 4,
         backoff: float = 0.5,
         transport: httpx.AsyncBaseTransport | None = None,
+        metrics: Recorder | None = None,
     ) -> None:
         self.credentials = credentials  # auth_id -> auth token
+        self.metrics = metrics
         self.limiter = limiter
         self.retries = retries
         self.backoff = backoff
@@ -133,11 +140,13 @@ class PlivoClient:
             try:
                 response = await self.http.request(method, url, auth=(auth_id, token), **kwargs)
             except (httpx.TimeoutException, httpx.NetworkError) as error:
+                self._counted(method, path, "unreachable")
                 if attempt == self.retries:
                     reason = f"no answer from Plivo ({type(error).__name__})"
                     raise PlivoError(UNREACHABLE, reason) from error
                 await asyncio.sleep(delay)
                 continue
+            self._counted(method, path, str(response.status_code))
             if response.status_code == 429 or response.status_code >= 500:
                 if attempt == self.retries:
                     raise PlivoError(response.status_code, _message(response))
@@ -150,6 +159,13 @@ class PlivoClient:
                 raise PlivoError(response.status_code, _message(response))
             return response
         raise AssertionError("unreachable")
+
+    def _counted(self, method: str, path: str, status: str) -> None:
+        """Each request to Plivo's API: a debug line and `relay_plivo_requests_total`."""
+        endpoint = f"{method} {path.partition('/')[0]}"  # "GET Recording", "POST Transcription"
+        log.debug("Plivo %s %s: %s", method, path, status, extra=about(endpoint=endpoint))
+        if self.metrics is not None:
+            self.metrics.count("relay_plivo_requests_total", endpoint=endpoint, status=status)
 
     async def get_recording(self, auth_id: str, recording_id: str) -> dict[str, Any]:
         response = await self._request(auth_id, "GET", f"Recording/{recording_id}/")

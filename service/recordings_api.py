@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import builtins
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,51 +58,66 @@ class RecordingsAPI:
             raise HTTPException(422, f"status: must be one of {', '.join(STATUSES)}")
         since = _moment(query.get("since"), "since", 0.0)
         until = _moment(query.get("until"), "until", float("inf"))
-        found: list[dict[str, Any]] = []
+        found, cursor = await self.find(page, since, until, lambda s: status in (None, s.status))
+        return JSONResponse({"data": [_summary(s) for s in found], "next_cursor": cursor})
+
+    async def find(
+        self,
+        page: Page,
+        since: float = 0.0,
+        until: float = float("inf"),
+        wanted: Callable[[RecordingState], bool] = lambda _: True,
+    ) -> tuple[builtins.list[RecordingState], str | None]:
+        """A page of the recordings accepted in [since, until] (epoch ms) that are `wanted`,
+        newest first, looking through at most `SCAN_MAX` of them; and the next page's cursor."""
+        found: builtins.list[RecordingState] = []
         offset, scanned, total = page.offset, 0, 0
         while len(found) < page.limit and scanned < SCAN_MAX:
-            window = page.limit if status is None else 100
+            window = 100
             rows, total = await self.store.recent(since, until, offset, window)
-            offset += window
+            for index, state in enumerate(rows):
+                if wanted(state):
+                    found.append(state)
+                    if len(found) == page.limit:
+                        offset += index + 1
+                        break
+            else:
+                offset += window
             scanned += window
-            for state in rows:
-                if status is None or state.status == status:
-                    found.append(_summary(state))
             if offset >= total:
                 break
-        found = found[: page.limit]
-        return JSONResponse({"data": found, "next_cursor": str(offset) if offset < total else None})
+        return found, str(offset) if offset < total else None
 
     async def get(self, request: Request) -> JSONResponse:
         self.auth.check(request)
         recording_id = request.path_params["recording_id"]
+        return JSONResponse(await self.detail(recording_id))
+
+    async def detail(self, recording_id: str) -> dict[str, Any]:
+        """Everything the relay knows of a recording; 404 as `HTTPException`."""
         state = await self.store.state(recording_id)
         if state is None:
             raise HTTPException(404, f"recording {recording_id[:80]!r} is unknown to the relay")
         callback = await self.history.callback(state)
-        return JSONResponse(
-            {
-                "recording_id": recording_id,
-                "status": state.status,
-                # How the relay learned of it: Plivo's callback, a sweep or a backfill.
-                "source": (callback or {}).get("origin", "callback"),
-                "steps": {step: getattr(state, step) for step in STEPS},
-                "plivo_requests": state.plivo_requests,
-                "last_error": state.last_error,
-                "archived": state.archived,
-                "audio": [
-                    {"key": f"{prefix(state)}/{c.name}", "size": c.size, "sha256": c.sha256}
-                    for c in state.audio
-                ]
-                or None,
-                "callback": callback,
-                "other_callbacks": [
-                    json.loads(c) for c in await self.store.callbacks(recording_id)
-                ],
-                "events": [json.loads(e) for e in await self.history.events(state)],
-                "attempts": [decode_attempt(a) for a in await self.store.attempts(recording_id)],
-            }
-        )
+        return {
+            "recording_id": recording_id,
+            "status": state.status,
+            # How the relay learned of it: Plivo's callback, a sweep or a backfill.
+            "source": (callback or {}).get("origin", "callback"),
+            "steps": {step: getattr(state, step) for step in STEPS},
+            "plivo_requests": state.plivo_requests,
+            "last_error": state.last_error,
+            "archived": state.archived,
+            "audio": [
+                {"key": f"{prefix(state)}/{c.name}", "size": c.size, "sha256": c.sha256}
+                for c in state.audio
+            ]
+            or None,
+            "callback": callback,
+            "other_callbacks": [json.loads(c) for c in await self.store.callbacks(recording_id)],
+            "events": [json.loads(e) for e in await self.history.events(state)],
+            "attempts": [decode_attempt(a) for a in await self.store.attempts(recording_id)],
+        }
 
 
 def _summary(state: RecordingState) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.logs import FORMATS
 from service.storage.archive import SCHEMES
 
 AUTH_ID_PREFIXES = ("MA", "SA")
@@ -31,6 +32,8 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(default=1, ge=1, le=64)
     redis_url: str = "redis://127.0.0.1:6379/0"
     log_level: str = "info"
+    # `text` (one line an event) or `json` (one JSON object a line, `service.logs`).
+    log_format: str = "text"
 
     plivo_auth_id: str
     plivo_auth_token: SecretStr
@@ -44,6 +47,8 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
 
     admin_token: SecretStr
+    # The bearer token of `GET /metrics` (Prometheus's scrape); unset: ADMIN_TOKEN.
+    metrics_token: SecretStr | None = None
 
     # The key media links are signed with (`service.media_links`); unset: derived from
     # ADMIN_TOKEN (rotating that token then ends every link handed out).
@@ -117,7 +122,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a 20-character Plivo Auth ID starting with MA or SA")
         return value
 
-    @field_validator("plivo_auth_token", "admin_token", "media_signing_key")
+    @field_validator("plivo_auth_token", "admin_token", "media_signing_key", "metrics_token")
     @classmethod
     def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
@@ -129,6 +134,13 @@ class Settings(BaseSettings):
     def _log_level(cls, value: str) -> str:
         if value.lower() not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value.lower() not in FORMATS:
+            raise ValueError(f"must be one of {', '.join(FORMATS)}")
         return value.lower()
 
     @field_validator("redis_url")

@@ -84,12 +84,15 @@ class SubscriptionsAPI:
     async def create(self, request: Request) -> JSONResponse:
         self.auth.check(request)
         wanted: SubscriptionCreate = await read_json(request, SubscriptionCreate)
+        return JSONResponse(public(await self.add(wanted)), status_code=201)
+
+    async def add(self, wanted: SubscriptionCreate) -> Subscription:
+        """Create a subscription to a URL the relay may send to; 422 or 409 otherwise."""
         await self._check_url(wanted.url)
         try:
-            created = await self.store.create(wanted)
+            return await self.store.create(wanted)
         except LimitReached as error:
             raise HTTPException(409, str(error)) from None
-        return JSONResponse(public(created), status_code=201)
 
     async def list(self, request: Request) -> JSONResponse:
         self.auth.check(request)
@@ -111,13 +114,16 @@ class SubscriptionsAPI:
     async def patch(self, request: Request) -> JSONResponse:
         subscription = await self._find(request)
         patch: SubscriptionPatch = await read_json(request, SubscriptionPatch)
+        return JSONResponse(public(await self.change(subscription, patch)))
+
+    async def change(self, subscription: Subscription, patch: SubscriptionPatch) -> Subscription:
+        """`subscription` with `patch` applied and stored; 422 naming the field otherwise."""
         if "url" in patch.model_fields_set and patch.url is not None:
             await self._check_url(patch.url)
         try:
-            updated = await self.store.update(subscription, patch)
+            return await self.store.update(subscription, patch)
         except ValidationError as error:
             raise invalid(error) from None
-        return JSONResponse(public(updated))
 
     async def delete(self, request: Request) -> Response:
         self.auth.check(request)

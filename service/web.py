@@ -15,7 +15,7 @@ from service.storage.archive import require
 
 def main() -> None:
     settings = load_settings()
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_format)
     require(settings.archive_url)
     uvicorn.run(
         "service.app:create_app",
@@ -24,6 +24,8 @@ def main() -> None:
         port=settings.port,
         workers=settings.web_concurrency,
         log_level=settings.log_level,
+        # uvicorn's loggers go through the relay's handler (`service.logs`: text or JSON).
+        log_config=None,
         # Query strings carry callback parameters: the app logs what matters, not every request.
         access_log=False,
         # X-Forwarded-Proto/Host only matter when the public URL is not configured.

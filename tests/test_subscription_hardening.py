@@ -13,10 +13,12 @@ import pytest
 from redis.asyncio import Redis
 
 from service.app import create_app
+from service.metrics import Recorder
 from service.ssrf import RefusedURL, URLGuard
 from service.storage import keys
 from service.storage.deliveries import Deliveries, DeliveryQueue
 from service.storage.keys import SUBSCRIPTIONS as KEY
+from service.storage.metrics import MetricsStore
 from service.storage.subscriptions import SubscriptionStore
 from service.subscriptions import SubscriptionCreate
 from tests.conftest import ADMIN_TOKEN, make_settings
@@ -156,7 +158,8 @@ async def deliverer(redis: Redis, settings_url: str, transport: httpx.AsyncBaseT
     subscriptions = SubscriptionStore(redis)
     deliveries = Deliveries(redis, subscriptions)
     queue = DeliveryQueue(redis, 4, lease=60, retention=3600)
-    return Deliverer(settings, redis, subscriptions, deliveries, queue, transport), queue
+    metrics = Recorder(MetricsStore(redis))
+    return Deliverer(settings, redis, subscriptions, deliveries, queue, transport, metrics), queue
 
 
 async def test_any_error_while_attempting_settles_as_a_failed_attempt(

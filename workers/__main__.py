@@ -78,7 +78,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = load_settings()
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_format)
     require(settings.archive_url)
     if args.command == "backfill":
         transcribe = not args.no_transcribe

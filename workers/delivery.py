@@ -31,7 +31,9 @@ from standardwebhooks.webhooks import Webhook
 
 from service.errors import first_problem
 from service.events import DisabledData, Media, SubscriptionDisabled, now_iso, with_media
+from service.logs import about
 from service.media_links import MediaLinks
+from service.metrics import Recorder
 from service.settings import Settings
 from service.ssrf import RefusedURL
 from service.storage import keys
@@ -65,8 +67,10 @@ class Deliverer:
         deliveries: Deliveries,
         queue: DeliveryQueue,
         transport: httpx.AsyncBaseTransport,
+        metrics: Recorder,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.redis = redis
         self.subscriptions = subscriptions
         self.deliveries = deliveries
@@ -80,7 +84,17 @@ class Deliverer:
         self.timeout = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
 
     async def deliver(self, claimed: Claimed) -> str:
-        """Attempt `claimed` once and settle it: succeeded, failed, or due again later."""
+        """Attempt `claimed` once and settle it: succeeded, failed, or due again later (or
+        dropped: its subscription was deleted)."""
+        outcome = await self._deliver(claimed)
+        self.metrics.count("relay_webhook_attempts_total", outcome=outcome)
+        if outcome == "succeeded" and claimed.queued_at:
+            self.metrics.observe(
+                "relay_webhook_delivery_seconds", max(0.0, time.time() - claimed.queued_at)
+            )
+        return outcome
+
+    async def _deliver(self, claimed: Claimed) -> str:
         if not claimed.subscription:  # deleted with its logs: nothing is kept of this one
             await self.queue.settle(claimed, "dropped", self._record(claimed))
             return "dropped"
@@ -89,7 +103,13 @@ class Deliverer:
         except ValidationError as unreadable:
             field, problem = first_problem(unreadable, "record")
             reason = f"the stored subscription is unreadable: {field}: {problem}"
-            log.error("delivery %s to %s: %s", claimed.msg_id, claimed.subscription_id, reason)
+            log.error(
+                "delivery %s to %s: %s",
+                claimed.msg_id,
+                claimed.subscription_id,
+                reason,
+                extra=_about(claimed, error=reason),
+            )
             attempt = self._record(claimed, reason)
             await self.queue.settle(claimed, "failed", attempt, reason)
             return "failed"
@@ -101,7 +121,12 @@ class Deliverer:
         status = attempt["status_code"]
         if status is not None and 200 <= status < 300:
             await self.queue.settle(claimed, "succeeded", attempt)
-            log.debug("delivery %s to %s: succeeded", claimed.msg_id, subscription.id)
+            log.debug(
+                "delivery %s to %s: succeeded",
+                claimed.msg_id,
+                subscription.id,
+                extra=_about(claimed, status=status),
+            )
             return "succeeded"
         error = attempt["error"] or f"HTTP {status}"
         log.warning(
@@ -110,6 +135,7 @@ class Deliverer:
             subscription.id,
             claimed.attempts + 1,
             error,
+            extra=_about(claimed, status=status, error=error),
         )
         if status == 410:
             await self._disable(subscription, "the endpoint answered 410 Gone")
@@ -127,7 +153,12 @@ class Deliverer:
         attempts = claimed.attempts + 1
         if attempts >= len(schedule):
             await self.queue.settle(claimed, "failed", attempt, error, counts=True)
-            log.info("delivery %s to %s: failed, schedule spent", claimed.msg_id, subscription.id)
+            log.info(
+                "delivery %s to %s: failed, schedule spent",
+                claimed.msg_id,
+                subscription.id,
+                extra=_about(claimed, status=status, error=error),
+            )
             return "failed"
         delay = schedule[attempts] * random.uniform(0.8, 1.2)
         if attempt.get("retry_after") is not None:
@@ -205,7 +236,12 @@ class Deliverer:
             subscription, enabled=False, disabled_reason=reason, updated_at=time.time()
         )
         await self.subscriptions.save(disabled)
-        log.warning("subscription %s disabled: %s", subscription.id, reason)
+        log.warning(
+            "subscription %s disabled: %s",
+            subscription.id,
+            reason,
+            extra=about(subscription_id=subscription.id, reason=reason),
+        )
         event = SubscriptionDisabled(
             type=OPERATIONAL,
             timestamp=now_iso(),
@@ -218,6 +254,17 @@ class Deliverer:
         )
         pseudo_recording = f"subscription:{subscription.id}:{int(time.time())}"
         await self.deliveries.fan_out(pseudo_recording, OPERATIONAL, event.model_dump_json())
+
+
+def _about(claimed: Claimed, **more: object) -> dict[str, object]:
+    """A log line's fields for an attempt at `claimed`."""
+    return about(
+        subscription_id=claimed.subscription_id,
+        webhook_id=claimed.msg_id,
+        recording_id=claimed.recording_id,
+        event_type=claimed.type,
+        **more,
+    )
 
 
 def _seconds(retry_after: str) -> float | None:

@@ -40,7 +40,9 @@ from arq.connections import ArqRedis
 from service import events
 from service.callbacks import Origin, TranscriptionCallback
 from service.events import ArchiveData, ArchivedObject, EventData, Transcript
+from service.logs import about
 from service.media_links import MediaLinks
+from service.metrics import Recorder
 from service.plivo import (
     UNREACHABLE,
     NotFound,
@@ -70,7 +72,9 @@ class Pipeline:
         arq: ArqRedis,
         deliveries: Deliveries,
         archive: Archive,
+        metrics: Recorder,
     ) -> None:
+        self.metrics = metrics
         self.deliveries = deliveries
         self.archive = archive
         self.settings = settings
@@ -162,16 +166,27 @@ class Pipeline:
                 # recording, may have transcribed it already, and must not buy that again.
                 reason = "made before the retention window (RECORDING_RETENTION_DAYS): ignored"
                 await self.store.update(recording_id, status=Status.IGNORED, last_error=reason)
-                log.warning("recording_id=%s %s", recording_id, reason)
+                self.metrics.count("relay_recordings_total", status=Status.IGNORED)
+                log.warning(
+                    "recording_id=%s %s",
+                    recording_id,
+                    reason,
+                    extra=about(recording_id=recording_id),
+                )
                 return "ignored"
             recording = json.dumps(details)
             await self._archive(state, "callback", state.callback or "null")
             await self._archive(state, "recording", recording)
+            # Its source and call for the dashboard's filters and search: small fields that
+            # stay when the recording is final.
+            call_uuid = details.get("call_uuid") or callback.get("call_uuid") or ""
             await self.store.update(
                 recording_id,
                 recording=recording,
                 details_at=_now_ms(),
                 status=Status.DETAILS_FETCHED,
+                source=str(callback.get("origin", Origin.CALLBACK)),
+                call_uuid=str(call_uuid),
             )
             state.recording = recording
             await self.emit(recording_id, state, events.COMPLETED)
@@ -208,7 +223,7 @@ class Pipeline:
             await self._archive_audio(state)
         await self._announce_archive(state)
         await self.store.add_requests(recording_id, take_count())
-        await self.store.finish(recording_id, status=Status.NOT_TRANSCRIBED)
+        await self._finish(recording_id, status=Status.NOT_TRANSCRIBED)
         await self._schedule_deletion(recording_id)
         return "archived, not transcribed"
 
@@ -311,7 +326,10 @@ class Pipeline:
         await self.emit(recording_id, state, events.TRANSCRIBED, transcription=transcript)
         await self._announce_archive(state)
         await self.store.add_requests(recording_id, take_count())
-        await self.store.finish(recording_id, transcribed_at=_now_ms(), status=Status.TRANSCRIBED)
+        await self._finish(recording_id, transcribed_at=_now_ms(), status=Status.TRANSCRIBED)
+        if state.transcription_requested_at is not None:
+            waited = time.time() - state.transcription_requested_at / 1000
+            self.metrics.observe("relay_transcription_seconds", max(0.0, waited))
         await self._schedule_deletion(recording_id)
         return "transcribed"
 
@@ -455,7 +473,17 @@ class Pipeline:
         await self.deliveries.fan_out(recording_id, kind, body)
         await self.store.update(recording_id, **{f"emitted:{kind}": _now_ms()})
         state.emitted.add(kind)
-        log.info("%s: recording_id=%s", kind, recording_id)
+        log.info(
+            "%s: recording_id=%s",
+            kind,
+            recording_id,
+            extra=about(recording_id=recording_id, event_type=kind),
+        )
+
+    async def _finish(self, recording_id: str, status: Status, **fields: str | int) -> None:
+        """The recording is final: its state trimmed (`RecordingStore.finish`), and counted."""
+        await self.store.finish(recording_id, status=status, **fields)
+        self.metrics.count("relay_recordings_total", status=status)
 
     async def _announce_archive(self, state: RecordingState) -> None:
         """`recording.archived`: every object the archive holds of the recording, each with
@@ -485,12 +513,19 @@ class Pipeline:
             # The recording exists at Plivo: keep its audio too, if it can be had now.
             with contextlib.suppress(PlivoError, ArchiveUnavailable):
                 await self._archive_audio(state)
+        log.warning(
+            "recording.failed: recording_id=%s at %s: %s",
+            recording_id,
+            stage,
+            reason,
+            extra=about(recording_id=recording_id, stage=stage, reason=reason),
+        )
         await self.emit(recording_id, state, events.FAILED, stage=stage, reason=reason)
         if state.audio_archived_at is not None:  # what there is of it is kept: say so
             with contextlib.suppress(ArchiveUnavailable):
                 await self._announce_archive(state)
         await self.store.add_requests(recording_id, take_count())
-        await self.store.finish(
+        await self._finish(
             recording_id, status=Status.FAILED, failed_at=_now_ms(), last_error=f"{stage}: {reason}"
         )
         if state.details_at is not None:  # it exists at Plivo

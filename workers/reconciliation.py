@@ -34,6 +34,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.callbacks import InvalidCallback, Origin, from_listed
+from service.logs import about
+from service.metrics import Recorder
 from service.plivo import PlivoClient
 from service.settings import Settings
 from service.storage import jobs
@@ -88,7 +90,9 @@ class Reconciler:
         plivo: PlivoClient,
         sweeps: SweepState,
         backfills: BackfillStore,
+        metrics: Recorder,
     ) -> None:
+        self.metrics = metrics
         self.settings = settings
         self.store = store
         self.plivo = plivo  # its limiter is a share of the account's
@@ -142,7 +146,13 @@ class Reconciler:
         queued = outcomes.count(Outcome.QUEUED)
         for callback, outcome in zip(callbacks, outcomes, strict=True):
             if outcome is Outcome.QUEUED:
-                log.info("%s: recording_id=%s taken up", origin, callback.recording_id)
+                self.metrics.count("relay_recordings_accepted_total", source=origin.value)
+                log.info(
+                    "%s: recording_id=%s taken up",
+                    origin,
+                    callback.recording_id,
+                    extra=about(recording_id=callback.recording_id),
+                )
         return Counts(found=len(page), known=len(page) - queued, queued=queued)
 
     # -- the sweep -------------------------------------------------------------------------

@@ -20,12 +20,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.metrics import Recorder
 from service.plivo import PlivoClient, PlivoError
 from service.settings import Settings
 from service.ssrf import URLGuard, guarded_transport
 from service.storage import jobs
 from service.storage.archive import Archive
 from service.storage.deliveries import Deliveries, DeliveryQueue
+from service.storage.metrics import MetricsStore
 from service.storage.rate_limit import RateLimiter
 from service.storage.reconciliation import BackfillStore, SweepState
 from service.storage.recordings import RecordingStore
@@ -153,12 +155,14 @@ class WorkerProcess:
     def _build(self) -> None:
         settings, redis = self.settings, self.redis
         limit, window = settings.plivo_rate_limit
+        self.metrics = Recorder(MetricsStore(redis))
         self.plivo = PlivoClient(
             settings.plivo_api_url,
             settings.credentials(),
             limiter=RateLimiter(redis, limit, window),
             timeout=settings.plivo_timeout,
             retries=settings.plivo_retries,
+            metrics=self.metrics,
         )
         self.store = RecordingStore(redis, settings.recording_retention_days)
         subscriptions = SubscriptionStore(redis, settings.subscriptions_max)
@@ -167,7 +171,9 @@ class WorkerProcess:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
         self.webhooks = guarded_transport(guard, limits)
         self.archive = Archive(settings.archive_url)
-        self.pipeline = Pipeline(settings, self.store, self.plivo, redis, deliveries, self.archive)
+        self.pipeline = Pipeline(
+            settings, self.store, self.plivo, redis, deliveries, self.archive, self.metrics
+        )
         delivery_queue = DeliveryQueue(
             redis,
             settings.delivery_max_in_flight,
@@ -175,7 +181,7 @@ class WorkerProcess:
             retention=settings.recording_retention_days * 86_400,
         )
         deliverer = Deliverer(
-            settings, redis, subscriptions, deliveries, delivery_queue, self.webhooks
+            settings, redis, subscriptions, deliveries, delivery_queue, self.webhooks, self.metrics
         )
         self.wakeups = Wakeups(settings.redis_url)
         self.dispatcher = Dispatcher(
@@ -189,6 +195,7 @@ class WorkerProcess:
             limiter=share,
             timeout=settings.plivo_timeout,
             retries=settings.plivo_retries,
+            metrics=self.metrics,
         )
         self.reconciler = Reconciler(
             settings,
@@ -196,8 +203,10 @@ class WorkerProcess:
             self.listing,
             SweepState(redis),
             BackfillStore(redis, settings.recording_retention_days),
+            self.metrics,
         )
         self._sweeper: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
 
     def stop(self, signal_name: str = "stop") -> None:
         """Stop taking work and shut down (safe to call any number of times, at any moment)."""
@@ -224,6 +233,7 @@ class WorkerProcess:
         try:
             if await self._wait_for_redis():
                 self.wakeups.start()
+                self._flusher = asyncio.create_task(self.metrics.run(), name="metrics")
                 self.dispatcher.start()
                 if self.settings.reconcile_interval > 0:
                     self._sweeper = asyncio.create_task(self._sweep_now_and_then(), name="sweeper")
@@ -328,6 +338,9 @@ class WorkerProcess:
         await self.close_clients()
 
     async def close_clients(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()  # it adds what it counted one last time
+            await asyncio.gather(self._flusher, return_exceptions=True)
         await self.wakeups.aclose()
         await self.plivo.aclose()
         await self.listing.aclose()

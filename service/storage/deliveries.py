@@ -138,6 +138,34 @@ class Deliveries:
             keys_.failing_since(subscription_id),
         )
 
+    async def attempts_of(
+        self, subscription_id: str, limit: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The subscription's newest `limit` attempts, oldest first, and how many are kept."""
+        return await self.attempts(keys_.attempts(subscription_id), limit=limit)
+
+    async def failing_since(self, subscription_id: str) -> float | None:
+        """When the subscriber's current run of failures began (None: its last attempt
+        succeeded, or it has had none)."""
+        raw = await self.redis.get(keys_.failing_since(subscription_id))
+        return float(raw) if raw is not None else None
+
+    async def depths(self, subscription_ids: list[str]) -> dict[str, int]:
+        """How many webhooks are due now, in flight, and waiting for one of their
+        subscriber's slots; and each subscriber's waiting ones (`waiting:{id}`)."""
+        now_ms = int(time.time() * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(keys_.DUE, "-inf", now_ms)
+            pipe.zcard(keys_.LEASED)
+            for subscription_id in subscription_ids:
+                pipe.zcard(keys_.WAITING_PREFIX + subscription_id)
+            due, leased, *waiting = await pipe.execute()
+        found = {"webhooks_due": int(due), "webhooks_in_flight": int(leased)}
+        found["webhooks_waiting"] = sum(int(w) for w in waiting)
+        for subscription_id, count in zip(subscription_ids, waiting, strict=True):
+            found[f"waiting:{subscription_id}"] = int(count)
+        return found
+
     async def failed_since(self, subscription_id: str, since: float) -> list[dict[str, str]]:
         keys = await self.redis.zrangebyscore(keys_.failed(subscription_id), since, "+inf")
         found = []
@@ -173,6 +201,7 @@ class Claimed:
     attempts: int  # made before this one
     subscription: str  # the subscription's JSON ("" if it was deleted)
     claimed_at: float  # epoch seconds; the lease lapses `lease` seconds later
+    queued_at: float = 0.0  # epoch seconds: when the event was queued for this subscriber
 
     @property
     def member(self) -> str:
@@ -208,7 +237,7 @@ class DeliveryQueue:
             [now, limit, self.lease_ms, self.slots, self.put_off_ms, *CLAIM_PREFIXES],
         )
         claimed = []
-        for member, recording_id, body, kind, attempts, subscription in rows:
+        for member, recording_id, body, kind, attempts, subscription, queued_at in rows:
             subscription_id, _, msg_id = member.decode().partition(":")
             claimed.append(
                 Claimed(
@@ -220,6 +249,7 @@ class DeliveryQueue:
                     attempts=int(attempts),
                     subscription=subscription.decode(),
                     claimed_at=now / 1000,
+                    queued_at=float(queued_at),
                 )
             )
         return Claims(claimed, next_due / 1000 if next_due else None)

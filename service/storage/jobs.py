@@ -42,6 +42,16 @@ def encode_job(function: str, args: tuple[str, ...], enqueue_ms: int) -> bytes:
     return serialize_job(function, args, {}, None, enqueue_ms)
 
 
+async def depth(redis: Redis) -> tuple[int, int]:
+    """Pipeline jobs in arq's queue: due now, and deferred (polls, retries, deletions)."""
+    now_ms = int(time.time() * 1000)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcount(QUEUE, "-inf", now_ms)
+        pipe.zcard(QUEUE)
+        due, queued = await pipe.execute()
+    return int(due), int(queued) - int(due)
+
+
 async def enqueue(redis: Redis, function: str, arg: str) -> bool:
     """Queue `function(arg)` now, unless that job is queued or running already (arq's rule)."""
     job = job_id(function, arg)

@@ -26,6 +26,10 @@ whoever sweeps; it lapses after `RECONCILE_INTERVAL`), `rr:reconcile:watermark:{
 Wake-ups (`service.storage.wakeups`), pub/sub channels, not keys: `rr:wake:jobs` (a job is
 due now in arq's queue), `rr:wake:deliveries` (a delivery is due now).
 
+Metrics (`service.storage.metrics`): `rr:metrics` (hash: series -> total, every process's
+counts summed), `rr:metrics:minute:{n}` and `rr:metrics:hour:{n}` (hashes: the same, counted in
+minute n / hour n since the epoch; kept 25 hours and 8 days).
+
 arq's keys (`arq:queue`, `arq:job:...`) are arq's, spelled by `service.storage.jobs`.
 """
 
@@ -105,3 +109,14 @@ def reconcile_watermark(auth_id: str) -> str:
 
 def backfill(backfill_id: str) -> str:
     return f"rr:backfill:{backfill_id}"
+
+
+METRICS = "rr:metrics"
+
+
+def metrics_minute(minute: int) -> str:
+    return f"rr:metrics:minute:{minute}"
+
+
+def metrics_hour(hour: int) -> str:
+    return f"rr:metrics:hour:{hour}"

@@ -118,6 +118,8 @@ class RecordingState:
     deleted_at: int | None = None
     updated_at: int | None = None
     last_error: str | None = None
+    source: str = "callback"  # how the relay learned of it: callback, reconciliation, backfill
+    call_uuid: str | None = None  # once the callback or Plivo's Recording object gave it
     plivo_requests: int = 0
     callback: str | None = None
     recording: str | None = None
@@ -133,6 +135,8 @@ class RecordingState:
                 setattr(state, step, int(float(raw[step])))
         state.auth_id = raw.get("auth_id", "")
         state.last_error = raw.get("last_error")
+        state.source = raw.get("source", "callback")
+        state.call_uuid = raw.get("call_uuid") or None
         state.plivo_requests = int(raw.get("plivo_requests", 0))
         state.callback = raw.get("callback")
         state.recording = raw.get("recording")
@@ -325,7 +329,15 @@ class RecordingStore:
             )
             pipe.zcount(keys.RECORDINGS_INDEX, since_ms, until_ms)
             ids, total = await pipe.execute()
-        fields = ("status", "accepted_at", "updated_at", "last_error", "archived_at")
+        fields = (
+            "status",
+            "accepted_at",
+            "updated_at",
+            "last_error",
+            "archived_at",
+            "source",
+            "call_uuid",
+        )
         async with self.redis.pipeline(transaction=False) as pipe:
             for recording_id in ids:
                 pipe.hmget(keys.recording(recording_id.decode()), list(fields))

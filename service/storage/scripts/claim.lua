@@ -1,8 +1,8 @@
 -- KEYS: due, leased, subscriptions. ARGV: now (ms), limit, lease (ms), slots per subscriber,
 -- put-off (ms), then the key prefixes of deliveries, outboxes, slots and waiting lists.
 -- Returns when the dispatcher should look again (ms: the earliest due delivery or lapsing
--- lease; 0 if neither), then [member, recording_id, body, type, attempts, subscription JSON]
--- for each delivery claimed.
+-- lease; 0 if neither), then [member, recording_id, body, type, attempts, subscription JSON,
+-- queued at (epoch s)] for each delivery claimed.
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local lease, capacity, put_off = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local DELIVERY, OUTBOX, SLOTS, WAITING = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
@@ -17,7 +17,7 @@ for _, member in ipairs(due) do
   local colon = string.find(member, ':', 1, true)
   local sub_id, msg_id = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
   local d = redis.call('HMGET', DELIVERY .. member,
-                       'status', 'recording_id', 'body', 'type', 'attempts')
+                       'status', 'recording_id', 'body', 'type', 'attempts', 'created_at')
   if d[1] ~= 'pending' then
     redis.call('ZREM', KEYS[1], member)
   else
@@ -35,7 +35,7 @@ for _, member in ipairs(due) do
       redis.call('ZREM', KEYS[1], member)
       redis.call('ZADD', KEYS[2], now + lease, member)
       local subscription = redis.call('HGET', KEYS[3], sub_id) or ''
-      claimed[#claimed + 1] = {member, d[2], d[3], d[4], d[5] or '0', subscription}
+      claimed[#claimed + 1] = {member, d[2], d[3], d[4], d[5] or '0', subscription, d[6] or '0'}
     end
   end
 end

@@ -1,0 +1,67 @@
+"""The operator dashboard, `/dashboard/`: server-rendered pages over the relay's own stores.
+
+- `session`: logging in with the admin token, the session cookie, CSRF.
+- `overview`: counts, charts, queue depths, subscription health.
+- `pages`: every page and action; templates in `templates/`, CSS and the one script (live
+  updates of the overview) in `static/`, all shipped in the package: nothing from a CDN, and
+  every page works without JavaScript.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from service.dashboard.pages import TEMPLATES, Dashboard
+from service.dashboard.session import COOKIE, SESSION_HOURS, session_key
+from service.settings import Settings
+
+__all__ = ["Dashboard", "create_dashboard"]
+
+
+async def _error_page(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    context = {"status_code": exc.status_code, "message": exc.detail, "csrf": "", "page": ""}
+    return TEMPLATES.TemplateResponse(request, "error.html", context, status_code=exc.status_code)
+
+
+def create_dashboard(settings: Settings, dashboard: Dashboard) -> Starlette:
+    """The dashboard as an app of its own, to mount at `/dashboard`."""
+    d = dashboard
+    routes = [
+        Route("/", d.home, methods=["GET"]),
+        Route("/live", d.live, methods=["GET"]),
+        Route("/login", d.login_form, methods=["GET"]),
+        Route("/login", d.login, methods=["POST"]),
+        Route("/logout", d.logout, methods=["POST"]),
+        Route("/recordings", d.recording_list, methods=["GET"]),
+        Route("/recordings/{recording_id}", d.recording, methods=["GET"]),
+        Route("/recordings/{recording_id}/replay", d.replay, methods=["POST"]),
+        Route("/subscriptions", d.subscription_list, methods=["GET"]),
+        Route("/subscriptions", d.create_subscription, methods=["POST"]),
+        Route("/subscriptions/{subscription_id}", d.subscription, methods=["GET"]),
+        Route("/subscriptions/{subscription_id}", d.edit_subscription, methods=["POST"]),
+        Route("/subscriptions/{subscription_id}/rotate-secret", d.rotate_secret, methods=["POST"]),
+        Route("/subscriptions/{subscription_id}/recover", d.recover, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
+    ]
+    session = Middleware(
+        SessionMiddleware,
+        secret_key=session_key(settings),
+        session_cookie=COOKIE,
+        max_age=SESSION_HOURS * 3600,
+        path="/dashboard",
+        same_site="strict",
+        https_only=(settings.public_base_url or "").startswith("https://"),
+    )
+    return Starlette(
+        routes=routes, middleware=[session], exception_handlers={HTTPException: _error_page}
+    )

@@ -1,0 +1,343 @@
+"""The dashboard's pages and actions. Each page reads through the same stores and API cores as
+the management API (`RecordingsAPI.find/detail`, `DeliveriesAPI.replay_recording/recover_failed`,
+`SubscriptionsAPI.add/change`), so the two cannot disagree; every action is a POST that
+carries the session's CSRF token, and answers with a redirect (or, where a secret is shown
+once, the page itself)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from service.callbacks import is_recording_id
+from service.dashboard.overview import Overview
+from service.dashboard.session import check_csrf, csrf_token, log_in, logged_in, token_matches
+from service.deliveries_api import DeliveriesAPI
+from service.errors import first_problem
+from service.media_links import MediaLinks
+from service.paging import Page
+from service.recordings_api import STATUSES, RecordingsAPI
+from service.settings import Settings
+from service.storage.deliveries import Deliveries
+from service.storage.recordings import RecordingState
+from service.storage.subscriptions import SubscriptionStore
+from service.subscriptions import (
+    RECORDING_EVENTS,
+    Subscription,
+    SubscriptionCreate,
+    SubscriptionPatch,
+)
+from service.subscriptions_api import SubscriptionsAPI
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+SOURCES = ("callback", "reconciliation", "backfill")
+EVENT_CHOICES = (*RECORDING_EVENTS, "subscription.disabled")
+OUTCOMES = ("succeeded", "failed")
+PAGE_SIZE = 50
+
+
+def _when(value: float | None, unit: float = 1.0) -> str:
+    """An epoch time (`unit`: 1 for seconds, 1000 for ms) as UTC, to the second."""
+    if not value:
+        return ""
+    moment = datetime.fromtimestamp(value / unit, UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+TEMPLATES.env.filters["when"] = _when
+TEMPLATES.env.filters["when_ms"] = lambda value: _when(value, 1000)
+TEMPLATES.env.filters["pretty"] = lambda doc: json.dumps(doc, indent=2, sort_keys=True)
+
+
+class Dashboard:
+    def __init__(
+        self,
+        settings: Settings,
+        overview: Overview,
+        recordings: RecordingsAPI,
+        deliveries_api: DeliveriesAPI,
+        subscriptions_api: SubscriptionsAPI,
+        subscriptions: SubscriptionStore,
+        deliveries: Deliveries,
+    ) -> None:
+        self.settings = settings
+        self.overview = overview
+        self.recordings = recordings
+        self.deliveries_api = deliveries_api
+        self.subscriptions_api = subscriptions_api
+        self.subscriptions = subscriptions
+        self.deliveries = deliveries
+        self.links = MediaLinks(settings)
+
+    def render(
+        self, request: Request, name: str, status_code: int = 200, **context: Any
+    ) -> Response:
+        flash = request.session.pop("flash", None) if logged_in(request) else None
+        context = {"csrf": csrf_token(request), "flash": flash, "page": name, **context}
+        return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+
+    def _guard(self, request: Request) -> Response | None:
+        """A redirect to the login page unless the request comes with a session."""
+        if logged_in(request):
+            return None
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/login", status_code=303)
+
+    def _back(self, request: Request, path: str, flash: str) -> Response:
+        request.session["flash"] = flash
+        return RedirectResponse(f"{request.scope.get('root_path', '')}{path}", status_code=303)
+
+    # -- logging in and out ----------------------------------------------------------------
+
+    async def login_form(self, request: Request) -> Response:
+        if logged_in(request):
+            return RedirectResponse(f"{request.scope.get('root_path', '')}/", status_code=303)
+        return self.render(request, "login.html")
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        token = form.get("token")
+        if not isinstance(token, str) or not token_matches(self.settings, token):
+            return self.render(request, "login.html", 401, error="That is not the admin token.")
+        log_in(request)
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/", status_code=303)
+
+    async def logout(self, request: Request) -> Response:
+        if logged_in(request):
+            await check_csrf(request)
+        request.session.clear()
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/login", status_code=303)
+
+    # -- the overview ----------------------------------------------------------------------
+
+    async def home(self, request: Request) -> Response:
+        if (refused := self._guard(request)) is not None:
+            return refused
+        return self.render(request, "overview.html", **await self.overview.page())
+
+    async def live(self, request: Request) -> Response:
+        """The overview's figures alone, for the page's script to swap in."""
+        if not logged_in(request):
+            return Response("log in again", status_code=401)
+        return self.render(request, "overview_live.html", **await self.overview.page())
+
+    # -- recordings ------------------------------------------------------------------------
+
+    async def recording_list(self, request: Request) -> Response:
+        if (refused := self._guard(request)) is not None:
+            return refused
+        query = request.query_params
+        status, source = query.get("status") or None, query.get("source") or None
+        search = (query.get("q") or "").strip()
+        if status is not None and status not in STATUSES:
+            raise HTTPException(422, f"status: must be one of {', '.join(STATUSES)}")
+        if source is not None and source not in SOURCES:
+            raise HTTPException(422, f"source: must be one of {', '.join(SOURCES)}")
+        cursor = query.get("cursor") or "0"
+        if not (cursor.isascii() and cursor.isdigit() and len(cursor) < 10):
+            raise HTTPException(422, "cursor: not a cursor this page gave out")
+
+        def wanted(state: RecordingState) -> bool:
+            return (
+                status in (None, state.status)
+                and source in (None, state.source)
+                and (not search or search in (state.recording_id, state.call_uuid))
+            )
+
+        page = Page(int(cursor), PAGE_SIZE)
+        found, next_cursor = await self.recordings.find(page, wanted=wanted)
+        if search and is_recording_id(search) and not found:  # older than the index's page
+            state = await self.recordings.store.state(search)
+            found = [state] if state is not None else []
+        filters = {"status": status or "", "source": source or "", "q": search}
+        return self.render(
+            request,
+            "recordings.html",
+            recordings=found,
+            next_cursor=next_cursor,
+            filters=filters,
+            statuses=STATUSES,
+            sources=SOURCES,
+        )
+
+    async def recording(self, request: Request) -> Response:
+        if (refused := self._guard(request)) is not None:
+            return refused
+        detail = await self.recordings.detail(request.path_params["recording_id"])
+        events = detail["events"]
+        media = next((e["data"]["media"] for e in events if e["data"].get("media")), None)
+        link = self.links.link(detail["recording_id"], media["format"]).url if media else None
+        by_subscriber: dict[str, list[dict[str, Any]]] = {}
+        for attempt in detail["attempts"]:
+            by_subscriber.setdefault(attempt["subscription_id"], []).append(attempt)
+        subscriptions, _ = await self.subscriptions.scan()
+        return self.render(
+            request,
+            "recording.html",
+            r=detail,
+            media_link=link,
+            link_hours=round(self.settings.media_link_ttl / 3600, 1),
+            attempts=by_subscriber,
+            subscriptions=subscriptions,
+        )
+
+    async def replay(self, request: Request) -> Response:
+        if (refused := self._guard(request)) is not None:
+            return refused
+        form = await check_csrf(request)
+        recording_id = request.path_params["recording_id"]
+        only = form.get("subscription_id") or None
+        queued = await self.deliveries_api.replay_recording(recording_id, only)
+        return self._back(request, f"/recordings/{recording_id}", f"Replay: {queued} queued.")
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    async def subscription_list(self, request: Request) -> Response:
+        if (refused := self._guard(request)) is not None:
+            return refused
+        return await self._subscriptions_page(request)
+
+    async def _subscriptions_page(
+        self, request: Request, status_code: int = 200, **context: Any
+    ) -> Response:
+        found, unreadable = await self.subscriptions.scan()
+        return self.render(
+            request,
+            "subscriptions.html",
+            status_code,
+            subscriptions=found,
+            unreadable=unreadable,
+            event_choices=EVENT_CHOICES,
+            default_events=RECORDING_EVENTS,
+            **context,
+        )
+
+    async def create_subscription(self, request: Request) -> Response:
+        if (refused := self._guard(request)) is not None:
+            return refused
+        form = await check_csrf(request)
+        events = (await request.form()).getlist("events")
+        wanted = {"url": form.get("url", ""), "description": form.get("description", "")}
+        if events:
+            wanted["events"] = events  # type: ignore[assignment]
+        try:
+            created = await self.subscriptions_api.add(SubscriptionCreate.model_validate(wanted))
+        except ValidationError as error:
+            field, problem = first_problem(error, "form")
+            return await self._subscriptions_page(request, 422, error=f"{field}: {problem}")
+        except HTTPException as error:
+            return await self._subscriptions_page(request, error.status_code, error=error.detail)
+        return self._reveal(request, created, "Created.")
+
+    async def _find(self, request: Request) -> Subscription:
+        found = await self.subscriptions.get(request.path_params["subscription_id"])
+        if not isinstance(found, Subscription):
+            raise HTTPException(404, "no such subscription (or an unreadable one)")
+        return found
+
+    async def subscription(self, request: Request) -> Response:
+        if (refused := self._guard(request)) is not None:
+            return refused
+        subscription = await self._find(request)
+        if request.session.pop("reveal", None) == subscription.id:
+            return await self._subscription_page(
+                request, subscription, secret_shown=subscription.secret
+            )
+        return await self._subscription_page(request, subscription)
+
+    async def _subscription_page(
+        self, request: Request, subscription: Subscription, status_code: int = 200, **context: Any
+    ) -> Response:
+        outcome = request.query_params.get("outcome") or None
+        if outcome is not None and outcome not in OUTCOMES:
+            raise HTTPException(422, f"outcome: must be one of {', '.join(OUTCOMES)}")
+        log, total = await self.deliveries.attempts_of(subscription.id, 1000)
+        if outcome is not None:
+            log = [a for a in log if _succeeded(a) == (outcome == "succeeded")]
+        return self.render(
+            request,
+            "subscription.html",
+            status_code,
+            s=subscription,
+            attempts=log[::-1][:200],  # newest first
+            total=total,
+            outcome=outcome or "",
+            event_choices=EVENT_CHOICES,
+            failing_since=await self.deliveries.failing_since(subscription.id),
+            **context,
+        )
+
+    async def edit_subscription(self, request: Request) -> Response:
+        if (refused := self._guard(request)) is not None:
+            return refused
+        subscription = await self._find(request)
+        form = await check_csrf(request)
+        changes: dict[str, Any] = {}
+        if "url" in form:
+            changes["url"] = form["url"]
+        if "description" in form:
+            changes["description"] = form["description"]
+        if form.get("events_shown"):
+            changes["events"] = (await request.form()).getlist("events")
+        if "enabled" in form:
+            changes["enabled"] = form["enabled"] == "true"
+        try:
+            patch = SubscriptionPatch.model_validate(changes)
+            await self.subscriptions_api.change(subscription, patch)
+        except ValidationError as error:
+            field, problem = first_problem(error, "form")
+            return await self._subscription_page(
+                request, subscription, 422, error=f"{field}: {problem}"
+            )
+        except HTTPException as error:
+            return await self._subscription_page(
+                request, subscription, error.status_code, error=error.detail
+            )
+        return self._back(request, f"/subscriptions/{subscription.id}", "Saved.")
+
+    async def rotate_secret(self, request: Request) -> Response:
+        if (refused := self._guard(request)) is not None:
+            return refused
+        subscription = await self._find(request)
+        await check_csrf(request)
+        rotated = await self.subscriptions.rotate(subscription)
+        return self._reveal(request, rotated, "Rotated.")
+
+    def _reveal(self, request: Request, subscription: Subscription, flash: str) -> Response:
+        """To the subscription's page, which shows its secret this once: the session carries
+        only that permission, never the secret (a reload or a second look does not show it)."""
+        request.session["reveal"] = subscription.id
+        return self._back(request, f"/subscriptions/{subscription.id}", flash)
+
+    async def recover(self, request: Request) -> Response:
+        if (refused := self._guard(request)) is not None:
+            return refused
+        subscription = await self._find(request)
+        form = await check_csrf(request)
+        try:
+            since = datetime.fromisoformat(form.get("since", ""))
+        except ValueError:
+            return await self._subscription_page(
+                request, subscription, 422, error="since: not a date and time"
+            )
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        if not 0 <= since.timestamp() <= time.time() + 86_400:
+            return await self._subscription_page(
+                request, subscription, 422, error="since: out of range"
+            )
+        queued = await self.deliveries_api.recover_failed(subscription, since.timestamp())
+        path = f"/subscriptions/{subscription.id}"
+        return self._back(request, path, f"Recover: {queued} queued again.")
+
+
+def _succeeded(attempt: dict[str, Any]) -> bool:
+    return 200 <= (attempt.get("status_code") or 0) < 300

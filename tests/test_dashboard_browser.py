@@ -1,0 +1,157 @@
+"""The dashboard in a real browser: Playwright driving Debian's chromium, headless, against a
+whole relay on loopback (Chromium's own background traffic is switched off).
+
+`.ci/run` installs chromium when it is missing; elsewhere these tests are skipped with the
+command that installs it. `DASHBOARD_SCREENSHOTS=docs` saves a screenshot of each page there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.conftest import ADMIN_TOKEN
+from tests.pipeline_env import running_relay
+from tests.receivers import Receiver
+from tests.servers import serve
+from tests.test_delivery import FAST, received, subscriber
+from tests.waiting import eventually
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 (one stat, before anything runs)
+        message = "the browser tests need Debian's chromium: sudo apt-get install -y chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    async with async_playwright() as playwright:
+        # Each launch has a fresh, temporary user-data directory of its own.
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=ARGS
+        )
+        yield launched
+        await launched.close()
+
+
+async def shot(page: Page, name: str) -> None:
+    folder = os.environ.get("DASHBOARD_SCREENSHOTS")
+    if folder:
+        await page.screenshot(path=str(Path(folder) / f"dashboard-{name}.png"), full_page=True)
+
+
+async def test_playwright_drives_the_system_chromium(browser: Browser) -> None:
+    """If Playwright and Debian's chromium stop getting on, this says so first."""
+    assert re.match(r"\d+\.", browser.version)
+    page = await browser.new_page()
+    await page.set_content("<p id=p>ok</p>")
+    assert await page.text_content("#p") == "ok"
+
+
+async def test_an_operator_finds_a_recording_replays_it_and_manages_subscriptions(
+    redis_url: str, browser: Browser
+) -> None:
+    async with running_relay(redis_url, **FAST) as relay:
+        receiver = Receiver()
+        async with subscriber(relay, receiver, events=["recording.completed"]) as subscription:
+            recording_id = await relay.call()
+            assert (await relay.settled(recording_id))["status"] == "transcribed"
+            await received(receiver, 1)
+            webhook_id = receiver.got[0].headers["webhook-id"]
+
+            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            page = await context.new_page()
+            await page.goto(f"{relay.url}/dashboard/")
+            await expect(page).to_have_url(re.compile(r"/dashboard/login$"))
+            await shot(page, "login")
+            await page.fill("#token", ADMIN_TOKEN)
+            await page.click("button[type=submit]")
+            await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+            async def counted() -> bool:  # the processes add their counts every few seconds
+                await page.reload()
+                figure = await page.text_content('[data-figure="1-transcribed"]')
+                return figure is not None and figure.strip() == "1"
+
+            await eventually(counted, within=20, what="the overview counting the recording")
+            await expect(
+                page.locator(f'tr[data-subscription="{subscription["id"]}"]')
+            ).to_contain_text("100% of 1")
+            await shot(page, "overview")
+
+            await page.get_by_role("link", name="Recordings", exact=True).click()
+            await page.select_option("select[name=status]", "transcribed")
+            await page.get_by_role("button", name="Show").click()
+            row = page.get_by_role("link", name=recording_id)
+            await expect(row).to_be_visible()
+            await shot(page, "recordings")
+            await row.click()
+            await expect(
+                page.get_by_role("heading", name=f"Recording {recording_id}")
+            ).to_be_visible()
+            await expect(page.locator(".timeline")).to_contain_text("transcribed")
+            await expect(page.locator("audio")).to_have_attribute("src", re.compile("signature="))
+            await expect(page.locator("table.attempts")).to_contain_text(webhook_id)
+            await shot(page, "recording")
+
+            await page.get_by_role("button", name="Replay its events").click()
+            await expect(page.get_by_role("status")).to_contain_text("Replay: 1 queued")
+
+            async def replayed() -> bool:
+                return [r.headers["webhook-id"] for r in receiver.got] == [webhook_id] * 2
+
+            await eventually(replayed, within=10, what="the replay with the same webhook-id")
+
+            await page.get_by_role("link", name="Subscriptions", exact=True).click()
+            other = Receiver()
+            async with serve(other.app()) as other_url:
+                await page.fill("#url", f"{other_url}/hook")
+                await page.fill("#description", "billing")
+                await page.get_by_role("button", name="Create").click()
+                await expect(
+                    page.get_by_role("heading", name="Subscription billing")
+                ).to_be_visible()
+                first = await page.text_content("#secret")
+                assert first is not None and first.startswith("whsec_")
+                await page.get_by_role("button", name="Rotate the secret").click()
+                await expect(page.locator(".secret")).to_contain_text("previous secret")
+                second = await page.text_content("#secret")
+                assert second is not None and second.startswith("whsec_") and second != first
+                await shot(page, "subscription")
+                await page.reload()
+                await expect(page.locator("#secret")).to_have_count(0)  # shown once
+                await page.get_by_role("button", name="Disable").click()
+                await expect(page.get_by_role("status")).to_contain_text("Saved")
+                await expect(page.get_by_role("button", name="Enable")).to_be_visible()
+            await context.close()
+
+
+async def test_the_pages_work_with_javascript_off(redis_url: str, browser: Browser) -> None:
+    async with running_relay(redis_url, worker=False) as relay:
+        context = await browser.new_context(java_script_enabled=False)
+        page = await context.new_page()
+        await page.goto(f"{relay.url}/dashboard/login")
+        await page.fill("#token", ADMIN_TOKEN)
+        await page.click("button[type=submit]")
+        await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+        await page.get_by_role("link", name="Subscriptions", exact=True).click()
+        await expect(page.get_by_role("heading", name="New subscription")).to_be_visible()
+        await page.get_by_role("button", name="Log out").click()
+        await expect(page).to_have_url(re.compile(r"/dashboard/login$"))
+        await context.close()
