@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import statistics
 import sys
 import tempfile
@@ -35,8 +34,8 @@ import redis.asyncio as aioredis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.pipeline import AUTH_ID, TOKEN, relay_env, start, stop_all, wait_up  # noqa: E402
-from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from bench.pipeline import AUTH_ID, TOKEN, loopback, start, stop_all, wait_up  # noqa: E402
+from service.embedded_redis import EmbeddedRedis  # noqa: E402
 
 GOAL_P50, GOAL_P99 = 15.0, 50.0  # ms, from the callback's 200 to the event at the subscriber
 EVENT = {"type": "recording.completed", "data": {"padding": "x" * 2000}}
@@ -151,12 +150,12 @@ def line(name: str, values: list[float]) -> str:
 
 async def run(args: argparse.Namespace, work: Path) -> None:
     with EmbeddedRedis(work / "redis") as redis_server:
-        sandbox_port, relay_port, receiver_port = free_port(), free_port(), free_port()
-        sandbox, relay = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{relay_port}"
-        receiver = f"http://127.0.0.1:{receiver_port}"
-        admin = secrets.token_urlsafe(16)
-        env = relay_env(sandbox_port, relay_port, redis_server.url, work, admin)
-        env.update({"SANDBOX_TRANSCRIPTION_DELAY": "0.5", "DELIVERY_ALLOW_NETWORKS": "127.0.0.0/8"})
+        site = loopback(redis_server.url, work)
+        sandbox, relay, receiver, admin, env = (
+            site.sandbox, site.relay, site.receiver, site.admin, site.env
+        )  # fmt: skip
+        receiver_port = site.receiver_port
+        env["SANDBOX_TRANSCRIPTION_DELAY"] = "0.5"
         uvicorn = [sys.executable, "-m", "uvicorn", "bench.receiver:app", "--log-level", "warning"]
         processes = [
             start([sys.executable, "-m", "sandbox"], env, work / "sandbox.log"),

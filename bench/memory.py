@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import secrets
 import sys
 import tempfile
 import time
@@ -28,13 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.pipeline import (  # noqa: E402
+    loopback,
     record_calls,
-    relay_env,
     start,
     stop_all,
     wait_up,
 )
-from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from service.embedded_redis import EmbeddedRedis  # noqa: E402
 
 WORDS = 750  # about 5 minutes of speech
 EVENTS = 3  # completed, transcribed, archived: the webhooks of one recording
@@ -76,12 +75,11 @@ async def used_memory(redis: aioredis.Redis) -> int:
 
 async def run(args: argparse.Namespace, work: Path) -> None:
     with EmbeddedRedis(work / "redis") as redis_server:
-        sandbox_port, relay_port, receiver_port = free_port(), free_port(), free_port()
-        sandbox, relay = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{relay_port}"
-        receiver = f"http://127.0.0.1:{receiver_port}"
-        admin = secrets.token_urlsafe(16)
-        env = relay_env(sandbox_port, relay_port, redis_server.url, work, admin)
-        env["DELIVERY_ALLOW_NETWORKS"] = "127.0.0.0/8"
+        site = loopback(redis_server.url, work)
+        sandbox, relay, receiver, admin, env = (
+            site.sandbox, site.relay, site.receiver, site.admin, site.env
+        )  # fmt: skip
+        receiver_port = site.receiver_port
         processes = [
             start([sys.executable, "-m", "sandbox"], env, work / "sandbox.log"),
             start([sys.executable, "-m", "service.web"], env, work / "web.log"),

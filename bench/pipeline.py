@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -63,6 +64,34 @@ def relay_env(
         "PLIVO_RATE_LIMIT": "1000000/1",
         "LOG_LEVEL": "warning",
     }
+
+
+@dataclass(frozen=True)
+class Loopback:
+    """A bench run's sandbox, relay and receiver on free loopback ports, the relay's admin
+    token, and the environment of their processes (webhooks allowed to loopback)."""
+
+    sandbox: str
+    relay: str
+    receiver: str
+    receiver_port: int
+    admin: str
+    env: dict[str, str]
+
+
+def loopback(redis_url: str, work: Path) -> Loopback:
+    sandbox_port, relay_port, receiver_port = free_port(), free_port(), free_port()
+    admin = secrets.token_urlsafe(16)
+    env = relay_env(sandbox_port, relay_port, redis_url, work, admin)
+    env["DELIVERY_ALLOW_NETWORKS"] = "127.0.0.0/8"
+    return Loopback(
+        f"http://127.0.0.1:{sandbox_port}",
+        f"http://127.0.0.1:{relay_port}",
+        f"http://127.0.0.1:{receiver_port}",
+        receiver_port,
+        admin,
+        env,
+    )
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -81,7 +81,10 @@ def local_environment(stack: ExitStack) -> tuple[dict[str, str], list[tuple[str,
 
 def how_to_try(env: dict[str, str]) -> str:
     relay = env["PUBLIC_BASE_URL"]
-    lines = [f"callbacks: {relay}/plivo/recording"]
+    lines = [
+        f"callbacks: {relay}/plivo/recording",
+        f"dashboard: {relay}/dashboard/ (log in with ADMIN_TOKEN, or, unset, .local/admin-token)",
+    ]
     if "SANDBOX_PORT" in env:
         lines += [
             "simulate a recorded call:",

@@ -230,11 +230,9 @@ class Dashboard:
             wanted["events"] = events  # type: ignore[assignment]
         try:
             created = await self.subscriptions_api.add(SubscriptionCreate.model_validate(wanted))
-        except ValidationError as error:
-            field, problem = first_problem(error, "form")
-            return await self._subscriptions_page(request, 422, error=f"{field}: {problem}")
-        except HTTPException as error:
-            return await self._subscriptions_page(request, error.status_code, error=error.detail)
+        except (ValidationError, HTTPException) as error:
+            status, message = _refusal(error)
+            return await self._subscriptions_page(request, status, error=message)
         return self._reveal(request, created, "Created.")
 
     async def _find(self, request: Request) -> Subscription:
@@ -292,15 +290,9 @@ class Dashboard:
         try:
             patch = SubscriptionPatch.model_validate(changes)
             await self.subscriptions_api.change(subscription, patch)
-        except ValidationError as error:
-            field, problem = first_problem(error, "form")
-            return await self._subscription_page(
-                request, subscription, 422, error=f"{field}: {problem}"
-            )
-        except HTTPException as error:
-            return await self._subscription_page(
-                request, subscription, error.status_code, error=error.detail
-            )
+        except (ValidationError, HTTPException) as error:
+            status, message = _refusal(error)
+            return await self._subscription_page(request, subscription, status, error=message)
         return self._back(request, f"/subscriptions/{subscription.id}", "Saved.")
 
     async def rotate_secret(self, request: Request) -> Response:
@@ -337,6 +329,14 @@ class Dashboard:
         queued = await self.deliveries_api.recover_failed(subscription, since.timestamp())
         path = f"/subscriptions/{subscription.id}"
         return self._back(request, path, f"Recover: {queued} queued again.")
+
+
+def _refusal(error: ValidationError | HTTPException) -> tuple[int, str]:
+    """A refused form's status and message (naming the field), to show on the form's page."""
+    if isinstance(error, ValidationError):
+        field, problem = first_problem(error, "form")
+        return 422, f"{field}: {problem}"
+    return error.status_code, error.detail
 
 
 def _succeeded(attempt: dict[str, Any]) -> bool:
