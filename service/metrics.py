@@ -17,7 +17,7 @@ import bisect
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -65,6 +65,8 @@ class Recorder:
     def __init__(self, store: MetricsStore) -> None:
         self.store = store
         self.pending: defaultdict[Series, float] = defaultdict(float)
+        # Counted elsewhere (a hot path's own counter), taken at each flush.
+        self.sources: list[Callable[[], dict[Series, float]]] = []
 
     def count(self, name: str, amount: float = 1, **labels: str) -> None:
         assert name in COUNTERS, name
@@ -81,7 +83,12 @@ class Recorder:
 
     async def flush(self) -> None:
         """Add the pending counts to Redis's; kept for the next flush if Redis is away."""
+        for source in self.sources:
+            for series_, amount in source().items():
+                self.pending[series_] += amount
         counted, self.pending = self.pending, defaultdict(float)
+        if not counted:
+            return  # nothing to add: no command at all
         try:
             await self.store.add(dict(counted))
         except (RedisError, OSError) as error:
@@ -94,8 +101,7 @@ class Recorder:
         try:
             while True:
                 await asyncio.sleep(FLUSH_EVERY)
-                if self.pending:
-                    await self.flush()
+                await self.flush()
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await asyncio.shield(self.flush())
