@@ -78,12 +78,19 @@ def formatter(log_format: str) -> logging.Formatter:
 def configure(level: str, log_format: str = "text") -> None:
     """Set up the root logger, unless something (a test runner) already has. uvicorn's and
     arq's loggers propagate to it; httpx's request lines are left to `service.plivo`, which
-    logs each Plivo request at debug."""
+    logs each Plivo request at debug.
+
+    uvicorn's access log stays off: uvicorn writes it whenever `uvicorn.access` has a handler,
+    its own or an ancestor's, and its lines would carry query strings (a GET callback's
+    parameters) and cost every request a line."""
     handler = logging.StreamHandler()
     handler.setFormatter(formatter(log_format))
     logging.basicConfig(level=level.upper(), handlers=[handler])
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
     logging.getLogger("httpx").setLevel(logging.WARNING)

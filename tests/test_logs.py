@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from service.logs import JSONFormatter, OneLineFormatter, about
+from service.logs import JSONFormatter, OneLineFormatter, about, configure
 from tests.conftest import ADMIN_TOKEN, AUTH_TOKEN, SUB_AUTH_TOKEN
 from tests.pipeline_env import running_relay
 from tests.receivers import Receiver
@@ -39,6 +39,13 @@ def test_a_json_line_is_one_object_with_the_fields_it_is_about() -> None:
 def test_a_text_line_escapes_what_callers_chose() -> None:
     line = OneLineFormatter("%(message)s").format(record("path %s", "/a\r\nFAKE ERROR"))
     assert line == "path /a\\r\\nFAKE ERROR"
+
+
+def test_uvicorns_lines_go_through_the_relays_handler_and_its_access_log_stays_off() -> None:
+    configure("info", "json")
+    assert logging.getLogger("uvicorn.error").hasHandlers()  # the root's: JSON like the rest
+    # uvicorn logs every request (query strings included) when this logger has a handler.
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
 
 
 def test_log_format_must_be_text_or_json() -> None:
