@@ -34,6 +34,11 @@ async def test_the_dashboard_asks_for_the_admin_token_and_sets_a_strict_cookie(
         for page in ("/dashboard/", "/dashboard/recordings", "/dashboard/subscriptions"):
             answer = await http.get(f"{relay.url}{page}")
             assert answer.status_code == 303 and answer.headers["location"].endswith("/login")
+        assert (await http.get(f"{relay.url}/dashboard/live")).status_code == 401
+        action = await http.post(f"{relay.url}/dashboard/subscriptions", data={"url": "x"})
+        assert action.status_code == 303 and action.headers["location"].endswith("/login")
+        style = await http.get(f"{relay.url}/dashboard/static/dashboard.css")
+        assert style.status_code == 200 and "text/css" in style.headers["content-type"]
         wrong = await http.post(f"{relay.url}/dashboard/login", data={"token": "not-it"})
         assert wrong.status_code == 401 and "not the admin token" in wrong.text
         assert "set-cookie" not in wrong.headers

@@ -21,7 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from service.dashboard.pages import TEMPLATES, Dashboard
-from service.dashboard.session import COOKIE, SESSION_HOURS, session_key
+from service.dashboard.session import COOKIE, SESSION_HOURS, RequireLogin, session_key
 from service.settings import Settings
 
 __all__ = ["Dashboard", "create_dashboard"]
@@ -63,5 +63,7 @@ def create_dashboard(settings: Settings, dashboard: Dashboard) -> Starlette:
         https_only=(settings.public_base_url or "").startswith("https://"),
     )
     return Starlette(
-        routes=routes, middleware=[session], exception_handlers={HTTPException: _error_page}
+        routes=routes,
+        middleware=[session, Middleware(RequireLogin)],
+        exception_handlers={HTTPException: _error_page},
     )

@@ -16,11 +16,35 @@ import secrets
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.settings import Settings
 
 COOKIE = "relay_dashboard"
 SESSION_HOURS = 8
+OPEN = ("/login", "/static/")  # what needs no session
+
+
+class RequireLogin:
+    """Every page and action but the login page and the static files needs a session: without
+    one a page redirects to the login page, and the overview's live figures answer 401. Runs
+    inside Starlette's `SessionMiddleware`, which has read the cookie."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("session", {}).get("user") != "admin":
+            root = scope.get("root_path", "")
+            path = scope["path"].removeprefix(root)
+            if not path.startswith(OPEN):
+                answer: Response = RedirectResponse(f"{root}/login", status_code=303)
+                if path == "/live":
+                    answer = Response("log in again", status_code=401)
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def session_key(settings: Settings) -> str:
