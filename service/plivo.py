@@ -14,7 +14,7 @@ import asyncio
 import contextvars
 import logging
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -125,7 +125,16 @@ class PlivoClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def _request(self, auth_id: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _request(
+        self,
+        auth_id: str,
+        method: str,
+        path: str,
+        before_sending: Callable[[], Awaitable[None]] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """`before_sending` runs once, after the first attempt's rate-limit slot is taken and
+        right before it is sent: nothing that can fail on Redis stands between the two."""
         token = self.credentials.get(auth_id)
         if token is None:
             raise PlivoError(401, f"no credentials configured for {auth_id}")
@@ -133,6 +142,8 @@ class PlivoClient:
         for attempt in range(self.retries + 1):
             if self.limiter is not None:
                 await self.limiter.acquire(auth_id)
+            if attempt == 0 and before_sending is not None:
+                await before_sending()
             counter = _requests.get()
             if counter is not None:
                 counter[0] += 1
@@ -185,10 +196,17 @@ class PlivoClient:
         await self._request(auth_id, "DELETE", f"Recording/{recording_id}/")
 
     async def create_transcription(
-        self, auth_id: str, recording_id: str, callback_url: str | None
+        self,
+        auth_id: str,
+        recording_id: str,
+        callback_url: str | None,
+        before_sending: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """Buy a transcription; `before_sending` (the pipeline's mark that it is buying one)
+        runs once the request's rate-limit slot is taken, right before it goes."""
         body = {"transcription_callback_url": callback_url} if callback_url else None
-        await self._request(auth_id, "POST", f"Transcription/{recording_id}/", json=body)
+        path = f"Transcription/{recording_id}/"
+        await self._request(auth_id, "POST", path, before_sending=before_sending, json=body)
 
     async def get_transcription(self, auth_id: str, recording_id: str, kind: str) -> dict[str, Any]:
         """One type of transcript; `NotFound` while Plivo is still transcribing."""

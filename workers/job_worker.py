@@ -9,7 +9,9 @@ arq's lock, keep arq's retries and at-least-once guarantees), but between iterat
 - a wake-up: the web process queued a job, or a transcription callback moved a collector up;
 - one of its own jobs ending: a slot is free, and the job may have put itself back in the queue;
 - the next deferred job's due time (a poll of Plivo, a retry, a deletion);
-- `IDLE_LOOK`, for what no one announces (a dead worker's job, once its lock lapses).
+- the earliest lapse of the lock on a due job that another worker holds (or held: a worker
+  that died, or one that lost Redis mid-job), when that job can be taken up;
+- `IDLE_LOOK`, for what no one announces otherwise.
 
 Burst mode and cron jobs, which the relay does not use, are not supported.
 """
@@ -21,12 +23,14 @@ import logging
 import time
 from typing import Any
 
+from arq.constants import in_progress_key_prefix
 from arq.worker import Worker
 
 from service.storage import keys
 from service.storage.wakeups import IDLE_LOOK, Wakeups
 
 log = logging.getLogger("arq.worker")
+LOCKS_LOOKED = 20  # due jobs whose locks one look reads at most
 
 
 class JobWorker(Worker):
@@ -53,12 +57,28 @@ class JobWorker(Worker):
             await self.wakeups.wait(keys.WAKE_JOBS, await self._until_next_due())
 
     async def _until_next_due(self) -> float:
-        """Seconds until the queue's next deferred job is due (at most `IDLE_LOOK`)."""
+        """Seconds until the queue's next deferred job is due, or until the lock on a due job
+        held elsewhere lapses (at most `IDLE_LOOK`)."""
         now_ms = int(time.time() * 1000)
-        first = await self.pool.zrangebyscore(
-            self.queue_name, min=f"({now_ms}", max="+inf", start=0, num=1, withscores=True
-        )
-        return (first[0][1] - now_ms) / 1000 if first else IDLE_LOOK
+        async with self.pool.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(
+                self.queue_name, min=f"({now_ms}", max="+inf", start=0, num=1, withscores=True
+            )
+            pipe.zrangebyscore(self.queue_name, min="-inf", max=now_ms, start=0, num=LOCKS_LOOKED)
+            deferred, due = await pipe.execute()
+        waits = [IDLE_LOOK]
+        if deferred:
+            waits.append((deferred[0][1] - now_ms) / 1000)
+        elsewhere = [j.decode() for j in due if j.decode() not in self.job_tasks]
+        if elsewhere:
+            async with self.pool.pipeline(transaction=False) as pipe:
+                for job_id in elsewhere:
+                    pipe.pttl(in_progress_key_prefix + job_id)
+                lapses = await pipe.execute()
+            # A due job with no lock is this worker's to take when it has room (a job of its
+            # own ending wakes it); one under a lock can be taken once the lock lapses.
+            waits += [ms / 1000 for ms in lapses if ms > 0]
+        return min(waits)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

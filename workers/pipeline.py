@@ -5,7 +5,8 @@ a worker may be killed mid-job); what is done is recorded in the recording's sta
 before the next step starts:
 
 1. `process`: fetch the recording's details (`recording.completed`), then ask Plivo for a
-   transcription, once: `transcription_requesting` is written before the request and never
+   transcription, once: `transcription_requesting` is written before the request (once its
+   rate-limit slot is taken, so a Redis outage before it is sent leaves no mark) and never
    cleared, so a re-run after a crash never pays twice (it waits for that transcription
    instead). Skipped when the customer's `<Record>` already transcribes, or Plivo's
    transcription callback came first. Then it queues `collect`.
@@ -199,9 +200,14 @@ class Pipeline:
             if backfilled and not bought:
                 bought = await self._transcribed_at_plivo(auth_id, recording_id)
             if not bought and not self.settings.plivo_auto_transcription:
-                await self.store.update(recording_id, transcription_requesting=_now_ms())
+
+                async def buying() -> None:
+                    # The mark goes in after the rate limiter's Redis call: a crash of Redis
+                    # before the request is sent leaves no mark, and the re-run buys it.
+                    await self.store.update(recording_id, transcription_requesting=_now_ms())
+
                 await self.plivo.create_transcription(
-                    auth_id, recording_id, self.transcription_callback_url
+                    auth_id, recording_id, self.transcription_callback_url, before_sending=buying
                 )
             await self.store.update(
                 recording_id, transcription_requested_at=_now_ms(), status=Status.TRANSCRIBING
