@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -73,17 +74,17 @@ class Ingest:
                 log.info("callbacks in the last %.0f s: %s", every, summary)
 
     async def recording(self, request: Request) -> Response:
-        try:
-            return await self._recording(request)
-        except HTTPException as refused:
-            self._count("recording", f"refused_{refused.status_code}")
-            raise
+        return await self._refusals_counted("recording", self._recording(request))
 
     async def transcription(self, request: Request) -> Response:
+        return await self._refusals_counted("transcription", self._transcription(request))
+
+    async def _refusals_counted(self, kind: str, handling: Awaitable[Response]) -> Response:
+        """`handling`'s answer; a refusal (`HTTPException`) is counted by its status."""
         try:
-            return await self._transcription(request)
+            return await handling
         except HTTPException as refused:
-            self._count("transcription", f"refused_{refused.status_code}")
+            self._count(kind, f"refused_{refused.status_code}")
             raise
 
     async def _recording(self, request: Request) -> Response:

@@ -20,7 +20,6 @@ class MetricsAPI:
     async def get(self, request: Request) -> Response:
         self.auth.check(request)
         subscriptions, _ = await self.overview.subscriptions.scan()
-        depths = await self.overview.depths(subscriptions)
-        queues = {k: v for k, v in depths.items() if not k.startswith("waiting:")}
+        queues, _ = await self.overview.depths(subscriptions)
         totals = await self.overview.metrics.totals()
         return Response(exposition(totals, queues), media_type=CONTENT_TYPE_LATEST)

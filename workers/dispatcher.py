@@ -1,9 +1,9 @@
 """The dispatcher: each worker process's loop that claims due deliveries and attempts them.
 
 Up to `DELIVERY_CONCURRENCY` attempts run side by side. Between claims it waits for a wake-up
-(`service.storage.wakeups`: a delivery queued or made due, an attempt of its own ended) or
-until the queue's next delivery is due or lease lapses, never longer than `IDLE_LOOK`. When the
-process stops it claims
+(`service.storage.wakeups`: a delivery queued; an attempt of its own ended, whose settling
+may have made the next message or a waiting delivery due) or until the queue's next delivery
+is due or lease lapses, never longer than `IDLE_LOOK`. When the process stops it claims
 nothing more, lets running attempts finish for a grace period, then cancels the rest: their
 leases lapse and another worker sends them again (at least once). Losing Redis does not end
 the loop; it claims again once Redis answers.

@@ -105,15 +105,17 @@ class Overview:
         self.subscriptions = subscriptions
         self.deliveries = deliveries
 
-    async def depths(self, subscriptions: list[Subscription]) -> dict[str, int]:
-        """Every queue's depth; `waiting:{id}` for each subscriber's webhooks waiting for a
-        slot."""
+    async def depths(
+        self, subscriptions: list[Subscription]
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Every queue's depth, and each subscription's webhooks waiting for a slot."""
         due, deferred = await jobs.depth(self.metrics.redis)
-        found = await self.deliveries.depths([s.id for s in subscriptions])
-        return {"pipeline_jobs_due": due, "pipeline_jobs_deferred": deferred, **found}
+        webhooks, waiting = await self.deliveries.depths([s.id for s in subscriptions])
+        queues = {"pipeline_jobs_due": due, "pipeline_jobs_deferred": deferred, **webhooks}
+        return queues, waiting
 
     async def health(
-        self, subscriptions: list[Subscription], depths: dict[str, int]
+        self, subscriptions: list[Subscription], waiting: dict[str, int]
     ) -> list[Health]:
         found = []
         for subscription in subscriptions:
@@ -125,7 +127,7 @@ class Overview:
                     attempts=len(log),
                     succeeded=succeeded,
                     failing_since=await self.deliveries.failing_since(subscription.id),
-                    waiting=depths.get(f"waiting:{subscription.id}", 0),
+                    waiting=waiting.get(subscription.id, 0),
                 )
             )
         return found
@@ -135,13 +137,13 @@ class Overview:
         minutes = await self.metrics.minutes(60, now)
         hours = await self.metrics.hours(24, now)
         subscriptions, _ = await self.subscriptions.scan()
-        depths = await self.depths(subscriptions)
+        queues, waiting = await self.depths(subscriptions)
         throughput, latency = per_minute(minutes)
         return {
             "hour": counts(minutes),
             "day": counts(hours),
             "throughput_chart": chart(list(throughput), "Recordings finished per minute", "/min"),
             "latency_chart": chart(latency, "Mean delivery latency per minute", "ms"),
-            "depths": {k: v for k, v in depths.items() if not k.startswith("waiting:")},
-            "health": await self.health(subscriptions, depths),
+            "depths": queues,
+            "health": await self.health(subscriptions, waiting),
         }

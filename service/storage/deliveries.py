@@ -150,9 +150,9 @@ class Deliveries:
         raw = await self.redis.get(keys_.failing_since(subscription_id))
         return float(raw) if raw is not None else None
 
-    async def depths(self, subscription_ids: list[str]) -> dict[str, int]:
+    async def depths(self, subscription_ids: list[str]) -> tuple[dict[str, int], dict[str, int]]:
         """How many webhooks are due now, in flight, and waiting for one of their
-        subscriber's slots; and each subscriber's waiting ones (`waiting:{id}`)."""
+        subscriber's slots; and how many of each subscriber's wait."""
         now_ms = int(time.time() * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcount(keys_.DUE, "-inf", now_ms)
@@ -162,9 +162,8 @@ class Deliveries:
             due, leased, *waiting = await pipe.execute()
         found = {"webhooks_due": int(due), "webhooks_in_flight": int(leased)}
         found["webhooks_waiting"] = sum(int(w) for w in waiting)
-        for subscription_id, count in zip(subscription_ids, waiting, strict=True):
-            found[f"waiting:{subscription_id}"] = int(count)
-        return found
+        by_subscriber = {s: int(w) for s, w in zip(subscription_ids, waiting, strict=True)}
+        return found, by_subscriber
 
     async def failed_since(self, subscription_id: str, since: float) -> list[dict[str, str]]:
         keys = await self.redis.zrangebyscore(keys_.failed(subscription_id), since, "+inf")
