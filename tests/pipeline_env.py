@@ -77,8 +77,9 @@ class Relay:
     def sandbox_requests(self, route: str) -> int:
         return self.sandbox.state.counters.by_route.get(route, 0)
 
-    def start_worker(self) -> None:
-        self.worker = WorkerProcess(self.settings)
+    def start_worker(self, settings: Settings | None = None) -> None:
+        """A worker in this process, on the relay's settings or on `settings`."""
+        self.worker = WorkerProcess(settings or self.settings)
         self._worker_task = asyncio.create_task(self.worker.run())
 
 

@@ -1,20 +1,29 @@
-"""Crashes lose nothing: a worker killed mid-pipeline (kill -9), or Redis killed and restarted
-from its append-only file while webhooks wait to be delivered."""
+"""Crashes lose nothing: a worker killed mid-pipeline (kill -9), Redis killed and restarted from
+its append-only file while webhooks wait to be delivered, or Redis dying right after a write
+(it kept the write, its answer was lost)."""
 
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.embedded_redis import EmbeddedRedis
+from service.storage import jobs
 from service.storage.archive import Archive, day_of
+from service.storage.recordings import RecordingStore
 from tests.conftest import ADMIN_TOKEN
 from tests.pipeline_env import running_relay, start_worker, worker_env
 from tests.receivers import Receiver
+from tests.redis_crash import redis_crash
 from tests.servers import serve
 from tests.waiting import eventually
+
+BUY = "POST /v1/Account/{auth_id}/Transcription/{recording_id}/"
 
 
 async def test_killed_worker_loses_nothing(redis_url: str, redis: Redis) -> None:
@@ -50,8 +59,7 @@ async def test_killed_worker_loses_nothing(redis_url: str, redis: Redis) -> None
         finally:
             second.send_signal(signal.SIGTERM)
             await second.wait()
-        route = "POST /v1/Account/{auth_id}/Transcription/{recording_id}/"
-        assert relay.sandbox_requests(route) == len(ids)  # none bought twice
+        assert relay.sandbox_requests(BUY) == len(ids)  # none bought twice
 
 
 async def test_redis_crash_and_restart_from_its_aof_loses_no_webhook(tmp_path: Path) -> None:
@@ -68,6 +76,8 @@ async def test_redis_crash_and_restart_from_its_aof_loses_no_webhook(tmp_path: P
                 assert response.status_code == 201
                 env = worker_env(
                     relay,
+                    WORKER_JOB_TIMEOUT="10",  # a job waits for Redis for 8 s of it
+                    LOG_LEVEL="info",  # each job's start and end, should this fail
                     DELIVERY_ALLOW_NETWORKS=admit,
                     DELIVERY_RETRY_SCHEDULE=",".join(["0"] + ["0.3"] * 20),
                 )
@@ -89,7 +99,11 @@ async def test_redis_crash_and_restart_from_its_aof_loses_no_webhook(tmp_path: P
                         ok = {r.headers["webhook-id"] for r in receiver.got if r.status == 200}
                         return len(ok) == 3 * len(ids)
 
-                    await eventually(everything_delivered, within=30, what="every webhook")
+                    try:
+                        await eventually(everything_delivered, within=30, what="every webhook")
+                    except AssertionError:  # say where each recording got to
+                        states = [(await relay.status(i)).json() for i in ids]
+                        raise AssertionError([(s["status"], s["steps"]) for s in states]) from None
                     assert worker.returncode is None  # the same worker rode it out
                 finally:
                     worker.send_signal(signal.SIGTERM)
@@ -137,3 +151,96 @@ async def test_a_worker_killed_mid_webhook_leaves_it_to_another(redis_url: str) 
                 return [a["status_code"] for a in status["attempts"]] == [200]
 
             await eventually(settled, what="the attempt logged")
+
+
+async def test_a_transcription_mark_whose_answer_was_lost_is_bought_once(redis_url: str) -> None:
+    # Redis keeps the mark that the transcription is being bought and dies before answering:
+    # the worker cannot know it was kept, writes it again once Redis is back, then buys.
+    async with (
+        running_relay(redis_url, worker=False) as relay,
+        redis_crash(redis_url) as (crash, through_it),
+    ):
+        crash.crash_after(b"transcription_requesting", down_for=0.5)
+        relay.start_worker(relay.settings.model_copy(update={"redis_url": through_it}))
+        recording_id = await relay.call()
+        status = await relay.settled(recording_id)
+        assert crash.crashes == 1
+        assert status["status"] == "transcribed", status
+        assert status["steps"]["transcription_requested_at"] is not None
+        assert relay.sandbox_requests(BUY) == 1
+
+
+async def test_a_job_that_lost_redis_runs_again_once_redis_is_back(redis_url: str) -> None:
+    # arq's lock on the job lapses only WORKER_JOB_TIMEOUT + 10 s (here 130 s) after it
+    # started: the job waits for Redis instead, and has arq run it again within seconds. Redis
+    # kept the recording's details but not the event that follows: the re-run sends it.
+    async with (
+        running_relay(redis_url, worker=False) as relay,
+        redis_crash(redis_url) as (crash, through_it),
+    ):
+        crash.crash_after(b"details_at", down_for=1.0)
+        relay.start_worker(relay.settings.model_copy(update={"redis_url": through_it}))
+        recording_id = await relay.call()
+        status = await relay.settled(recording_id, within=30)
+        assert crash.crashes == 1
+        assert status["status"] == "transcribed", status
+        kinds = [event["type"] for event in status["events"]]
+        assert kinds == ["recording.completed", "recording.transcribed", "recording.archived"]
+        assert relay.sandbox_requests(BUY) == 1
+
+
+async def test_redis_lost_while_arq_watches_a_key_is_ridden_out(redis_url: str) -> None:
+    # arq watches a key as it takes a job (its lock) and as it queues one (the job's key);
+    # redis-py then says a lost connection with a WatchError, which must not end the worker.
+    async with (
+        running_relay(redis_url, worker=False) as relay,
+        redis_crash(redis_url) as (crash, through_it),
+    ):
+        crash.crash_after(b"EXISTS", down_for=0.5)
+        relay.start_worker(relay.settings.model_copy(update={"redis_url": through_it}))
+        recording_id = await relay.call()
+        status = await relay.settled(recording_id, within=30)
+        assert crash.crashes == 1
+        assert status["status"] == "transcribed", status
+
+
+async def test_a_job_queued_as_redis_is_lost_says_so(redis_url: str, redis: Redis) -> None:
+    # The transaction that queues a job never reaches Redis. arq's own `enqueue_job` took the
+    # error for "queued already" and returned as if it had queued it: a recording's collector
+    # was lost that way, and the recording waited for ever.
+    recording_id = "0b8e2a4c-5d6f-4a1b-9c3d-7e8f9a0b1c2d"
+    job = jobs.job_id(jobs.COLLECT_TRANSCRIPTION, recording_id)
+    async with redis_crash(redis_url) as (crash, through_it):
+        client = Redis.from_url(through_it)
+        try:
+            crash.crash_after(b"EXEC", job.encode(), applied=False, down_for=0)
+            with pytest.raises(RedisConnectionError):
+                await jobs.enqueue(client, jobs.COLLECT_TRANSCRIPTION, recording_id, defer=60)
+            assert crash.crashes == 1
+            assert await redis.zscore(jobs.QUEUE, job) is None  # the caller runs again
+            assert await jobs.enqueue(client, jobs.COLLECT_TRANSCRIPTION, recording_id, defer=60)
+            assert await redis.zscore(jobs.QUEUE, job) is not None
+            assert not await jobs.enqueue(client, jobs.COLLECT_TRANSCRIPTION, recording_id)
+        finally:
+            await client.aclose()
+
+
+async def test_a_mark_left_without_its_request_is_never_bought_again(
+    redis_url: str, redis: Redis
+) -> None:
+    # A worker that died between its mark and its request leaves the mark: whether the
+    # request went cannot be known, so nothing is bought, and the deadline ends the wait.
+    async with running_relay(redis_url, worker=False, transcription_deadline=1) as relay:
+        recording_id = await relay.call()
+        store = RecordingStore(redis, relay.settings.recording_retention_days)
+        await store.update(recording_id, transcription_requesting=int(time.time() * 1000))
+        relay.start_worker()
+        status = await relay.settled(recording_id)
+        assert status["status"] == "failed", status
+        assert "deadline" in status["last_error"], status
+        assert [event["type"] for event in status["events"]] == [
+            "recording.completed",
+            "recording.failed",
+            "recording.archived",  # its audio and documents are kept all the same
+        ]
+        assert relay.sandbox_requests(BUY) == 0

@@ -6,10 +6,11 @@ before the next step starts:
 
 1. `process`: fetch the recording's details (`recording.completed`), then ask Plivo for a
    transcription, once: `transcription_requesting` is written before the request (once its
-   rate-limit slot is taken, so a Redis outage before it is sent leaves no mark) and never
-   cleared, so a re-run after a crash never pays twice (it waits for that transcription
-   instead). Skipped when the customer's `<Record>` already transcribes, or Plivo's
-   transcription callback came first. Then it queues `collect`.
+   rate-limit slot is taken, and the request goes only once Redis has answered that it kept
+   it) and never cleared, so a re-run after a crash never pays twice (it waits for that
+   transcription instead, until `TRANSCRIPTION_DEADLINE`). Skipped when the customer's
+   `<Record>` already transcribes, or Plivo's transcription callback came first. Then it
+   queues `collect`.
 2. `collect`: runs when Plivo's transcription callback arrives (the web process moves the job
    to now) or else at the next poll of `TRANSCRIPTION_POLL_SCHEDULE`; between polls the job is
    deferred in the queue, holding no worker. It fetches what the callback did not carry and
@@ -59,6 +60,7 @@ from service.storage.archive import Archive, ArchiveUnavailable
 from service.storage.deliveries import Deliveries
 from service.storage.recordings import AudioCopy, RecordingState, RecordingStore, Status
 from service.urls import redacted
+from workers.redis_outage import LOST, redis_back
 
 log = logging.getLogger("recording_relay.pipeline")
 MEDIA_CHUNK_BYTES = 1024 * 1024  # read from Plivo and handed to the store at a time
@@ -190,37 +192,54 @@ class Pipeline:
                 call_uuid=str(call_uuid),
             )
             state.recording = recording
-            await self.emit(recording_id, state, events.COMPLETED)
+        # Out of the step above: a run cut short between its write and the event (Redis lost
+        # as it answered) sends the event on the re-run; once sent, `emit` sends it no more.
+        await self.emit(recording_id, state, events.COMPLETED)
         if not callback.get("transcribe", True):  # a backfill that buys no transcription
             return await self._archive_only(recording_id, state)
-        if state.transcription_requesting is None:
-            bought = await self._transcription_callback(recording_id, auth_id) is not None
-            # A backfilled recording may be older than the relay's memory: one Plivo already
-            # transcribes (for the relay before, or anyone) is collected, not bought again.
-            if backfilled and not bought:
-                bought = await self._transcribed_at_plivo(auth_id, recording_id)
-            if not bought and not self.settings.plivo_auto_transcription:
-
-                async def buying() -> None:
-                    # The mark goes in after the rate limiter's Redis call: a crash of Redis
-                    # before the request is sent leaves no mark, and the re-run buys it.
-                    await self.store.update(recording_id, transcription_requesting=_now_ms())
-
-                await self.plivo.create_transcription(
-                    auth_id, recording_id, self.transcription_callback_url, before_sending=buying
-                )
+        if state.transcription_requested_at is None:
+            # A run before this one bought it, or may have (it died between the mark and the
+            # request, or right after): never again. The collector's deadline ends the wait.
+            requested = state.transcription_requesting
+            if requested is None:
+                requested = await self._transcription(recording_id, auth_id, backfilled)
             await self.store.update(
-                recording_id, transcription_requested_at=_now_ms(), status=Status.TRANSCRIBING
+                recording_id, transcription_requested_at=requested, status=Status.TRANSCRIBING
             )
         if state.audio_archived_at is None:
             await self._archive_audio(state)
-        await self.arq.enqueue_job(
-            jobs.COLLECT_TRANSCRIPTION,
-            recording_id,
-            _job_id=jobs.job_id(jobs.COLLECT_TRANSCRIPTION, recording_id),
-            _defer_by=self.settings.transcription_poll_schedule[0],
-        )
+        first_poll = self.settings.transcription_poll_schedule[0]
+        await jobs.enqueue(self.arq, jobs.COLLECT_TRANSCRIPTION, recording_id, defer=first_poll)
         return "transcribing"
+
+    async def _transcription(self, recording_id: str, auth_id: str, backfilled: bool) -> int:
+        """See that the recording is transcribed, once: Plivo's callback came first, or the
+        customer's `<Record>` transcribes, or it is bought here. When that was decided (ms)."""
+        if await self._transcription_callback(recording_id, auth_id) is not None:
+            return _now_ms()
+        # A backfilled recording may be older than the relay's memory: one Plivo already
+        # transcribes (for the relay before, or anyone) is collected, not bought again.
+        if backfilled and await self._transcribed_at_plivo(auth_id, recording_id):
+            return _now_ms()
+        if self.settings.plivo_auto_transcription:
+            return _now_ms()
+        mark = _now_ms()
+
+        async def marking() -> None:
+            # The mark goes in once the request's rate-limit slot is taken (the limiter's Redis
+            # call can fail too), and the request goes only once Redis has said it kept the
+            # mark: a mark whose answer was lost is written again when Redis is back.
+            try:
+                await self.store.update(recording_id, transcription_requesting=mark)
+            except LOST:
+                if not await redis_back(self.arq):
+                    raise
+                await self.store.update(recording_id, transcription_requesting=mark)
+
+        await self.plivo.create_transcription(
+            auth_id, recording_id, self.transcription_callback_url, before_sending=marking
+        )
+        return mark
 
     async def _archive_only(self, recording_id: str, state: RecordingState) -> str:
         """A recording backfilled with `--no-transcribe`: its audio and documents archived and
@@ -229,8 +248,8 @@ class Pipeline:
             await self._archive_audio(state)
         await self._announce_archive(state)
         await self.store.add_requests(recording_id, take_count())
-        await self._finish(recording_id, status=Status.NOT_TRANSCRIBED)
         await self._schedule_deletion(recording_id)
+        await self._finish(recording_id, status=Status.NOT_TRANSCRIBED)
         return "archived, not transcribed"
 
     async def _archive_audio(self, state: RecordingState) -> None:
@@ -332,11 +351,11 @@ class Pipeline:
         await self.emit(recording_id, state, events.TRANSCRIBED, transcription=transcript)
         await self._announce_archive(state)
         await self.store.add_requests(recording_id, take_count())
+        await self._schedule_deletion(recording_id)  # before the end: a final one is not re-run
         await self._finish(recording_id, transcribed_at=_now_ms(), status=Status.TRANSCRIBED)
         if state.transcription_requested_at is not None:
             waited = time.time() - state.transcription_requested_at / 1000
             self.metrics.observe("relay_transcription_seconds", max(0.0, waited))
-        await self._schedule_deletion(recording_id)
         return "transcribed"
 
     async def _transcribed_at_plivo(self, auth_id: str, recording_id: str) -> bool:
@@ -383,12 +402,7 @@ class Pipeline:
         days = self.settings.plivo_delete_after_days
         if days is None:
             return
-        await self.arq.enqueue_job(
-            jobs.DELETE_RECORDING,
-            recording_id,
-            _job_id=jobs.job_id(jobs.DELETE_RECORDING, recording_id),
-            _defer_by=days * 86_400,
-        )
+        await jobs.enqueue(self.arq, jobs.DELETE_RECORDING, recording_id, defer=days * 86_400)
 
     async def delete(self, recording_id: str, job_try: int = 1) -> str:
         """Remove the recording and its transcription from Plivo (the retention policy), only
@@ -531,11 +545,11 @@ class Pipeline:
             with contextlib.suppress(ArchiveUnavailable):
                 await self._announce_archive(state)
         await self.store.add_requests(recording_id, take_count())
+        if state.details_at is not None:  # it exists at Plivo
+            await self._schedule_deletion(recording_id)
         await self._finish(
             recording_id, status=Status.FAILED, failed_at=_now_ms(), last_error=f"{stage}: {reason}"
         )
-        if state.details_at is not None:  # it exists at Plivo
-            await self._schedule_deletion(recording_id)
 
 
 def _callback(state: RecordingState) -> dict[str, Any]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from arq import Retry
@@ -38,28 +36,9 @@ from workers.dispatcher import Dispatcher
 from workers.job_worker import JobWorker
 from workers.pipeline import Pipeline
 from workers.reconciliation import ListingOrder, Reconciler
+from workers.redis_outage import LOST, redis_loss_is_a_retry
 
 log = logging.getLogger("recording_relay.worker")
-REDIS_LOSS_DEFER = 2.0
-Job = TypeVar("Job", bound=Callable[..., Awaitable[str]])
-
-
-def redis_loss_is_a_retry(job: Job) -> Job:
-    """arq ends a job that raises for good; losing Redis mid-job must instead run it again.
-
-    Every job is safe to re-run, so it is deferred rather than failed (if Redis is still away
-    the job stays queued under its lock, and is taken up again once the lock lapses).
-    """
-
-    @functools.wraps(job)
-    async def run(ctx: dict[str, Any], *args: str) -> str:
-        try:
-            return await job(ctx, *args)
-        except (RedisConnectionError, RedisTimeoutError) as error:
-            log.warning("%s: lost Redis (%s); it runs again later", job.__name__, error)
-            raise Retry(defer=REDIS_LOSS_DEFER) from error
-
-    return run  # type: ignore[return-value]
 
 
 @redis_loss_is_a_retry
@@ -279,9 +258,10 @@ class WorkerProcess:
         try:
             main.result()
             return "finished"
-        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+        except (*LOST, OSError) as error:
             log.warning("lost Redis (%s); starting again once it answers", error)
-            await self._finish_jobs(0)  # they lost Redis too
+            # Its jobs lost Redis too: each waits for it, then asks arq to run it again.
+            await self._finish_jobs(self.settings.worker_shutdown_grace)
             return "lost"
 
     async def _finish_jobs(self, grace: float) -> None:

@@ -2,7 +2,8 @@
 
 The web process writes jobs itself, in one atomic script with the recording's state
 (`service.storage.recordings`), so it uses arq's job encoding and key names from here rather
-than arq's `enqueue_job`, which costs several round trips.
+than arq's `enqueue_job`, which costs several round trips; the rest queue jobs with `enqueue`,
+which also survives losing Redis as it queues (see there).
 """
 
 from __future__ import annotations
@@ -52,16 +53,27 @@ async def depth(redis: Redis) -> tuple[int, int]:
     return int(due), int(queued) - int(due)
 
 
-async def enqueue(redis: Redis, function: str, arg: str) -> bool:
-    """Queue `function(arg)` now, unless that job is queued or running already (arq's rule)."""
+async def enqueue(redis: Redis, function: str, arg: str, defer: float = 0.0) -> bool:
+    """Queue `function(arg)` to run in `defer` seconds, unless that job is queued or running
+    already (arq's rule); whether it was queued now.
+
+    One transaction, with no key watched: arq's `enqueue_job` watches the job's key, and when
+    the connection is lost as it queues the job, redis-py says so with the WatchError arq takes
+    for "queued already", and the job is lost without a word. Here a lost connection raises (the
+    caller runs again), and a job whose key was left without its place in the queue gets it.
+    """
     job = job_id(function, arg)
     now_ms = int(time.time() * 1000)
-    if not await redis.set(
-        job_key(job), encode_job(function, (arg,), now_ms), px=JOB_TTL_MS, nx=True
-    ):
-        return False
+    due_ms = now_ms + int(defer * 1000)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.zadd(QUEUE, {job: now_ms})
-        pipe.publish(keys.WAKE_JOBS, 1)
-        await pipe.execute()
-    return True
+        pipe.set(
+            job_key(job),
+            encode_job(function, (arg,), now_ms),
+            px=due_ms - now_ms + JOB_TTL_MS,
+            nx=True,
+        )
+        pipe.zadd(QUEUE, {job: due_ms}, nx=True)
+        if defer <= 0:
+            pipe.publish(keys.WAKE_JOBS, 1)
+        created, *_ = await pipe.execute()
+    return bool(created)
