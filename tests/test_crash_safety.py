@@ -76,7 +76,10 @@ async def test_redis_crash_and_restart_from_its_aof_loses_no_webhook(tmp_path: P
                 assert response.status_code == 201
                 env = worker_env(
                     relay,
-                    WORKER_JOB_TIMEOUT="10",  # a job waits for Redis for 8 s of it
+                    # A job waits for Redis for 4 s of it. A claim of a job or a webhook
+                    # whose answer the crash lost waits for its lock (15 s) or lease (12 s).
+                    WORKER_JOB_TIMEOUT="5",
+                    DELIVERY_TIMEOUT="2",
                     LOG_LEVEL="info",  # each job's start and end, should this fail
                     DELIVERY_ALLOW_NETWORKS=admit,
                     DELIVERY_RETRY_SCHEDULE=",".join(["0"] + ["0.3"] * 20),
