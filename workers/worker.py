@@ -112,11 +112,13 @@ class WorkerProcess:
     """One worker process: arq's worker for the pipeline's jobs and the webhook dispatcher.
 
     The clients and the one dispatcher live as long as the process. arq's worker ends when it
-    loses Redis; the process then waits for Redis (saying which `REDIS_URL`) and starts a new
-    arq worker on the same clients, so there is never a second dispatcher, and the PaaS sees no
-    crash. `stop` (SIGTERM, SIGINT) is remembered whatever the process is doing: no job or
-    webhook is taken after it, those running get `WORKER_SHUTDOWN_GRACE` seconds to finish and
-    be recorded, the rest are handed back (their locks and leases lapse), and `run` returns.
+    loses Redis; its running jobs get `WORKER_SHUTDOWN_GRACE` seconds to ride it out
+    (`workers.redis_outage`), then the process waits for Redis (saying which `REDIS_URL`) and
+    starts a new arq worker on the same clients, so there is never a second dispatcher, and the
+    PaaS sees no crash. `stop` (SIGTERM, SIGINT) is remembered whatever the process is doing:
+    no job or webhook is taken after it, those running get `WORKER_SHUTDOWN_GRACE` seconds to
+    finish and be recorded, the rest are handed back (their locks and leases lapse), and `run`
+    returns.
     """
 
     def __init__(self, settings: Settings, **arq_overrides: Any) -> None:
