@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,9 @@ from service.storage import jobs
 from service.storage.archive import Archive, day_of
 from service.storage.recordings import RecordingStore
 from tests.conftest import ADMIN_TOKEN
-from tests.pipeline_env import running_relay, start_worker, worker_env
+from tests.pipeline_env import Relay, running_relay, start_worker, worker_env
 from tests.receivers import Receiver
-from tests.redis_crash import redis_crash
+from tests.redis_crash import RedisCrash, redis_crash
 from tests.servers import serve
 from tests.waiting import eventually
 
@@ -156,15 +158,26 @@ async def test_a_worker_killed_mid_webhook_leaves_it_to_another(redis_url: str) 
             await eventually(settled, what="the attempt logged")
 
 
-async def test_a_transcription_mark_whose_answer_was_lost_is_bought_once(redis_url: str) -> None:
-    # Redis keeps the mark that the transcription is being bought and dies before answering:
-    # the worker cannot know it was kept, writes it again once Redis is back, then buys.
+@asynccontextmanager
+async def worker_behind_a_crash(
+    redis_url: str, *markers: bytes, down_for: float
+) -> AsyncIterator[tuple[Relay, RedisCrash]]:
+    """A relay whose worker reaches Redis through `tests.redis_crash`, set to crash after the
+    first write that carries `markers`; its web process reaches Redis directly."""
     async with (
         running_relay(redis_url, worker=False) as relay,
         redis_crash(redis_url) as (crash, through_it),
     ):
-        crash.crash_after(b"transcription_requesting", down_for=0.5)
+        crash.crash_after(*markers, down_for=down_for)
         relay.start_worker(relay.settings.model_copy(update={"redis_url": through_it}))
+        yield relay, crash
+
+
+async def test_a_transcription_mark_whose_answer_was_lost_is_bought_once(redis_url: str) -> None:
+    # Redis keeps the mark that the transcription is being bought and dies before answering:
+    # the worker cannot know it was kept, writes it again once Redis is back, then buys.
+    mark = b"transcription_requesting"
+    async with worker_behind_a_crash(redis_url, mark, down_for=0.5) as (relay, crash):
         recording_id = await relay.call()
         status = await relay.settled(recording_id)
         assert crash.crashes == 1
@@ -177,12 +190,7 @@ async def test_a_job_that_lost_redis_runs_again_once_redis_is_back(redis_url: st
     # arq's lock on the job lapses only WORKER_JOB_TIMEOUT + 10 s (here 130 s) after it
     # started: the job waits for Redis instead, and has arq run it again within seconds. Redis
     # kept the recording's details but not the event that follows: the re-run sends it.
-    async with (
-        running_relay(redis_url, worker=False) as relay,
-        redis_crash(redis_url) as (crash, through_it),
-    ):
-        crash.crash_after(b"details_at", down_for=1.0)
-        relay.start_worker(relay.settings.model_copy(update={"redis_url": through_it}))
+    async with worker_behind_a_crash(redis_url, b"details_at", down_for=1.0) as (relay, crash):
         recording_id = await relay.call()
         status = await relay.settled(recording_id, within=30)
         assert crash.crashes == 1
@@ -195,12 +203,7 @@ async def test_a_job_that_lost_redis_runs_again_once_redis_is_back(redis_url: st
 async def test_redis_lost_while_arq_watches_a_key_is_ridden_out(redis_url: str) -> None:
     # arq watches a key as it takes a job (its lock) and as it queues one (the job's key);
     # redis-py then says a lost connection with a WatchError, which must not end the worker.
-    async with (
-        running_relay(redis_url, worker=False) as relay,
-        redis_crash(redis_url) as (crash, through_it),
-    ):
-        crash.crash_after(b"EXISTS", down_for=0.5)
-        relay.start_worker(relay.settings.model_copy(update={"redis_url": through_it}))
+    async with worker_behind_a_crash(redis_url, b"EXISTS", down_for=0.5) as (relay, crash):
         recording_id = await relay.call()
         status = await relay.settled(recording_id, within=30)
         assert crash.crashes == 1
