@@ -26,7 +26,7 @@ from service.dashboard import Dashboard, create_dashboard
 from service.dashboard.overview import Overview
 from service.deliveries_api import DeliveriesAPI
 from service.fast_path import CallbackEndpoint, CallbackRoutes
-from service.health import Readiness, healthz
+from service.health import DeploymentHealth, HealthAPI, Readiness, healthz
 from service.ingest import Ingest
 from service.logs import configure
 from service.media_api import MediaAPI
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     settings = settings or load_settings()
     configure(settings.log_level, settings.log_format)
     http_limits.configure(settings.http_request_timeout)
-    redis = connect(settings.redis_url)
+    redis = connect(settings)
     store = RecordingStore(redis, settings.recording_retention_days)
     metrics_store = MetricsStore(redis)
     recorder = Recorder(metrics_store)
@@ -93,7 +93,8 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     )
     media = MediaAPI(store, archive, plivo, MediaLinks(settings))
     backfills = BackfillsAPI(BackfillStore(redis, settings.recording_retention_days), admin)
-    overview = Overview(metrics_store, subscription_store, fan_out)
+    health = DeploymentHealth(redis, fan_out)
+    overview = Overview(metrics_store, subscription_store, fan_out, health)
     metrics = MetricsAPI(AdminAuth(settings.metrics_token or settings.admin_token), overview)
     dashboard = Dashboard(
         settings, overview, recordings, deliveries, subscriptions, subscription_store, fan_out
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", Readiness(redis, archive).probe, methods=["GET"]),
+        Route("/v1/health", HealthAPI(health, admin).get, methods=["GET"]),
         Route("/v1/recordings", recordings.list, methods=["GET"]),
         Route("/v1/recordings/{recording_id}", recordings.get, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),

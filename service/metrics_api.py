@@ -22,4 +22,5 @@ class MetricsAPI:
         subscriptions, _ = await self.overview.subscriptions.scan()
         queues, _ = await self.overview.depths(subscriptions)
         totals = await self.overview.metrics.totals()
-        return Response(exposition(totals, queues), media_type=CONTENT_TYPE_LATEST)
+        health = await self.overview.deployment.report()
+        return Response(exposition(totals, queues, health), media_type=CONTENT_TYPE_LATEST)

@@ -87,6 +87,40 @@ class RecordingStatus(BaseModel):
     attempts: list[Attempt]
 
 
+class Heartbeat(BaseModel):
+    worker: str = Field(description="the PaaS's name for the process (DYNO, ...) and its pid")
+    last_heartbeat: float = Field(description="epoch seconds")
+    seconds_ago: float
+    alive: bool = Field(description="it beat within the last 30 s")
+
+
+class Workers(BaseModel):
+    alive: int
+    heartbeats: list[Heartbeat] = Field(description="the last day's workers, newest first")
+
+
+class Queues(BaseModel):
+    oldest_due_job_seconds: float | None = Field(description="null: no job waits to start")
+    oldest_due_webhook_seconds: float | None = Field(description="null: no webhook waits")
+
+
+class RedisFigures(BaseModel):
+    used_memory: int
+    maxmemory: int = Field(description="0: no limit")
+    maxmemory_policy: str = Field(description="anything but noeviction loses work")
+    connected_clients: int
+    maxclients: int | None
+    rejected_connections: int = Field(description="since Redis started")
+    evicted_keys: int = Field(description="since Redis started")
+
+
+class HealthReport(BaseModel):
+    workers: Workers
+    queues: Queues
+    redis: RedisFigures
+    warnings: list[str] = Field(description="what to act on, in sentences; empty when all is well")
+
+
 def _answer(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     if schema is None:
         return {"description": description}
@@ -170,6 +204,7 @@ def document() -> dict[str, Any]:
         RecordingList,
         Event,
         BackfillRequest,
+        HealthReport,
     ):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
@@ -348,6 +383,16 @@ def document() -> dict[str, Any]:
                             "operationId": "getBackfill",
                             "parameters": {"backfill_id": "$response.body#/id"},
                         }
+                    },
+                },
+            },
+            "/v1/health": {
+                "get": {
+                    "operationId": "getHealth",
+                    "summary": "The deployment's health: workers, queues, Redis, warnings",
+                    "responses": {
+                        "200": _answer("the health report", _ref("HealthReport")),
+                        **COMMON,
                     },
                 },
             },

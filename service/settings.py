@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     web_concurrency: int = Field(default=1, ge=1, le=64)
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Connections this process opens to Redis at most, all its work together
+    # (`service.storage.connections`): a plan's `maxclients` is shared by every process.
+    redis_max_connections: int = Field(default=8, ge=4, le=10_000)
+    # Verify a rediss:// server's certificate (false: a self-signed one, as Heroku's plans use).
+    redis_tls_verify: bool = True
     log_level: str = "info"
     # `text` (one line an event) or `json` (one JSON object a line, `service.logs`).
     log_format: str = "text"

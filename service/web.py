@@ -1,7 +1,7 @@
 """The `web` process of the Procfile: `python -m service.web`.
 
-Checks the configuration before anything starts, then serves the app with uvicorn on `$PORT`
-with `$WEB_CONCURRENCY` processes.
+Checks the configuration, the archive and Redis's eviction policy before anything starts, then
+serves the app with uvicorn on `$PORT` with `$WEB_CONCURRENCY` processes.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import uvicorn
 
 from service.logs import configure
 from service.settings import load_settings
+from service.storage import connections, server
 from service.storage.archive import require
 
 
@@ -17,6 +18,7 @@ def main() -> None:
     settings = load_settings()
     configure(settings.log_level, settings.log_format)
     require(settings.archive_url)
+    server.require(settings.redis_url_for_logs, connections.web(settings))
     uvicorn.run(
         "service.app:create_app",
         factory=True,

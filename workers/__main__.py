@@ -21,15 +21,18 @@ from tqdm import tqdm
 
 from service.logs import configure
 from service.settings import Settings, load_settings
+from service.storage import connections, server
 from service.storage.archive import require
 from service.storage.reconciliation import Backfill
 from workers.worker import WorkerProcess
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings) -> int:
+    """Run the worker until it is told to stop; its exit status."""
     process = WorkerProcess(settings)
     process.install_signal_handlers()
     await process.run()
+    return process.exit_status
 
 
 async def backfill(settings: Settings, since: str, until: str | None, transcribe: bool) -> int:
@@ -80,10 +83,11 @@ def main() -> None:
     settings = load_settings()
     configure(settings.log_level, settings.log_format)
     require(settings.archive_url)
+    server.require(settings.redis_url_for_logs, connections.web(settings))
     if args.command == "backfill":
         transcribe = not args.no_transcribe
         raise SystemExit(asyncio.run(backfill(settings, args.since, args.until, transcribe)))
-    asyncio.run(serve(settings))
+    raise SystemExit(asyncio.run(serve(settings)))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ may have made the next message or a waiting delivery due) or until the queue's n
 is due or lease lapses, never longer than `IDLE_LOOK`. When the process stops it claims
 nothing more, lets running attempts finish for a grace period, then cancels the rest: their
 leases lapse and another worker sends them again (at least once). Losing Redis does not end
-the loop; it claims again once Redis answers.
+the loop, nor does a Redis that refuses writes: it claims again once Redis answers.
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ import asyncio
 import logging
 import time
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from service.storage import keys
 from service.storage.deliveries import Claimed, DeliveryQueue
 from service.storage.wakeups import IDLE_LOOK, Wakeups
 from workers.delivery import Deliverer
+from workers.redis_outage import outage, redis_trouble
 
 log = logging.getLogger("recording_relay.dispatcher")
 
@@ -69,8 +67,10 @@ class Dispatcher:
                     claimed, backoff = claims.taken, 0.1
                     if claims.next_due is not None:
                         wait = claims.next_due - time.time()
-                except (RedisConnectionError, RedisTimeoutError, OSError) as error:
-                    log.warning("cannot claim deliveries (%s); trying again", error)
+                except Exception as error:
+                    if not redis_trouble(error):
+                        raise
+                    log.warning("cannot claim deliveries: %s; trying again", outage(error))
                     wait, backoff = backoff, min(backoff * 2, 5.0)
             for delivery in claimed:
                 task = asyncio.create_task(self._deliver(delivery))

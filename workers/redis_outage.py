@@ -1,5 +1,8 @@
 """A job riding out a short Redis outage instead of leaving its work to arq's lock lapse.
 
+An outage is Redis gone (a restart, a failover, connections refused at `maxclients`) or Redis
+refusing writes (`OOM command not allowed`: a `noeviction` Redis that is full).
+
 A job that loses Redis cannot tell arq how it ended either (arq writes that to Redis), so
 arq's lock on it stays until it lapses (`WORKER_JOB_TIMEOUT` + 10 s) before the job runs
 again. Instead, a job that loses Redis waits for it (`redis_back`) for most of the time it has
@@ -28,6 +31,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
+from service.storage.server import refuses_writes, writable
+
 log = logging.getLogger("recording_relay.worker")
 # What losing Redis raises. redis-py raises a WatchError, not a ConnectionError, for a
 # connection lost while a key is watched; arq watches a key when it takes or queues a job, and
@@ -49,17 +54,29 @@ def job_time(seconds: float) -> Iterator[None]:
         _deadline.reset(token)
 
 
+def redis_trouble(error: BaseException) -> bool:
+    """Whether `error` is Redis gone (`LOST`) or refusing writes for want of memory: an outage
+    to wait out, not a failure of the work."""
+    return isinstance(error, (*LOST, OSError)) or refuses_writes(error)
+
+
+def outage(error: BaseException) -> str:
+    """An outage as a log line says it."""
+    if refuses_writes(error):
+        return "Redis refuses writes (OOM: maxmemory reached)"
+    return f"lost Redis ({error})"
+
+
 async def redis_back(redis: Redis) -> bool:
-    """Wait for Redis to answer again, as long as the running job may; whether it did."""
+    """Wait for Redis to answer again and take writes, as long as the running job may;
+    whether it did."""
     deadline = _deadline.get() or time.monotonic()
     delay = 0.05
     while True:
-        try:
-            await redis.ping()
+        if await writable(redis):
             return True
-        except (*LOST, OSError):
-            if time.monotonic() + delay > deadline:
-                return False
+        if time.monotonic() + delay > deadline:
+            return False
         await asyncio.sleep(delay)
         delay = min(delay * 2, 1.0)
 
@@ -73,12 +90,14 @@ def redis_loss_is_a_retry(job: Job) -> Job:
         with job_time(ctx["job_timeout"]):
             try:
                 return await job(ctx, *args)
-            except LOST as error:
+            except Exception as error:
+                if not redis_trouble(error):
+                    raise
                 back = await redis_back(ctx["redis"])
                 log.warning(
-                    "%s: lost Redis (%s); it runs again %s",
+                    "%s: %s; it runs again %s",
                     job.__name__,
-                    error,
+                    outage(error),
                     "shortly" if back else "once its lock lapses",
                 )
                 raise Retry(defer=REDIS_LOSS_DEFER) from error

@@ -15,16 +15,17 @@ from arq import Retry
 from arq.connections import ArqRedis
 from arq.worker import func
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.metrics import Recorder
 from service.plivo import PlivoClient, PlivoError
 from service.settings import Settings
 from service.ssrf import URLGuard, guarded_transport
-from service.storage import jobs
+from service.storage import connections, heartbeats, jobs, server
 from service.storage.archive import Archive
 from service.storage.deliveries import Deliveries, DeliveryQueue
+from service.storage.heartbeats import Heartbeats
 from service.storage.metrics import MetricsStore
 from service.storage.rate_limit import RateLimiter
 from service.storage.reconciliation import BackfillStore, SweepState
@@ -36,7 +37,7 @@ from workers.dispatcher import Dispatcher
 from workers.job_worker import JobWorker
 from workers.pipeline import Pipeline
 from workers.reconciliation import ListingOrder, Reconciler
-from workers.redis_outage import LOST, redis_loss_is_a_retry
+from workers.redis_outage import outage, redis_loss_is_a_retry, redis_trouble
 
 log = logging.getLogger("recording_relay.worker")
 
@@ -124,12 +125,14 @@ class WorkerProcess:
     def __init__(self, settings: Settings, **arq_overrides: Any) -> None:
         self.settings = settings
         self.arq_overrides = arq_overrides  # tests set a shorter `job_timeout`
-        self.redis = ArqRedis.from_url(
-            settings.redis_url, socket_connect_timeout=2, socket_timeout=10
-        )
+        # Every connection of the process comes out of REDIS_MAX_CONNECTIONS: this pool, shared
+        # by jobs, deliveries, metrics and sweeps, and the wake-up listener's one.
+        self.redis = ArqRedis(pool_or_conn=connections.worker_pool(settings))
         self.arq: JobWorker | None = None
         self._arq_main: asyncio.Task[None] | None = None
         self.signal: str | None = None
+        self.exit_status = 0  # 2: Redis's configuration loses work (its eviction policy)
+        self.name = heartbeats.this_process()
         self._stopping = asyncio.Event()
         self._build()
 
@@ -164,7 +167,7 @@ class WorkerProcess:
         deliverer = Deliverer(
             settings, redis, subscriptions, deliveries, delivery_queue, self.webhooks, self.metrics
         )
-        self.wakeups = Wakeups(settings.redis_url)
+        self.wakeups = Wakeups(connections.listener(settings))
         self.dispatcher = Dispatcher(
             delivery_queue, deliverer, settings.delivery_concurrency, self.wakeups
         )
@@ -186,8 +189,10 @@ class WorkerProcess:
             BackfillStore(redis, settings.recording_retention_days),
             self.metrics,
         )
+        self.heartbeats = Heartbeats(redis)
         self._sweeper: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._beating: asyncio.Task[None] | None = None
 
     def stop(self, signal_name: str = "stop") -> None:
         """Stop taking work and shut down (safe to call any number of times, at any moment)."""
@@ -212,7 +217,8 @@ class WorkerProcess:
                 "ready, so transcriptions are found by polling only"
             )
         try:
-            if await self._wait_for_redis():
+            if await self._wait_for_redis() and await self._policy_keeps_work():
+                self._beating = asyncio.create_task(self._beat(), name="heartbeat")
                 self.wakeups.start()
                 self._flusher = asyncio.create_task(self.metrics.run(), name="metrics")
                 self.dispatcher.start()
@@ -225,6 +231,25 @@ class WorkerProcess:
                         break
         finally:
             await self._shut_down()
+
+    async def _policy_keeps_work(self) -> bool:
+        """Whether Redis keeps what it is given (`noeviction`); checked at start-up too, but
+        a worker may have started before Redis answered."""
+        problem = await server.policy_problem(self.redis)
+        if problem is not None:
+            log.error("configuration error: %s", problem)
+            self.exit_status = 2
+        return problem is None
+
+    async def _beat(self) -> None:
+        """Tell the health report this worker is alive, every `heartbeats.EVERY` seconds."""
+        while not self._stopping.is_set():
+            try:
+                await self.heartbeats.beat(self.name)
+            except (RedisError, OSError) as error:
+                log.debug("heartbeat not written (%s)", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), heartbeats.EVERY)
 
     async def _sweep_now_and_then(self) -> None:
         """Look a few times an interval whether it is this worker's turn to sweep (the turn is
@@ -260,8 +285,10 @@ class WorkerProcess:
         try:
             main.result()
             return "finished"
-        except (*LOST, OSError) as error:
-            log.warning("lost Redis (%s); starting again once it answers", error)
+        except Exception as error:
+            if not redis_trouble(error):
+                raise
+            log.warning("%s; starting again once it takes writes", outage(error))
             # Its jobs lost Redis too: each waits for it, then asks arq to run it again.
             await self._finish_jobs(self.settings.worker_shutdown_grace)
             return "lost"
@@ -277,15 +304,18 @@ class WorkerProcess:
             await asyncio.gather(*jobs, return_exceptions=True)
 
     async def _wait_for_redis(self) -> bool:
-        """True once Redis answers; False if the process is told to stop first."""
+        """True once Redis answers and takes writes (a full one refuses them); False if the
+        process is told to stop first."""
         delay, said = 0.2, False
         while not self._stopping.is_set():
             try:
                 await self.redis.ping()
+                if not await server.writable(self.redis):
+                    raise OutOfMemoryError("Redis refuses writes (OOM: maxmemory reached)")
                 if said:
                     log.info("Redis answers again")
                 return True
-            except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            except (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, OSError) as error:
                 if not said:
                     url = self.settings.redis_url_for_logs
                     log.warning("waiting for Redis at %s (%s)", url, error)
@@ -301,15 +331,17 @@ class WorkerProcess:
         self.stop(self.signal or "stop")
         grace = self.settings.worker_shutdown_grace
         arq = self.arq
-        if self._sweeper is not None:
-            self._sweeper.cancel()  # a sweep cut short is repeated by the next
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in (self._sweeper, self._beating):
+            if task is not None:
+                task.cancel()  # a sweep cut short is repeated by the next
+                await asyncio.gather(task, return_exceptions=True)
         await asyncio.gather(self._finish_jobs(grace), self.dispatcher.stop(grace))
         if self._arq_main is not None:
             self._arq_main.cancel()
             await asyncio.gather(self._arq_main, return_exceptions=True)
-        if arq is not None:
-            with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(RedisError, OSError):
+            await self.heartbeats.forget(self.name)
+            if arq is not None:
                 await self.redis.delete(arq.health_check_key)
         log.info(
             "shut down: %d jobs complete, %d failed, %d retried",

@@ -15,6 +15,7 @@ from typing import Any
 
 from markupsafe import Markup
 
+from service.health import DeploymentHealth
 from service.metrics import total
 from service.storage import jobs
 from service.storage.deliveries import Deliveries
@@ -99,11 +100,16 @@ def chart(values: list[float | None], title: str, unit: str) -> Markup:
 
 class Overview:
     def __init__(
-        self, metrics: MetricsStore, subscriptions: SubscriptionStore, deliveries: Deliveries
+        self,
+        metrics: MetricsStore,
+        subscriptions: SubscriptionStore,
+        deliveries: Deliveries,
+        health: DeploymentHealth,
     ) -> None:
         self.metrics = metrics
         self.subscriptions = subscriptions
         self.deliveries = deliveries
+        self.deployment = health
 
     async def depths(
         self, subscriptions: list[Subscription]
@@ -146,4 +152,5 @@ class Overview:
             "latency_chart": chart(latency, "Mean delivery latency per minute", "ms"),
             "depths": queues,
             "health": await self.health(subscriptions, waiting),
+            "deployment": (await self.deployment.report()).as_dict(),
         }

@@ -38,11 +38,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.events import EVENT_TYPES
 from service.storage import keys as keys_
 from service.storage import lua
+from service.storage.server import refuses_writes
 from service.storage.subscriptions import SubscriptionStore
 from service.subscriptions import Subscription
 
@@ -164,6 +166,12 @@ class Deliveries:
         found["webhooks_waiting"] = sum(int(w) for w in waiting)
         by_subscriber = {s: int(w) for s, w in zip(subscription_ids, waiting, strict=True)}
         return found, by_subscriber
+
+    async def oldest_due(self, now: float) -> float | None:
+        """How long (seconds) the longest-due webhook has waited to be sent; None if none is
+        due."""
+        first = await self.redis.zrangebyscore(keys_.DUE, "-inf", int(now * 1000), 0, 1, True)
+        return round(now - first[0][1] / 1000, 3) if first else None
 
     async def failed_since(self, subscription_id: str, since: float) -> list[dict[str, str]]:
         keys = await self.redis.zrangebyscore(keys_.failed(subscription_id), since, "+inf")
@@ -290,11 +298,13 @@ class DeliveryQueue:
         ]
         deadline = claimed.claimed_at + self.lease_ms / 1000 - 1
         delay = 0.1
-        while True:  # Redis may be restarting: settle once it is back, not send twice
+        while True:  # Redis may be restarting or full: settle once it is back, not send twice
             try:
                 await self._settle(keys, args)
                 return
-            except (RedisConnectionError, RedisTimeoutError):
+            except (RedisConnectionError, RedisTimeoutError, ResponseError) as error:
+                if isinstance(error, ResponseError) and not refuses_writes(error):
+                    raise
                 if time.time() + delay > deadline:
                     raise  # the lease lapses: the delivery is attempted again
                 await asyncio.sleep(delay)

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import time
 
-from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix, result_key_prefix
+from arq.constants import (
+    default_queue_name,
+    expires_extra_ms,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+)
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
@@ -51,6 +57,21 @@ async def depth(redis: Redis) -> tuple[int, int]:
         pipe.zcard(QUEUE)
         due, queued = await pipe.execute()
     return int(due), int(queued) - int(due)
+
+
+async def oldest_due(redis: Redis, now: float, look: int = 20) -> float | None:
+    """How long (seconds) the oldest due job that no worker is running has waited to start;
+    None when none waits. Looks at the `look` longest-due jobs (a running job stays in the
+    queue, under arq's in-progress lock, until it ends)."""
+    due = await redis.zrangebyscore(QUEUE, "-inf", int(now * 1000), 0, look, withscores=True)
+    if not due:
+        return None
+    async with redis.pipeline(transaction=False) as pipe:
+        for job, _ in due:
+            pipe.exists(in_progress_key_prefix + job.decode())
+        running = await pipe.execute()
+    waiting = [score for (_, score), locked in zip(due, running, strict=True) if not locked]
+    return round(now - waiting[0] / 1000, 3) if waiting else None
 
 
 async def enqueue(redis: Redis, function: str, arg: str, defer: float = 0.0) -> bool:

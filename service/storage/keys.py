@@ -26,6 +26,9 @@ whoever sweeps; it lapses after `RECONCILE_INTERVAL`), `rr:reconcile:watermark:{
 Wake-ups (`service.storage.wakeups`), pub/sub channels, not keys: `rr:wake:jobs` (a job is
 due now in arq's queue), `rr:wake:deliveries` (a delivery is due now).
 
+Workers' heartbeats (`service.storage.heartbeats`): `rr:workers` (zset: worker -> last beat,
+epoch s). The write probe (`service.storage.server`): `rr:probe:{pid}` (10 s).
+
 Metrics (`service.storage.metrics`): `rr:metrics` (hash: series -> total, every process's
 counts summed), `rr:metrics:minute:{n}` and `rr:metrics:hour:{n}` (hashes: the same, counted in
 minute n / hour n since the epoch; kept 25 hours and 8 days).
@@ -39,6 +42,8 @@ SUBSCRIPTIONS = "rr:subscriptions"
 RECORDINGS_INDEX = "rr:recordings"
 DUE = "rr:deliveries:due"  # member `{subscription}:{message}`, score: due (epoch ms)
 LEASED = "rr:deliveries:leased"  # the same, taken by a worker; score: lease lapses (ms)
+
+WORKERS = "rr:workers"
 
 WAKE_JOBS = "rr:wake:jobs"
 WAKE_DELIVERIES = "rr:wake:deliveries"
@@ -109,6 +114,11 @@ def reconcile_watermark(auth_id: str) -> str:
 
 def backfill(backfill_id: str) -> str:
     return f"rr:backfill:{backfill_id}"
+
+
+def probe(pid: int) -> str:
+    """A process's short-lived write probe (`service.storage.server.writable`)."""
+    return f"rr:probe:{pid}"
 
 
 METRICS = "rr:metrics"

@@ -32,7 +32,8 @@ from redis.exceptions import ConnectionError
 
 from service.callbacks import RecordingCallback, TranscriptionCallback, is_recording_id
 from service.events import EVENT_TYPES
-from service.storage import jobs, keys, lua
+from service.settings import Settings
+from service.storage import connections, jobs, keys, lua
 from service.storage.batch import Batcher
 from service.storage.script import Script
 
@@ -171,17 +172,15 @@ class ForeignRecording(Exception):
     """A transcription callback signed by another account than the recording's owner."""
 
 
-def connect(url: str) -> Redis:
-    """A client with short timeouts (Plivo must hear back fast) and one retry on a dropped link."""
-    client: Redis = Redis.from_url(
-        url,
-        socket_timeout=2,
-        socket_connect_timeout=2,
+def connect(settings: Settings) -> Redis:
+    """The web process's client (`service.storage.connections`): short timeouts (Plivo must
+    hear back fast) and one retry on a dropped link."""
+    return connections.web(
+        settings,
         health_check_interval=30,
         retry=Retry(NoBackoff(), 1),
         retry_on_error=[ConnectionError],
     )
-    return client
 
 
 def _outcome(callback: RecordingCallback, raw: str) -> Outcome:

@@ -4,6 +4,9 @@ redis-py spends most of its per-call CPU packing arguments one by one and checki
 connection out and back in. The ingestion path calls one script with hundreds of arguments per
 batch (`service.storage.batch`), one batch at a time, so it keeps one connection and writes the RESP
 bytes itself. Everything else uses redis-py as usual.
+
+The connection is taken from the client's pool when first needed and kept until `aclose`, so
+it counts against the process's `REDIS_MAX_CONNECTIONS` (`service.storage.connections`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import hashlib
 from collections.abc import Sequence
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError, NoScriptError, TimeoutError
 
 Arg = str | int | bytes
@@ -32,7 +36,7 @@ class Script:
         self.redis = redis
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
-        self._connection = redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        self._connection: AbstractConnection | None = None
         self._lock = asyncio.Lock()
 
     async def __call__(self, keys: Sequence[Arg], args: Sequence[Arg]) -> object:
@@ -46,6 +50,8 @@ class Script:
                 return await self._run(command)
 
     async def _run(self, command: bytes) -> object:
+        if self._connection is None:
+            self._connection = await self.redis.connection_pool.get_connection()
         for attempt in (1, 2):
             try:
                 await self._connection.send_packed_command(command, check_health=False)
@@ -59,4 +65,7 @@ class Script:
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
-        await self._connection.disconnect()
+        if self._connection is not None:
+            await self._connection.disconnect()
+            await self.redis.connection_pool.release(self._connection)
+            self._connection = None

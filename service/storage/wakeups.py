@@ -41,9 +41,10 @@ CHANNELS = (keys.WAKE_JOBS, keys.WAKE_DELIVERIES)
 class Wakeups:
     """One worker process's listener on the wake-up channels (its own connection)."""
 
-    def __init__(self, redis_url: str) -> None:
-        # No read timeout: a quiet channel is the normal state (keep-alive finds a dead peer).
-        self.redis = Redis.from_url(redis_url, socket_connect_timeout=2, socket_keepalive=True)
+    def __init__(self, redis: Redis) -> None:
+        # A connection of its own with no read timeout: a quiet channel is the normal state
+        # (`service.storage.connections.listener`).
+        self.redis = redis
         self._events = {channel: asyncio.Event() for channel in CHANNELS}
         self._task: asyncio.Task[None] | None = None
 
@@ -88,7 +89,7 @@ class Wakeups:
                 log.debug("wake-ups: lost Redis (%s); listening again shortly", error)
             finally:
                 with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             self._wake_all()  # consumers look for themselves meanwhile
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

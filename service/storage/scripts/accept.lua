@@ -9,7 +9,6 @@
 local jobs, index = KEYS[1], KEYS[2]
 local now, retention, log_max, job_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local queued = 0
-redis.call('ZREMRANGEBYSCORE', index, '-inf', tonumber(now) - tonumber(retention) * 1000)
 local function accept(state, log, job, result, callback, starts, encoded, job_id, auth_id, id)
   if starts == '1' then
     if redis.call('HSETNX', state, 'accepted_at', now) == 1 then
@@ -39,5 +38,8 @@ for i = 0, (#KEYS - 2) / 4 - 1 do
                             ARGV[a + 5])
   if ok then outcomes[i + 1] = outcome else outcomes[i + 1] = 'failed: ' .. tostring(outcome) end
 end
+-- Last: a write that may not grow memory first would let the rest through on a full Redis
+-- (a script's first write decides), where each callback must be refused and retried instead.
+redis.call('ZREMRANGEBYSCORE', index, '-inf', tonumber(now) - tonumber(retention) * 1000)
 if queued > 0 then redis.call('PUBLISH', ARGV[5], queued) end
 return outcomes
