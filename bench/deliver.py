@@ -42,6 +42,7 @@ from service.storage.subscriptions import SubscriptionStore  # noqa: E402
 from service.subscriptions import SubscriptionCreate  # noqa: E402
 
 IN_FLIGHT = 4  # DELIVERY_MAX_IN_FLIGHT's default, the relay's concurrency to one subscriber
+DAY = "2026/12/01"  # the recordings' archive day: each attempt is also written beside them
 WORKER_CPU, SERVICE_CPU = 0, 1
 
 
@@ -146,7 +147,9 @@ class Bench:
             SubscriptionCreate(url=f"{self.receiver}/hook/0", events=["recording.completed"])
         )
         for index, body in enumerate(bodies):
-            await deliveries.queue(subscription, f"rec-{index}", "recording.completed", body)
+            await deliveries.queue(
+                subscription, f"rec-{index}", "recording.completed", body, day=DAY
+            )
         self.start_worker("worker-throughput.log")
         try:
             await self.wait_for(len(bodies), ["/hook/0"])
@@ -195,7 +198,9 @@ class Bench:
             started = time.monotonic()
             for index in range(events):
                 await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
-                await deliveries.fan_out(f"rec-{index}", "recording.completed", payload(index))
+                await deliveries.fan_out(
+                    f"rec-{index}", "recording.completed", payload(index), day=DAY
+                )
             paths = [f"/hook/{index}" for index in range(9)]
             await self.wait_for(events * 9, paths)
         finally:

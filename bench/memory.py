@@ -1,13 +1,23 @@
-"""bench/memory: what each delivered recording leaves in Redis.
+"""bench/memory: what each recording costs in Redis, in bytes and in commands.
 
 The Plivo sandbox with 5-minute transcripts (about 750 words, word-level `raw`), the relay's web
-process and one worker, a private Redis, the archive on the file store, and one subscription
-(bench/receiver.py answering 204). N recordings go through the whole pipeline; once every one
-is transcribed and its three webhooks are delivered, Redis's `used_memory` is compared with
-its value before them: bytes per recording, beside the size of one `recording.transcribed`
-body (what the relay kept per recording and subscriber before the archive).
+process and one worker, a private Redis, the archive on the file store, and subscribers on
+loopback (bench/receiver.py). Three measurements, each on a fresh Redis:
 
-    .venv/bin/python bench/memory.py [--recordings 500]
+1. Delivered, with `--subscribers` subscriptions answering 204 (3, then 2 by default): after
+   warm-up recordings (which fill what is bounded per subscription: its attempt window), N
+   recordings go through the whole pipeline; once every one is transcribed, its webhooks
+   delivered and its attempts moved to the archive, Redis's `used_memory` and `INFO
+   commandstats` are compared with before them: bytes and commands per recording (the bench's
+   own `INFO` calls left out).
+2. Pending at failing subscribers: M recordings go to `--failing` subscriptions that answer
+   500 (and, as the baseline in the same run, to one), after warm-up recordings have filled
+   their attempt windows; once each delivery has failed twice, the bytes each recording holds
+   in Redis while its webhooks wait for their retries. One body a recording, however many
+   subscribers: the ratio of the two is the goal.
+
+    .venv/bin/python bench/memory.py [--recordings 500] [--rate 20] [--subscribers 3,2]
+        [--failing 40] [--pending 10] [--explain]
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import re
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -37,27 +48,24 @@ from service.embedded_redis import EmbeddedRedis  # noqa: E402
 
 WORDS = 750  # about 5 minutes of speech
 EVENTS = 3  # completed, transcribed, archived: the webhooks of one recording
+# Warm-up recordings: each subscription's attempt window (100 to 120, what is bounded per
+# subscription, not per recording) fills before what is measured: three attempts a delivered
+# recording, two a failing one (at once and 5 s later).
+WARM_UP = 40
+WARM_UP_FAILING = 65
+DEADLINE = 900.0
 
 
-async def settle(
-    redis: aioredis.Redis, http: httpx.AsyncClient, receiver: str, ids: list[str], webhooks: int
-) -> None:
-    """Until every recording is transcribed, every webhook arrived and nothing is queued."""
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        async with redis.pipeline(transaction=False) as pipe:
-            for recording_id in ids:
-                pipe.hget(f"rr:recording:{recording_id}", "status")
-            pipe.zcard("rr:deliveries:due")
-            pipe.zcard("rr:deliveries:leased")
-            *statuses, due, leased = await pipe.execute()
-        stats = (await http.get(f"{receiver}/stats")).json()
-        arrived = stats.get("/hook/memory", {}).get("count", 0)
-        done = all(s == b"transcribed" for s in statuses)
-        if done and arrived >= webhooks and due == 0 and leased == 0:
-            return
-        await asyncio.sleep(0.2)
-    raise SystemExit("the recordings did not settle within 600 s")
+async def commands(redis: aioredis.Redis) -> dict[str, int]:
+    """Calls per command so far, the bench's own `INFO` left out."""
+    stats = await redis.info("commandstats")
+    return {
+        k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info"
+    }
+
+
+async def used_memory(redis: aioredis.Redis) -> int:
+    return int((await redis.info("memory"))["used_memory"])
 
 
 async def by_kind(redis: aioredis.Redis) -> dict[str, int]:
@@ -69,24 +77,66 @@ async def by_kind(redis: aioredis.Redis) -> dict[str, int]:
     return totals
 
 
-async def used_memory(redis: aioredis.Redis) -> int:
-    return int((await redis.info("memory"))["used_memory"])
+async def arrived(http: httpx.AsyncClient, receiver: str, prefix: str) -> int:
+    stats = (await http.get(f"{receiver}/stats")).json()
+    return sum(v["count"] for path, v in stats.items() if path.startswith(prefix))
 
 
-async def run(args: argparse.Namespace, work: Path) -> None:
+async def quiet(redis: aioredis.Redis) -> None:
+    """Until the relay stops talking to Redis: nothing due, no attempt log waiting for the
+    archive, and no command for a while (a few idle looks aside)."""
+    deadline = time.monotonic() + DEADLINE
+    last = -1
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.5)
+        waiting = await redis.llen("rr:archive:attempts")
+        total = sum((await commands(redis)).values())
+        if waiting == 0 and total - last < 8:
+            return
+        last = total
+    raise SystemExit("Redis did not quieten")
+
+
+async def until(what: str, check: object) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        if await check():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.2)
+    raise SystemExit(f"{what}: not within {DEADLINE:.0f} s")
+
+
+@dataclass
+class Relay:
+    redis: aioredis.Redis
+    http: httpx.AsyncClient
+    sandbox: str
+    relay: str
+    receiver: str
+    admin: str
+
+    async def subscribe(self, path: str, count: int) -> None:
+        for n in range(count):
+            created = await self.http.post(
+                f"{self.relay}/v1/subscriptions",
+                json={"url": f"{self.receiver}{path}/{n}"},
+                headers={"Authorization": f"Bearer {self.admin}"},
+            )
+            assert created.status_code == 201, created.text
+
+
+async def with_relay(work: Path, run: object) -> None:
+    """Run `run(relay)` against a fresh Redis, sandbox, relay and receiver."""
     with EmbeddedRedis(work / "redis") as redis_server:
         site = loopback(redis_server.url, work)
-        sandbox, relay, receiver, admin, env = (
-            site.sandbox, site.relay, site.receiver, site.admin, site.env
-        )  # fmt: skip
-        receiver_port = site.receiver_port
+        env = site.env
         processes = [
             start([sys.executable, "-m", "sandbox"], env, work / "sandbox.log"),
             start([sys.executable, "-m", "service.web"], env, work / "web.log"),
             start([sys.executable, "-m", "workers"], env, work / "worker.log"),
             start(
                 [sys.executable, "-m", "uvicorn", "bench.receiver:app", "--port",
-                 str(receiver_port), "--log-level", "warning"],
+                 str(site.receiver_port), "--log-level", "warning"],
                 env,
                 work / "receiver.log",
             ),
@@ -94,54 +144,112 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         redis = aioredis.Redis.from_url(redis_server.url)
         try:
             async with httpx.AsyncClient(timeout=30) as http:
-                for url in (f"{relay}/healthz", f"{sandbox}/sandbox/stats", f"{receiver}/stats"):
+                for url in (
+                    f"{site.relay}/healthz",
+                    f"{site.sandbox}/sandbox/stats",
+                    f"{site.receiver}/stats",
+                ):
                     await wait_up(url)
-                await http.put(f"{sandbox}/sandbox/faults", json={"transcript_words": WORDS})
-                created = await http.post(
-                    f"{relay}/v1/subscriptions",
-                    json={"url": f"{receiver}/hook/memory"},
-                    headers={"Authorization": f"Bearer {admin}"},
-                )
-                assert created.status_code == 201, created.text
-                # A few first, so that what is allocated once (scripts, pools) is in the base.
-                warm = await record_calls(sandbox, relay, 20)
-                await settle(redis, http, receiver, warm, EVENTS * len(warm))
-                before, keys_before = await used_memory(redis), sum((await by_kind(redis)).values())
-                ids = await record_calls(sandbox, relay, args.recordings)
-                await settle(redis, http, receiver, warm + ids, EVENTS * (len(warm) + len(ids)))
-                after, kinds = await used_memory(redis), await by_kind(redis)
-                status = await http.get(
-                    f"{relay}/v1/recordings/{ids[0]}",
-                    headers={"Authorization": f"Bearer {admin}"},
-                )
-                body = next(
-                    e for e in status.json()["events"] if e["type"] == "recording.transcribed"
-                )
-                event_bytes = len(httpx.Response(200, json=body).content)
-            per_recording = (after - before) / len(ids)
-            per_keys = (sum(kinds.values()) - keys_before) / len(ids)
-            print(f"bench/memory: {len(ids)} recordings of {WORDS}-word transcripts, 1 subscriber")
-            print(f"  Redis used_memory: {before:,} -> {after:,} bytes")
-            print(f"  per delivered recording: {per_recording:,.0f} bytes (goal <= 4,096)")
-            print(f"  the same by MEMORY USAGE of the keys: {per_keys:,.0f} bytes")
-            print(f"  one recording.transcribed body: {event_bytes:,} bytes (now in the archive)")
-            print(f"  ratio to that body: {per_recording / event_bytes:.3f}")
-            if args.explain:
-                every = len(warm) + len(ids)
-                for name, total in sorted(kinds.items(), key=lambda item: -item[1])[:12]:
-                    print(f"    {total / every:8,.0f} bytes/recording  {name}")
+                await http.put(f"{site.sandbox}/sandbox/faults", json={"transcript_words": WORDS})
+                await run(Relay(redis, http, site.sandbox, site.relay, site.receiver, site.admin))  # type: ignore[operator]
         finally:
             await redis.aclose()
             stop_all(processes)
 
 
+async def transcribed(relay: Relay, ids: list[str]) -> bool:
+    async with relay.redis.pipeline(transaction=False) as pipe:
+        for recording_id in ids:
+            pipe.hget(f"rr:recording:{recording_id}", "status")
+        return all(s == b"transcribed" for s in await pipe.execute())
+
+
+async def delivered(args: argparse.Namespace, work: Path, subscribers: int) -> None:
+    async def run(relay: Relay) -> None:
+        await relay.subscribe("/hook/ok", subscribers)
+        warm = await record_calls(relay.sandbox, relay.relay, WARM_UP)
+        await until("warm-up", lambda: _enough(relay, "/hook/", EVENTS * subscribers * len(warm)))
+        await quiet(relay.redis)
+        before, calls_before = await used_memory(relay.redis), await commands(relay.redis)
+        ids = await record_calls(relay.sandbox, relay.relay, args.recordings, args.rate)
+        total = EVENTS * subscribers * (len(warm) + len(ids))
+        await until("delivery", lambda: _enough(relay, "/hook/", total))
+        await until("transcribed", lambda: transcribed(relay, ids))
+        await quiet(relay.redis)
+        after, calls_after = await used_memory(relay.redis), await commands(relay.redis)
+        spent = {
+            k: (calls_after.get(k, 0) - calls_before.get(k, 0)) / len(ids) for k in calls_after
+        }
+        pace = f"{args.rate:g} a second" if args.rate else "all at once"
+        print(
+            f"bench/memory: {len(ids)} recordings of {WORDS}-word transcripts ({pace}) "
+            f"delivered to {subscribers} subscribers"
+        )
+        print(f"  Redis used_memory: {before:,} -> {after:,} bytes")
+        per = (after - before) / len(ids)
+        print(f"  per delivered recording: {per:,.0f} bytes (goal <= 512 with 3)")
+        print(f"  Redis commands per recording: {sum(spent.values()):.1f} (goal <= 150 with 2)")
+        if args.explain:
+            kinds = await by_kind(relay.redis)
+            every = len(warm) + len(ids)
+            for name, size in sorted(kinds.items(), key=lambda item: -item[1])[:10]:
+                print(f"    {size / every:8,.0f} bytes/recording  {name}")
+            for name, count in sorted(spent.items(), key=lambda item: -item[1])[:40]:
+                print(f"    {count:6.2f} {name}")
+
+    await with_relay(work, run)
+
+
+async def _enough(relay: Relay, prefix: str, count: int) -> bool:
+    return await arrived(relay.http, relay.receiver, prefix) >= count
+
+
+async def pending(args: argparse.Namespace, work: Path, failing: int) -> float:
+    """Bytes each recording holds while its webhooks wait at `failing` subscribers."""
+    result = 0.0
+
+    async def run(relay: Relay) -> None:
+        nonlocal result
+        await relay.subscribe("/fail", failing)
+        warm = await record_calls(relay.sandbox, relay.relay, WARM_UP_FAILING)
+        # Each delivery fails at once and 5 s later (the schedule's first two): the windows fill.
+        await until("warm-up", lambda: _enough(relay, "/fail/", 2 * failing * len(warm)))
+        await quiet(relay.redis)
+        before = await used_memory(relay.redis)
+        ids = await record_calls(relay.sandbox, relay.relay, args.pending)
+        await until("transcribed", lambda: transcribed(relay, ids))
+        total = 2 * failing * (len(warm) + len(ids))
+        await until("two failures each", lambda: _enough(relay, "/fail/", total))
+        await quiet(relay.redis)
+        result = (await used_memory(relay.redis) - before) / len(ids)
+        print(
+            f"  pending at {failing} failing subscriber{'s' if failing > 1 else ''}: "
+            f"{result:,.0f} bytes a recording"
+        )
+
+    await with_relay(work, run)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recordings", type=int, default=500)
-    parser.add_argument("--explain", action="store_true", help="bytes by kind of key")
+    parser.add_argument("--rate", type=float, help="callbacks a second (default: all at once)")
+    parser.add_argument("--subscribers", default="3,2", help="subscriber counts to measure")
+    parser.add_argument("--failing", type=int, default=40)
+    parser.add_argument("--pending", type=int, default=10, help="recordings measured pending")
+    parser.add_argument("--explain", action="store_true", help="bytes and commands by kind")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
-        asyncio.run(run(args, Path(tmp)))
+    for count in (int(n) for n in args.subscribers.split(",") if n):
+        with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+            asyncio.run(delivered(args, Path(tmp), count))
+    if args.failing:
+        print(f"bench/memory: {args.pending} recordings whose webhooks wait for their retries")
+        sizes = []
+        for failing in (1, args.failing):
+            with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+                sizes.append(asyncio.run(pending(args, Path(tmp), failing)))
+        print(f"  ratio {args.failing} to 1: {sizes[1] / sizes[0]:.2f} (goal <= 1.2)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 - `POST /hook/{name}`: answers 204 at once, noting when it arrived and, from the event's
   `data.recording.queued_at` (bench/deliver.py puts it there), how long after it was queued.
 - `POST /hang`: never answers (until the sender gives up).
+- `POST /fail/{name}`: answers 500 (counted like a hook): a subscriber that is down.
 - `GET /stats`: per path, the count, first and last arrival and the latencies; `POST /reset`.
 - `GET /arrivals`: when each event first arrived, `{"<type> <recording_id>": epoch seconds}`
   (bench/latency).
@@ -58,6 +59,9 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         return
     now = time.time()
     arrivals[path].append(now)
+    if path.startswith("/fail/"):
+        await answer(send, 500, b"")
+        return
     event = json.loads(body)
     data = event.get("data", {})
     first_arrival.setdefault(f"{event.get('type')} {data.get('recording_id')}", now)

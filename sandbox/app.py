@@ -306,6 +306,8 @@ class Sandbox:
                 return plivo_error(400, "body must be JSON")
             callback_url = document.get("transcription_callback_url") if document else None
         self.start_transcription(account, recording_id, callback_url)
+        bought = self.state.counters.bought
+        bought[recording_id] = bought.get(recording_id, 0) + 1
         return api_answer({"message": "transcription in progress"}, status=201)
 
     def start_transcription(

@@ -71,6 +71,9 @@ class Counters:
     rate_limited: int = 0
     injected_errors: int = 0
     media: int = 0  # audio downloads begun (not API requests)
+    # Transcriptions created (what an account pays for), by recording: a request cut off before
+    # the sandbox read it creates none.
+    bought: dict[str, int] = field(default_factory=dict)
 
 
 class SandboxState:

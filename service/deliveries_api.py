@@ -4,7 +4,8 @@
   events again, to every matching subscription or the one named.
 - `POST /v1/subscriptions/{id}/recover` with `{"since": ISO 8601}`: everything that failed for
   the subscription since then, again.
-- `GET /v1/subscriptions/{id}/attempts`: the subscription's attempts, newest last.
+- `GET /v1/subscriptions/{id}/attempts`: the subscription's recent attempts (the window Redis
+  keeps: `service.storage.deliveries.WINDOW`), newest last.
 Re-sent messages keep their `webhook-id`.
 """
 
@@ -19,7 +20,7 @@ from starlette.responses import JSONResponse
 
 from service.admin_auth import AdminAuth
 from service.paging import Page
-from service.storage import keys
+from service.storage.archive import day_of
 from service.storage.deliveries import Deliveries
 from service.storage.history import History
 from service.storage.recordings import RecordingStore
@@ -65,13 +66,16 @@ class DeliveriesAPI:
         wants them); how many deliveries were queued. 404 / 422 as `HTTPException`."""
         if only is not None and not isinstance(await self.subscriptions.get(only), Subscription):
             raise Unprocessable("subscription_id", "no such subscription")
-        state = await self.store.state(recording_id)
-        if state is None:
+        found = await self.store.state(recording_id)
+        if found is None:
             raise HTTPException(404, f"recording {recording_id[:80]!r} is unknown to the relay")
+        state = await self.history.full(found)
         queued = 0
         for body in await self.history.events(state):
             kind = json.loads(body)["type"]
-            queued += await self.deliveries.fan_out(recording_id, kind, body, only=only)
+            queued += (
+                await self.deliveries.fan_out(recording_id, kind, body, only=only)
+            ).subscriptions
         return queued
 
     async def recover(self, request: Request) -> JSONResponse:
@@ -88,21 +92,19 @@ class DeliveriesAPI:
         failed = await self.deliveries.failed_since(subscription.id, since)
         queued = 0
         for delivery in failed:
-            body = delivery.get("body") or await self._archived_body(delivery)
+            recording_id, kind = delivery["recording_id"], delivery["type"]
+            body: str | None = delivery.get("body")  # an operational event's: Redis keeps it
+            day = ""
+            if body is None:  # a recording's: in its archive
+                state = await self.store.state(recording_id)
+                if state is None:
+                    continue  # past the retention
+                body = await self.history.event(await self.history.full(state), kind)
+                day = day_of(state.accepted_at or 0)
             if body is not None:
-                await self.deliveries.queue(
-                    subscription, delivery["recording_id"], delivery["type"], body
-                )
+                await self.deliveries.queue(subscription, recording_id, kind, body, day)
                 queued += 1
         return queued
-
-    async def _archived_body(self, delivery: dict[str, str]) -> str | None:
-        """A settled delivery's body, which Redis no longer keeps: from the archive."""
-        recording_id = delivery["recording_id"]
-        state = await self.store.state(recording_id)
-        if state is None:
-            return None  # past the retention
-        return await self.history.event(state, delivery["type"])
 
     async def attempts(self, request: Request) -> JSONResponse:
         """A page of the attempt log: the newest first page, oldest first within it;
@@ -113,6 +115,6 @@ class DeliveriesAPI:
         if await self.subscriptions.get(subscription_id) is None:
             raise HTTPException(404, "no such subscription")
         found, total = await self.deliveries.attempts(
-            keys.attempts(subscription_id), skip_newest=page.offset, limit=page.limit
+            subscription_id, skip_newest=page.offset, limit=page.limit
         )
         return JSONResponse({"data": found, "next_cursor": page.next(total)})

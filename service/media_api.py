@@ -26,8 +26,8 @@ from starlette.responses import FileResponse, RedirectResponse, Response, Stream
 
 from service.media_links import LinkRefused, MediaLinks
 from service.plivo import NotFound, PlivoClient, PlivoError
-from service.storage import history
-from service.storage.archive import Archive, ArchiveUnavailable
+from service.storage.archive import ArchiveUnavailable
+from service.storage.history import History, prefix
 from service.storage.recordings import RecordingState, RecordingStore
 
 log = logging.getLogger("recording_relay.media")
@@ -39,10 +39,11 @@ CHUNK_BYTES = 256 * 1024
 
 class MediaAPI:
     def __init__(
-        self, store: RecordingStore, archive: Archive, plivo: PlivoClient, links: MediaLinks
+        self, store: RecordingStore, history: History, plivo: PlivoClient, links: MediaLinks
     ) -> None:
         self.store = store
-        self.archive = archive
+        self.history = history
+        self.archive = history.archive
         self.plivo = plivo
         self.links = links
 
@@ -58,9 +59,13 @@ class MediaAPI:
             raise HTTPException(400, "type: the only other copy is type=original")
         original = variant == "original"
         recording_id, _, audio_format = name.rpartition(".")
-        state = await self.store.state(recording_id)
-        if state is None:
+        found = await self.store.state(recording_id)
+        if found is None:
             raise HTTPException(404, f"recording {recording_id} is unknown to the relay")
+        try:
+            state = await self.history.full(found)
+        except ArchiveUnavailable as error:
+            raise HTTPException(503, str(error)) from None
         key = _archived(state, audio_format, original)
         if key is not None:
             return await self._from_archive(key, audio_format)
@@ -126,5 +131,5 @@ def _archived(state: RecordingState, audio_format: str, original: bool) -> str |
     """The archive's key of the recording's audio (or its pre-denoised copy), if it has it."""
     name = f"audio.original.{audio_format}" if original else f"audio.{audio_format}"
     if any(copy.name == name for copy in state.audio):
-        return f"{history.prefix(state)}/{name}"
+        return f"{prefix(state)}/{name}"
     return None

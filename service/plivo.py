@@ -215,6 +215,12 @@ class PlivoClient:
         )
         return numbers(response.json())
 
+    async def transcriptions_page(self, auth_id: str) -> list[dict[str, Any]]:
+        """The first page of List Transcriptions (its filters and order are not documented;
+        the newest are taken to come first, as for recordings)."""
+        page = (await self._request(auth_id, "GET", "Transcription/", params={"limit": 20})).json()
+        return list(page.get("objects", []))
+
     async def delete_transcription(self, auth_id: str, recording_id: str) -> None:
         await self._request(auth_id, "DELETE", f"Transcription/{recording_id}/")
 

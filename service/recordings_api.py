@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 
 from service.admin_auth import AdminAuth
 from service.paging import Page
-from service.storage.deliveries import decode_attempt
+from service.storage.deliveries import Deliveries
 from service.storage.history import History, prefix
 from service.storage.recordings import RecordingState, RecordingStore, Status
 
@@ -44,9 +44,12 @@ SCAN_MAX = 1000  # index entries one page may look through to fill itself under 
 
 
 class RecordingsAPI:
-    def __init__(self, store: RecordingStore, history: History, auth: AdminAuth) -> None:
+    def __init__(
+        self, store: RecordingStore, history: History, deliveries: Deliveries, auth: AdminAuth
+    ) -> None:
         self.store = store
         self.history = history
+        self.deliveries = deliveries
         self.auth = auth
 
     async def list(self, request: Request) -> JSONResponse:
@@ -95,10 +98,13 @@ class RecordingsAPI:
 
     async def detail(self, recording_id: str) -> dict[str, Any]:
         """Everything the relay knows of a recording; 404 as `HTTPException`."""
-        state = await self.store.state(recording_id)
-        if state is None:
+        found = await self.store.state(recording_id)
+        if found is None:
             raise HTTPException(404, f"recording {recording_id[:80]!r} is unknown to the relay")
+        state = await self.history.full(found)
         callback = await self.history.callback(state)
+        attempts = await self.history.attempts(state) if state.archived else []
+        attempts += await self.deliveries.recording_attempts(recording_id)
         return {
             "recording_id": recording_id,
             "status": state.status,
@@ -116,7 +122,7 @@ class RecordingsAPI:
             "callback": callback,
             "other_callbacks": [json.loads(c) for c in await self.store.callbacks(recording_id)],
             "events": [json.loads(e) for e in await self.history.events(state)],
-            "attempts": [decode_attempt(a) for a in await self.store.attempts(recording_id)],
+            "attempts": attempts,
         }
 
 
@@ -125,7 +131,7 @@ def _summary(state: RecordingState) -> dict[str, Any]:
         "recording_id": state.recording_id,
         "status": state.status,
         "accepted_at": state.accepted_at,
-        "updated_at": state.updated_at,
+        "updated_at": state.updated_at or state.archived_at,
         "archived": state.archived,
         "last_error": state.last_error,
     }

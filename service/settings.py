@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     transcription_deadline: float = Field(default=1800, gt=0)
     # The customer's <Record transcriptionType="auto"> already transcribes: never create one.
     plivo_auto_transcription: bool = False
+    # Seconds after a transcription was marked as being bought before a request Plivo shows no
+    # sign of (a worker died between the mark and the request) is taken never to have arrived,
+    # and the transcription is bought then.
+    plivo_unknown_request_wait: float = Field(default=120, gt=0, le=86_400)
     # Plivo's API limit shared by every worker of an account: "requests/seconds".
     plivo_rate_limit: Annotated[tuple[int, float], NoDecode] = (300, 5.0)
     plivo_timeout: float = Field(default=10.0, gt=0)

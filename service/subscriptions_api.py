@@ -130,7 +130,7 @@ class SubscriptionsAPI:
         subscription_id = request.path_params["subscription_id"]
         if not await self.store.delete(subscription_id):
             raise HTTPException(404, "no such subscription")
-        await self.deliveries.forget(subscription_id)
+        await self.deliveries.drop(subscription_id)
         return Response(status_code=204)
 
     async def rotate_secret(self, request: Request) -> JSONResponse:

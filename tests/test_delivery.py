@@ -80,11 +80,16 @@ async def test_failures_are_retried_with_the_same_webhook_id(redis_url: str) -> 
             await relay.call()
             await received(receiver, 3)
             assert len({r.headers["webhook-id"] for r in receiver.got}) == 1
-            attempts = (
-                await relay.http.get(
+            attempts: list[dict] = []
+
+            async def all_logged() -> bool:  # the last is logged as its answer is settled
+                answer = await relay.http.get(
                     f"{relay.url}/v1/subscriptions/{subscription['id']}/attempts", headers=ADMIN
                 )
-            ).json()["data"]
+                attempts[:] = answer.json()["data"]
+                return len(attempts) == 3
+
+            await eventually(all_logged, what="three attempts logged")
             assert [a["status_code"] for a in attempts] == [500, 503, 200]
             assert attempts[0]["response_body"] == "answer 500"
             assert all(a["latency_ms"] >= 0 for a in attempts)

@@ -1,4 +1,5 @@
-"""The delivery queue on a real Redis: order per recording, slots per subscriber, leases."""
+"""The delivery queue on a real Redis: order per recording, slots per subscriber, leases, one
+body however many subscribers, and what a deleted subscription leaves (nothing)."""
 
 from __future__ import annotations
 
@@ -6,107 +7,221 @@ import time
 
 from redis.asyncio import Redis
 
-from service.storage import keys
-from service.storage.deliveries import ATTEMPT_DEFAULTS, Claimed, Deliveries, DeliveryQueue
+from service.storage.deliveries import (
+    ATTEMPT_DEFAULTS,
+    WINDOW,
+    Claimed,
+    Claims,
+    Deliveries,
+    DeliveryQueue,
+)
+from service.storage.heartbeats import Heartbeats
 from service.storage.subscriptions import SubscriptionStore
 from service.subscriptions import Subscription, SubscriptionCreate
 
 RETENTION = 3600
+COMPLETED, TRANSCRIBED = "recording.completed", "recording.transcribed"
+
+
+WORKER = "worker.1:100"
 
 
 async def setup(
-    redis: Redis, slots: int = 4, lease: float = 60
-) -> tuple[DeliveryQueue, Deliveries, Subscription]:
+    redis: Redis, slots: int = 4, subscribers: int = 1, holder: str = WORKER
+) -> tuple[DeliveryQueue, Deliveries, list[Subscription]]:
     subscriptions = SubscriptionStore(redis)
-    subscription = await subscriptions.create(SubscriptionCreate(url="https://example.com/hook"))
-    queue = DeliveryQueue(redis, slots, lease, retention=RETENTION)
-    return queue, Deliveries(redis, subscriptions), subscription
+    subs = [
+        await subscriptions.create(SubscriptionCreate(url=f"https://example.com/hook/{n}"))
+        for n in range(subscribers)
+    ]
+    await Heartbeats(redis).beat(holder)
+    queue = DeliveryQueue(redis, slots, holder=holder, lapse=60, retention=RETENTION)
+    return queue, Deliveries(redis, subscriptions, slots), subs
 
 
-def attempt(claimed: Claimed, status: int | None) -> dict[str, object]:
-    return {"msg_id": claimed.msg_id, "status_code": status}
+def attempt(status: int | None) -> dict[str, object]:
+    return {"at": time.time(), "status_code": status}
+
+
+async def claim(queue: DeliveryQueue) -> list[Claimed]:
+    return (await queue.claim(10)).taken
 
 
 async def test_a_recordings_next_event_waits_for_the_first_to_settle(redis: Redis) -> None:
-    queue, deliveries, sub = await setup(redis)
-    await deliveries.queue(sub, "rec-1", "recording.completed", '{"n": 1}')
-    await deliveries.queue(sub, "rec-1", "recording.transcribed", '{"n": 2}')
-    first = (await queue.claim(10)).taken
-    assert [c.type for c in first] == ["recording.completed"]
-    assert (await queue.claim(10)).taken == []  # the second waits for the first
-    await queue.settle(first[0], "retry", attempt(first[0], 500), "HTTP 500", retry_in=60)
-    assert (await queue.claim(10)).taken == []  # a retrying head still holds the line
-    await deliveries.queue(sub, "rec-1", "recording.completed", '{"n": 1}')  # replayed: due now
-    again = (await queue.claim(10)).taken
-    assert [(c.type, c.attempts) for c in again] == [("recording.completed", 0)]
-    await queue.settle(again[0], "succeeded", attempt(again[0], 200))
-    second = (await queue.claim(10)).taken
-    assert [c.type for c in second] == ["recording.transcribed"]
-    assert second[0].body == '{"n": 2}'
+    queue, deliveries, [sub] = await setup(redis)
+    await deliveries.fan_out("rec-1", COMPLETED, '{"n": 1}')
+    await deliveries.fan_out("rec-1", TRANSCRIBED, '{"n": 2}')
+    first = await claim(queue)
+    assert [c.type for c in first] == [COMPLETED]
+    assert await claim(queue) == []  # the second waits for the first
+    await queue.settle(first[0], "retry", attempt(500), retry_in=60)
+    assert await claim(queue) == []  # a retrying head still holds the line
+    await redis.zadd(f"rr:queue:{sub.id}", {"rec-1": 0})  # its retry comes due
+    await redis.zadd("rr:deliveries:due", {sub.id: 0})
+    [again] = await claim(queue)
+    assert (again.type, again.attempts) == (COMPLETED, 1)
+    # Settled, it hands its worker the next event at once, in the slot it frees.
+    second = (await queue.settle(again, "succeeded", attempt(200))).then
+    assert second is not None
+    assert (second.type, second.body, second.attempts) == (TRANSCRIBED, '{"n": 2}', 0)
+    assert await claim(queue) == []  # held by the worker: no one else takes it
+
+
+async def test_a_worker_that_takes_no_more_leaves_the_next_event_to_the_queue(
+    redis: Redis,
+) -> None:
+    queue, deliveries, _ = await setup(redis)
+    await deliveries.fan_out("rec-1", COMPLETED, "{}")
+    await deliveries.fan_out("rec-1", TRANSCRIBED, "{}")
+    [first] = await claim(queue)
+    settled = await queue.settle(first, "succeeded", attempt(200), chain=False)
+    assert settled.then is None and settled.woke  # due now: the dispatcher looks again
+    [second] = await claim(queue)
+    assert second.type == TRANSCRIBED
+
+
+async def test_the_fan_out_hands_what_can_go_now_to_the_caller(redis: Redis) -> None:
+    _, deliveries, subs = await setup(redis, slots=1, subscribers=3)
+    fanned = await deliveries.fan_out("rec-1", COMPLETED, "{}", room=2, holder=WORKER)
+    assert fanned.subscriptions == 3
+    assert {c.subscription_id for c in fanned.handed} < {s.id for s in subs}
+    assert len(fanned.handed) == 2  # the caller had room for two; the third is queued
+    # Each handed one holds its subscriber's only slot: their next recordings wait; the
+    # third subscriber's slot is free (its first delivery is queued, not in flight).
+    later = await deliveries.fan_out("rec-2", COMPLETED, "{}", room=10, holder=WORKER)
+    busy = {c.subscription_id for c in fanned.handed}
+    assert [c.subscription_id for c in later.handed] == [s.id for s in subs if s.id not in busy]
 
 
 async def test_a_full_subscriber_waits_and_a_freed_slot_lets_the_next_go(redis: Redis) -> None:
-    queue, deliveries, sub = await setup(redis, slots=2)
+    queue, deliveries, [sub] = await setup(redis, slots=2)
     for n in range(4):
-        await deliveries.queue(sub, f"rec-{n}", "recording.completed", "{}")
-    taken = (await queue.claim(10)).taken
+        await deliveries.fan_out(f"rec-{n}", COMPLETED, "{}")
+    taken = await claim(queue)
     assert len(taken) == 2
-    assert (await queue.claim(10)).taken == []
-    await queue.settle(taken[0], "succeeded", attempt(taken[0], 200))
-    [freed] = (await queue.claim(10)).taken
+    assert await claim(queue) == []
+    settled = await queue.settle(taken[0], "succeeded", attempt(200))
+    assert settled.woke  # a slot freed for what waited: the dispatcher looks again at once
+    [freed] = await claim(queue)
     assert freed.recording_id not in {c.recording_id for c in taken}
-    log, _ = await deliveries.attempts(keys.attempts(sub.id))
-    assert log == [{**ATTEMPT_DEFAULTS, "msg_id": taken[0].msg_id, "status_code": 200}]
+    log, _ = await deliveries.attempts(sub.id)
+    assert log == [
+        {
+            **ATTEMPT_DEFAULTS,
+            "at": log[0]["at"],
+            "status_code": 200,
+            "subscription_id": sub.id,
+            "recording_id": taken[0].recording_id,
+            "type": COMPLETED,
+            "msg_id": taken[0].msg_id,
+        }
+    ]
 
 
-async def test_a_dead_workers_lease_lapses_and_the_delivery_is_due_again(redis: Redis) -> None:
-    queue, deliveries, sub = await setup(redis, lease=-1)  # every lease has already lapsed
-    await deliveries.queue(sub, "rec-1", "recording.completed", "{}")
-    lost = (await queue.claim(10)).taken
-    assert len(lost) == 1
-    again = (await queue.claim(10)).taken
-    assert [c.msg_id for c in again] == [lost[0].msg_id]
+async def test_what_a_dead_worker_held_is_due_again(redis: Redis) -> None:
+    queue, deliveries, [sub] = await setup(redis)
+    fanned = await deliveries.fan_out("rec-1", COMPLETED, "{}", room=1, holder=WORKER)
+    [lost] = fanned.handed  # held by a worker that dies before it settles
+    other = DeliveryQueue(redis, 4, holder="worker.2:200", lapse=60, retention=RETENTION)
+    await Heartbeats(redis).beat("worker.2:200")
+    assert await other.claim(10) == Claims([], None)  # its heartbeat has not lapsed yet
+    await Heartbeats(redis).beat(WORKER, time.time() - 61)  # now it has
+    await other.claim(10)  # names the dead worker: what it held is released
+    [again] = await claim(other)
+    assert (again.recording_id, again.type) == (lost.recording_id, lost.type)
+    assert again.msg_id == lost.msg_id  # the same webhook-id: subscribers de-duplicate
+    assert await redis.zscore("rr:workers", WORKER) is None
+    # The dead worker's late answer changes nothing the second attempt owns.
+    await queue.settle(lost, "succeeded", attempt(200))
+    assert await redis.hget("rr:deliveries:in-flight", sub.id) == b"1"
+    await other.settle(again, "succeeded", attempt(200))
+    assert await redis.hget("rr:deliveries:in-flight", sub.id) == b"0"
+    assert await redis.keys("rr:pending:*") == []
 
 
-async def test_a_spent_delivery_is_failed_and_visible(redis: Redis) -> None:
-    queue, deliveries, sub = await setup(redis)
-    await deliveries.queue(sub, "rec-1", "recording.completed", "{}")
-    [claimed] = (await queue.claim(10)).taken
-    await queue.settle(claimed, "failed", attempt(claimed, 503), "HTTP 503")
+async def test_a_stopping_worker_releases_what_it_cut_short(redis: Redis) -> None:
+    queue, deliveries, _ = await setup(redis)
+    fanned = await deliveries.fan_out("rec-1", COMPLETED, "{}", room=1, holder=WORKER)
+    assert len(fanned.handed) == 1
+    assert await queue.release(WORKER) == 1
+    [again] = await claim(queue)
+    assert again.recording_id == "rec-1"
+
+
+async def test_a_spent_delivery_is_failed_and_listed_for_recover(redis: Redis) -> None:
+    queue, deliveries, [sub] = await setup(redis)
+    await deliveries.fan_out("rec-1", COMPLETED, "{}")
+    [claimed] = await claim(queue)
+    await queue.settle(claimed, "failed", attempt(503), counts=True)
     [failed] = await deliveries.failed_since(sub.id, 0)
-    assert failed["status"] == "failed"
-    assert failed["last_error"] == "HTTP 503"
-    assert failed["attempts"] == "1"
-    assert (await queue.claim(10)).taken == []
+    assert (failed["recording_id"], failed["type"]) == ("rec-1", COMPLETED)
+    assert await deliveries.failing_since(sub.id) is not None
+    assert await claim(queue) == []
+    assert await redis.keys("rr:body:*") == []  # recover reads it from the archive
 
 
-async def test_a_settled_delivery_and_its_log_expire_with_the_recording(redis: Redis) -> None:
-    queue, deliveries, sub = await setup(redis)
-    await deliveries.queue(sub, "rec-1", "recording.completed", "{}")
-    await deliveries.queue(sub, "rec-2", "recording.completed", "{}")
-    [first, second] = (await queue.claim(10)).taken
-    key = f"rr:delivery:{first.member}"
-    await queue.settle(first, "retry", attempt(first, 500), "HTTP 500", retry_in=0)
-    assert await redis.ttl(key) == -1  # pending: kept until settled
-    [first] = (await queue.claim(10)).taken
-    await queue.settle(first, "succeeded", attempt(first, 200))
-    assert not await redis.exists(key)  # delivered: only the attempt logs remember it
-    assert 0 < await redis.ttl("rr:recording:rec-1:attempts") <= RETENTION
-    await queue.settle(second, "failed", attempt(second, 500), "HTTP 500")
-    failed = f"rr:delivery:{second.member}"
-    assert 0 < await redis.ttl(failed) <= RETENTION  # kept for recover, then forgotten
-    assert await redis.hget(failed, "body") is None  # the body is in the archive
+async def test_one_body_is_kept_however_many_subscribers_and_freed_by_the_last(
+    redis: Redis,
+) -> None:
+    queue, deliveries, _ = await setup(redis, subscribers=40)
+    body = "x" * 50_000
+    await deliveries.fan_out("rec-0", COMPLETED, "{}")  # each subscriber has pending work
+    before = await held(redis)
+    await deliveries.fan_out("rec-1", COMPLETED, body)
+    assert await held(redis) - before < 1.2 * len(body)  # one copy, and little per subscriber
+    assert sorted(await redis.keys("rr:body:*")) == [b"rr:body:rec-0:c", b"rr:body:rec-1:c"]
+    taken = (await queue.claim(100)).taken
+    first = [c for c in taken if c.recording_id == "rec-0"]
+    taken = [c for c in taken if c.recording_id == "rec-1"]
+    assert len(taken) == 40 and {c.body for c in taken} == {body}
+    for claimed in taken[:-1]:
+        await queue.settle(claimed, "succeeded", attempt(200))
+    assert await redis.exists("rr:body:rec-1:c")  # one subscriber still has it to receive
+    await queue.settle(taken[-1], "succeeded", attempt(200))
+    assert not await redis.exists("rr:body:rec-1:c")
+    for claimed in first:
+        await queue.settle(claimed, "succeeded", attempt(200))
+    assert await redis.keys("rr:body:*") == []
+    assert await redis.keys("rr:pending:*") == []
+
+
+async def held(redis: Redis) -> int:
+    """What every key takes (`MEMORY USAGE`), whatever the client buffers hold meanwhile."""
+    return sum([int(await redis.memory_usage(key) or 0) async for key in redis.scan_iter()])
+
+
+async def test_dropping_a_subscription_frees_what_it_had_queued_at_once(redis: Redis) -> None:
+    queue, deliveries, [kept, dropped] = await setup(redis, subscribers=2)
+    for n in range(3):
+        await deliveries.fan_out(f"rec-{n}", COMPLETED, "{}")
+        await deliveries.fan_out(f"rec-{n}", TRANSCRIBED, "{}")
+    await deliveries.drop(dropped.id)
+    for key in ("pending", "queue", "attempts", "failed"):
+        assert not await redis.exists(f"rr:{key}:{dropped.id}")
+    # Each body is still owed to the other subscriber, once.
+    assert {int(await redis.hget(k, "n")) for k in await redis.keys("rr:body:*")} == {1}
+    taken = await claim(queue)
+    assert {c.subscription_id for c in taken} == {kept.id}
+
+
+async def test_the_attempt_window_is_bounded(redis: Redis) -> None:
+    queue, deliveries, [sub] = await setup(redis, slots=1000)
+    for n in range(2 * WINDOW):
+        await deliveries.fan_out(f"rec-{n}", COMPLETED, "{}")
+    for claimed in (await queue.claim(2 * WINDOW)).taken:
+        await queue.settle(claimed, "succeeded", attempt(200))
+    _, kept = await deliveries.attempts(sub.id)
+    assert WINDOW <= kept <= 1.2 * WINDOW
 
 
 async def test_the_queue_says_when_it_next_has_work(redis: Redis) -> None:
-    queue, deliveries, sub = await setup(redis, lease=30)
+    queue, deliveries, _ = await setup(redis)
     assert (await queue.claim(10)).next_due is None  # nothing queued: nothing to wait for
-    await deliveries.queue(sub, "rec-1", "recording.completed", "{}")
+    await deliveries.fan_out("rec-1", COMPLETED, "{}")
     claims = await queue.claim(10)
     [claimed] = claims.taken
-    # In flight: the next thing to happen is its lease lapsing, unless it is settled first.
-    assert claims.next_due == claimed.claimed_at + 30
-    await queue.settle(claimed, "retry", attempt(claimed, 500), "HTTP 500", retry_in=120)
+    assert claims.next_due is None  # in flight: its settling says what comes next
+    await queue.settle(claimed, "retry", attempt(500), retry_in=120)
     claims = await queue.claim(10)
     assert claims.taken == []
     assert claims.next_due is not None

@@ -92,11 +92,15 @@ async def test_unknown_recording_becomes_a_failed_event(redis_url: str) -> None:
 
 async def test_a_rerun_never_pays_for_a_second_transcription(redis_url: str) -> None:
     async with running_relay(redis_url) as relay:
+        relay.faults.transcription_callback = False
+        relay.faults.transcription_delay = 60  # it stays transcribing
         recording_id = await relay.call()
-        await relay.settled(recording_id)
+
+        async def transcribing() -> bool:
+            return (await relay.status(recording_id)).json()["status"] == "transcribing"
+
+        await eventually(transcribing, what="the transcription bought")
         # As if a worker died after asking Plivo and the job ran again:
-        redis = relay.worker.redis  # type: ignore[union-attr]
-        await redis.hset(f"rr:recording:{recording_id}", "status", "transcribing")
         await relay.worker.pipeline.process(recording_id)  # type: ignore[union-attr]
         route = "POST /v1/Account/{auth_id}/Transcription/{recording_id}/"
         assert relay.sandbox_requests(route) == 1

@@ -21,12 +21,12 @@ import functools
 import logging
 import random
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from pydantic import ValidationError
-from redis.asyncio import Redis
 from standardwebhooks.webhooks import Webhook
 
 from service.errors import first_problem
@@ -36,14 +36,22 @@ from service.media_links import MediaLinks
 from service.metrics import Recorder
 from service.settings import Settings
 from service.ssrf import RefusedURL
-from service.storage import keys
-from service.storage.deliveries import Claimed, Deliveries, DeliveryQueue
+from service.storage.deliveries import Claimed, Deliveries, DeliveryQueue, Next
 from service.storage.subscriptions import SubscriptionStore
 from service.subscriptions import OPERATIONAL, Subscription, changed, parse
 from service.urls import redacted
 
 log = logging.getLogger("recording_relay.delivery")
 BODY_LOG_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How an attempt ended (`succeeded`, `retry`, `failed` or `dropped`) and what settling it
+    led to (`Next`: a delivery due now, or the recording's next event to attempt at once)."""
+
+    outcome: str
+    next: Next
 
 
 def signature_header(subscription: Subscription, msg_id: str, timestamp: int, body: str) -> str:
@@ -68,7 +76,6 @@ class Deliverer:
     def __init__(
         self,
         settings: Settings,
-        redis: Redis,
         subscriptions: SubscriptionStore,
         deliveries: Deliveries,
         queue: DeliveryQueue,
@@ -77,7 +84,6 @@ class Deliverer:
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.redis = redis
         self.subscriptions = subscriptions
         self.deliveries = deliveries
         self.queue = queue
@@ -85,25 +91,28 @@ class Deliverer:
         # subscriber to the next, and a third less CPU per webhook. On
         # `ssrf.guarded_transport`, it refuses inward addresses.
         self.transport = transport
+        # Take a recording's next event at once as its previous one settles (not when the
+        # process is stopping: it would only be released again).
+        self.chain = True
         self.links = MediaLinks(settings)
         timeout = settings.delivery_timeout
         self.timeout = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
 
-    async def deliver(self, claimed: Claimed) -> str:
+    async def deliver(self, claimed: Claimed) -> Settled:
         """Attempt `claimed` once and settle it: succeeded, failed, or due again later (or
         dropped: its subscription was deleted)."""
-        outcome = await self._deliver(claimed)
-        self.metrics.count("relay_webhook_attempts_total", outcome=outcome)
-        if outcome == "succeeded" and claimed.queued_at:
+        settled = Settled(*await self._deliver(claimed))
+        self.metrics.count("relay_webhook_attempts_total", outcome=settled.outcome)
+        if settled.outcome == "succeeded" and claimed.queued_at:
             self.metrics.observe(
                 "relay_webhook_delivery_seconds", max(0.0, time.time() - claimed.queued_at)
             )
-        return outcome
+        return settled
 
-    async def _deliver(self, claimed: Claimed) -> str:
+    async def _deliver(self, claimed: Claimed) -> tuple[str, Next]:
+        settle = functools.partial(self.queue.settle, chain=self.chain)
         if not claimed.subscription:  # deleted with its logs: nothing is kept of this one
-            await self.queue.settle(claimed, "dropped", self._record(claimed))
-            return "dropped"
+            return "dropped", await settle(claimed, "dropped", self._record(claimed))
         try:
             subscription = parse(claimed.subscription)
         except ValidationError as unreadable:
@@ -116,24 +125,24 @@ class Deliverer:
                 reason,
                 extra=_about(claimed, error=reason),
             )
-            attempt = self._record(claimed, reason)
-            await self.queue.settle(claimed, "failed", attempt, reason)
-            return "failed"
+            return "failed", await settle(claimed, "failed", self._record(claimed, reason))
         if not subscription.enabled:
             attempt = self._record(claimed, "subscription disabled")
-            await self.queue.settle(claimed, "failed", attempt, attempt["error"])
-            return "failed"
+            return "failed", await settle(claimed, "failed", attempt)
+        if not claimed.body:  # only a Redis that lost data forgets a body still owed
+            attempt = self._record(claimed, "the event's body is gone from Redis: replay it")
+            return "failed", await settle(claimed, "failed", attempt)
         attempt = await self._attempt(subscription, claimed)
         status = attempt["status_code"]
         if status is not None and 200 <= status < 300:
-            await self.queue.settle(claimed, "succeeded", attempt)
+            woke = await settle(claimed, "succeeded", attempt)
             log.debug(
                 "delivery %s to %s: succeeded",
                 claimed.msg_id,
                 subscription.id,
                 extra=_about(claimed, status=status),
             )
-            return "succeeded"
+            return "succeeded", woke
         error = attempt["error"] or f"HTTP {status}"
         log.warning(
             "delivery %s to %s: attempt %d failed: %s",
@@ -145,41 +154,32 @@ class Deliverer:
         )
         if status == 410:
             await self._disable(subscription, "the endpoint answered 410 Gone")
-            await self.queue.settle(
-                claimed, "failed", attempt, "410 Gone: subscription disabled", counts=True
-            )
-            return "failed"
+            return "failed", await settle(claimed, "failed", attempt, counts=True)
         # Settling a failed attempt starts the run of failures if this is its first.
-        since = float(await self.redis.get(keys.failing_since(subscription.id)) or time.time())
+        since = await self.deliveries.failing_since(subscription.id) or time.time()
         if time.time() - since >= self.settings.delivery_disable_after:
             await self._disable(subscription, "failing without a success for too long")
-            await self.queue.settle(claimed, "failed", attempt, error, counts=True)
-            return "failed"
+            return "failed", await settle(claimed, "failed", attempt, counts=True)
         schedule = self.settings.delivery_retry_schedule
         attempts = claimed.attempts + 1
         if attempts >= len(schedule):
-            await self.queue.settle(claimed, "failed", attempt, error, counts=True)
+            woke = await settle(claimed, "failed", attempt, counts=True)
             log.info(
                 "delivery %s to %s: failed, schedule spent",
                 claimed.msg_id,
                 subscription.id,
                 extra=_about(claimed, status=status, error=error),
             )
-            return "failed"
+            return "failed", woke
         delay = schedule[attempts] * random.uniform(0.8, 1.2)
         if attempt.get("retry_after") is not None:
             delay = max(delay, attempt["retry_after"])
-        await self.queue.settle(claimed, "retry", attempt, error, retry_in=delay, counts=True)
-        return "retry"
+        return "retry", await settle(claimed, "retry", attempt, retry_in=delay, counts=True)
 
     def _record(self, claimed: Claimed, error: str | None = None) -> dict[str, Any]:
-        """An attempt as the attempt log keeps it."""
+        """An attempt as the attempt logs keep it (each without what it says itself)."""
         return {
             "at": round(time.time(), 3),
-            "subscription_id": claimed.subscription_id,
-            "recording_id": claimed.recording_id,
-            "msg_id": claimed.msg_id,
-            "type": claimed.type,
             "status_code": None,
             "latency_ms": 0.0,
             "error": error,

@@ -1,12 +1,16 @@
-"""The dispatcher: each worker process's loop that claims due deliveries and attempts them.
+"""The dispatcher: each worker process's loop that attempts deliveries side by side.
 
-Up to `DELIVERY_CONCURRENCY` attempts run side by side. Between claims it waits for a wake-up
-(`service.storage.wakeups`: a delivery queued; an attempt of its own ended, whose settling
-may have made the next message or a waiting delivery due) or until the queue's next delivery
-is due or lease lapses, never longer than `IDLE_LOOK`. When the process stops it claims
-nothing more, lets running attempts finish for a grace period, then cancels the rest: their
-leases lapse and another worker sends them again (at least once). Losing Redis does not end
-the loop, nor does a Redis that refuses writes: it claims again once Redis answers.
+Deliveries come two ways: handed over by the process's own pipeline as it fans an event out
+(`submit`: a subscriber with a free slot gets it at once, with no claim), or claimed from the
+delivery queue (retries, what waited for a slot or an earlier event, what another process
+queued, leases that lapsed). Up to `DELIVERY_CONCURRENCY` attempts run at once. Between claims
+the loop waits for a wake-up (`service.storage.wakeups`: a delivery queued elsewhere; an
+attempt of its own whose settling made one due now, or that frees room while more may wait) or
+until the queue's next delivery is due or lease lapses, never longer than `IDLE_LOOK`. When the
+process stops it claims nothing more, lets running attempts finish for a grace period, then
+cancels the rest: their leases lapse and another worker sends them again (at least once).
+Losing Redis does not end the loop, nor does a Redis that refuses writes: it claims again once
+Redis answers.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import time
 from service.storage import keys
 from service.storage.deliveries import Claimed, DeliveryQueue
 from service.storage.wakeups import IDLE_LOOK, Wakeups
-from workers.delivery import Deliverer
+from workers.delivery import Deliverer, Settled
 from workers.redis_outage import outage, redis_trouble
 
 log = logging.getLogger("recording_relay.dispatcher")
@@ -29,18 +33,34 @@ class Dispatcher:
         self, queue: DeliveryQueue, deliverer: Deliverer, concurrency: int, wakeups: Wakeups
     ) -> None:
         self.queue = queue
+        self.holder = queue.holder
         self.deliverer = deliverer
         self.concurrency = concurrency
         self.wakeups = wakeups
-        self.running: set[asyncio.Task[None]] = set()
+        self.running: set[asyncio.Task[Settled | None]] = set()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # More may be due than this process took: its last claim filled the room, or a
+        # delivery was queued while it was full. An attempt that ends then looks again.
+        self._more = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dispatcher")
 
+    def room(self) -> int:
+        """Attempts this process may start now (none before it starts or once it stops)."""
+        if self._task is None or self._stopping:
+            return 0
+        return max(0, self.concurrency - len(self.running))
+
+    def submit(self, deliveries: list[Claimed]) -> None:
+        """Attempt deliveries leased to this process elsewhere in it (the pipeline's fan-out)."""
+        for delivery in deliveries:
+            self._start(delivery)
+
     def stop_claiming(self) -> None:
         self._stopping = True
+        self.deliverer.chain = False
         self.wakeups.wake(keys.WAKE_DELIVERIES)
 
     async def stop(self, grace: float) -> None:
@@ -65,6 +85,7 @@ class Dispatcher:
                 try:
                     claims = await self.queue.claim(room)
                     claimed, backoff = claims.taken, 0.1
+                    self._more = len(claimed) == room
                     if claims.next_due is not None:
                         wait = claims.next_due - time.time()
                 except Exception as error:
@@ -73,19 +94,31 @@ class Dispatcher:
                     log.warning("cannot claim deliveries: %s; trying again", outage(error))
                     wait, backoff = backoff, min(backoff * 2, 5.0)
             for delivery in claimed:
-                task = asyncio.create_task(self._deliver(delivery))
-                self.running.add(task)
-                task.add_done_callback(self._done)
-            if claimed and len(claimed) == room:
+                self._start(delivery)
+            if self._more and claimed:
                 continue  # perhaps more are due: look again before waiting
-            await self.wakeups.wait(keys.WAKE_DELIVERIES, wait)
+            if await self.wakeups.wait(keys.WAKE_DELIVERIES, wait) and room <= 0:
+                self._more = True  # queued while full: claim as soon as a slot frees
 
-    async def _deliver(self, delivery: Claimed) -> None:
+    def _start(self, delivery: Claimed) -> None:
+        task = asyncio.create_task(self._deliver(delivery))
+        self.running.add(task)
+        task.add_done_callback(self._done)
+
+    async def _deliver(self, delivery: Claimed) -> Settled | None:
         try:
-            await self.deliverer.deliver(delivery)
-        except Exception:  # its lease lapses and it is attempted again
+            return await self.deliverer.deliver(delivery)
+        except Exception:  # released when this worker stops or dies: attempted again
             log.exception("delivery %s to %s", delivery.msg_id, delivery.subscription_id)
+            return None
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[Settled | None]) -> None:
         self.running.discard(task)
-        self.wakeups.wake(keys.WAKE_DELIVERIES)  # room for one more
+        settled = None if task.cancelled() else task.result()
+        if settled is not None and settled.next.then is not None:
+            self._start(settled.next.then)  # the recording's next event, in the same slot
+        # Look at the queue again if something is due now, if there is room for what waited
+        # for it, or to learn when a retry comes due.
+        woke = settled is not None and (settled.next.woke or settled.outcome == "retry")
+        if self._more or woke:
+            self.wakeups.wake(keys.WAKE_DELIVERIES)

@@ -34,7 +34,7 @@ import logging
 import random
 import time
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from arq import Retry
 from arq.connections import ArqRedis
@@ -56,13 +56,25 @@ from service.plivo import (
 )
 from service.settings import Settings
 from service.storage import history, jobs
-from service.storage.archive import Archive, ArchiveUnavailable
-from service.storage.deliveries import Deliveries
+from service.storage.archive import Archive, ArchiveUnavailable, day_of
+from service.storage.deliveries import Claimed, Deliveries
 from service.storage.recordings import AudioCopy, RecordingState, RecordingStore, Status
 from service.urls import redacted
 from workers.redis_outage import LOST, redis_back
 
 log = logging.getLogger("recording_relay.pipeline")
+
+
+class Dispatch(Protocol):
+    """Where deliveries the fan-out hands back are attempted (`workers.dispatcher`)."""
+
+    holder: str  # the worker's name: what it is handed is held under it
+
+    def room(self) -> int: ...
+
+    def submit(self, deliveries: list[Claimed]) -> None: ...
+
+
 MEDIA_CHUNK_BYTES = 1024 * 1024  # read from Plivo and handed to the store at a time
 
 
@@ -76,7 +88,9 @@ class Pipeline:
         deliveries: Deliveries,
         archive: Archive,
         metrics: Recorder,
+        dispatch: Dispatch,
     ) -> None:
+        self.dispatch = dispatch
         self.metrics = metrics
         self.deliveries = deliveries
         self.archive = archive
@@ -85,6 +99,7 @@ class Pipeline:
         self.plivo = plivo
         self.arq = arq
         self.links = MediaLinks(settings)
+        self.history = history.History(archive)
         base = settings.public_base_url
         self.transcription_callback_url = f"{base}/plivo/transcription" if base else None
         # Bounds the memory audio takes: a transfer holds one upload part at most.
@@ -199,8 +214,10 @@ class Pipeline:
             return await self._archive_only(recording_id, state)
         if state.transcription_requested_at is None:
             # A run before this one bought it, or may have (it died between the mark and the
-            # request, or right after): never again. The collector's deadline ends the wait.
+            # request, or right after): Plivo is asked which.
             requested = state.transcription_requesting
+            if requested is not None:
+                requested = await self._bought_before(recording_id, auth_id, requested)
             if requested is None:
                 requested = await self._transcription(recording_id, auth_id, backfilled)
             await self.store.update(
@@ -209,7 +226,7 @@ class Pipeline:
         if state.audio_archived_at is None:
             await self._archive_audio(state)
         first_poll = self.settings.transcription_poll_schedule[0]
-        await jobs.enqueue(self.arq, jobs.COLLECT_TRANSCRIPTION, recording_id, defer=first_poll)
+        await jobs.enqueue_collector(self.arq, recording_id, defer=first_poll)
         return "transcribing"
 
     async def _transcription(self, recording_id: str, auth_id: str, backfilled: bool) -> int:
@@ -241,15 +258,43 @@ class Pipeline:
         )
         return mark
 
+    async def _bought_before(self, recording_id: str, auth_id: str, mark: int) -> int | None:
+        """A run before this one marked the transcription as being bought and did not live to
+        say that Plivo took the request. Whether Plivo has it: the mark's time if it does, None
+        if the request never arrived (it is bought now).
+
+        Plivo has it if its callback came, if it serves the transcription (ready or not), or
+        if its List Transcriptions shows it. Plivo does not say whether it answers 404 or lists
+        nothing while a transcription is running, so "never arrived" is decided only once the
+        mark is `PLIVO_UNKNOWN_REQUEST_WAIT` old: until then the job waits."""
+        if await self._transcription_callback(recording_id, auth_id) is not None:
+            return mark
+        if await self._transcribed_at_plivo(auth_id, recording_id):
+            return mark
+        listed = await self.plivo.transcriptions_page(auth_id)
+        if any(t.get("recording_id") == recording_id for t in listed):
+            return mark
+        waited = time.time() - mark / 1000
+        patience = self.settings.plivo_unknown_request_wait
+        if waited < patience:
+            raise Retry(defer=patience - waited)
+        log.warning(
+            "recording_id=%s: the transcription marked as being bought %.0f s ago never reached "
+            "Plivo (a worker died before sending it); buying it now",
+            recording_id,
+            waited,
+            extra=about(recording_id=recording_id),
+        )
+        return None
+
     async def _archive_only(self, recording_id: str, state: RecordingState) -> str:
         """A recording backfilled with `--no-transcribe`: its audio and documents archived and
         announced (`recording.archived`), and no transcription bought."""
         if state.audio_archived_at is None:
             await self._archive_audio(state)
         await self._announce_archive(state)
-        await self.store.add_requests(recording_id, take_count())
         await self._schedule_deletion(recording_id)
-        await self._finish(recording_id, status=Status.NOT_TRANSCRIBED)
+        await self._finish(state, Status.NOT_TRANSCRIBED)
         return "archived, not transcribed"
 
     async def _archive_audio(self, state: RecordingState) -> None:
@@ -350,9 +395,8 @@ class Pipeline:
         # The event and the request count are in before the status says it is done.
         await self.emit(recording_id, state, events.TRANSCRIBED, transcription=transcript)
         await self._announce_archive(state)
-        await self.store.add_requests(recording_id, take_count())
         await self._schedule_deletion(recording_id)  # before the end: a final one is not re-run
-        await self._finish(recording_id, transcribed_at=_now_ms(), status=Status.TRANSCRIBED)
+        await self._finish(state, Status.TRANSCRIBED, transcribed_at=_now_ms())
         if state.transcription_requested_at is not None:
             waited = time.time() - state.transcription_requested_at / 1000
             self.metrics.observe("relay_transcription_seconds", max(0.0, waited))
@@ -407,10 +451,11 @@ class Pipeline:
     async def delete(self, recording_id: str, job_try: int = 1) -> str:
         """Remove the recording and its transcription from Plivo (the retention policy), only
         once the archive holds a verified copy of its audio and documents."""
-        state = await self.store.state(recording_id)
-        if state is None or state.deleted_at is not None:
+        found = await self.store.state(recording_id)
+        if found is None or found.deleted_at is not None:
             return "nothing to do"
         try:
+            state = await self.history.full(found)
             problem = await self._unverified(state)
         except ArchiveUnavailable as error:
             await self._retry_later(recording_id, "delete_recording", error, job_try)
@@ -488,10 +533,18 @@ class Pipeline:
             )
             state.events[kind] = body
         await self._archive(state, f"events/{kind}", body)
-        # Deliveries first, then the mark: a crash between the two re-sends this event with the
-        # same webhook-id and bytes (subscribers de-duplicate on it) rather than never sending it.
-        await self.deliveries.fan_out(recording_id, kind, body)
-        await self.store.update(recording_id, **{f"emitted:{kind}": _now_ms()})
+        # Queued and marked emitted in one step; the subscribers with a free slot are handed
+        # straight to this process's dispatcher.
+        fanned = await self.deliveries.fan_out(
+            recording_id,
+            kind,
+            body,
+            day=day_of(state.accepted_at or 0),
+            room=self.dispatch.room(),
+            holder=self.dispatch.holder,
+            emitted=True,
+        )
+        self.dispatch.submit(fanned.handed)
         state.emitted.add(kind)
         log.info(
             "%s: recording_id=%s",
@@ -500,9 +553,17 @@ class Pipeline:
             extra=about(recording_id=recording_id, event_type=kind),
         )
 
-    async def _finish(self, recording_id: str, status: Status, **fields: str | int) -> None:
-        """The recording is final: its state trimmed (`RecordingStore.finish`), and counted."""
-        await self.store.finish(recording_id, status=status, **fields)
+    async def _finish(self, state: RecordingState, status: Status, **fields: str | int) -> None:
+        """The recording is final: its whole state written to the archive (`state.json`), then
+        trimmed in Redis to what the list and de-duplication need (`RecordingStore.finish`),
+        and counted."""
+        for name, value in fields.items():
+            setattr(state, name, value)
+        state.status = status
+        state.archived_at = state.updated_at = _now_ms()
+        state.plivo_requests += take_count()  # this job's, with those of the jobs before
+        await self._archive(state, "state", state.document())
+        await self.store.finish(state)
         self.metrics.count("relay_recordings_total", status=status)
 
     async def _announce_archive(self, state: RecordingState) -> None:
@@ -544,11 +605,10 @@ class Pipeline:
         if state.audio_archived_at is not None:  # what there is of it is kept: say so
             with contextlib.suppress(ArchiveUnavailable):
                 await self._announce_archive(state)
-        await self.store.add_requests(recording_id, take_count())
         if state.details_at is not None:  # it exists at Plivo
             await self._schedule_deletion(recording_id)
         await self._finish(
-            recording_id, status=Status.FAILED, failed_at=_now_ms(), last_error=f"{stage}: {reason}"
+            state, Status.FAILED, failed_at=_now_ms(), last_error=f"{stage}: {reason}"
         )
 
 

@@ -24,7 +24,7 @@ from service.settings import Settings
 from service.ssrf import URLGuard, guarded_transport
 from service.storage import connections, heartbeats, jobs, server
 from service.storage.archive import Archive
-from service.storage.deliveries import Deliveries, DeliveryQueue
+from service.storage.deliveries import AttemptsLog, Deliveries, DeliveryQueue
 from service.storage.heartbeats import Heartbeats
 from service.storage.metrics import MetricsStore
 from service.storage.rate_limit import RateLimiter
@@ -32,6 +32,7 @@ from service.storage.reconciliation import BackfillStore, SweepState
 from service.storage.recordings import RecordingStore
 from service.storage.subscriptions import SubscriptionStore
 from service.storage.wakeups import Wakeups
+from workers.attempts_archive import AttemptsArchive
 from workers.delivery import Deliverer
 from workers.dispatcher import Dispatcher
 from workers.job_worker import JobWorker
@@ -150,26 +151,36 @@ class WorkerProcess:
         )
         self.store = RecordingStore(redis, settings.recording_retention_days)
         subscriptions = SubscriptionStore(redis, settings.subscriptions_max)
-        deliveries = Deliveries(redis, subscriptions)
         guard = URLGuard(settings.delivery_allow_networks)
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
         self.webhooks = guarded_transport(guard, limits)
         self.archive = Archive(settings.archive_url)
-        self.pipeline = Pipeline(
-            settings, self.store, self.plivo, redis, deliveries, self.archive, self.metrics
-        )
+        deliveries = Deliveries(redis, subscriptions, settings.delivery_max_in_flight)
         delivery_queue = DeliveryQueue(
             redis,
             settings.delivery_max_in_flight,
-            lease=settings.delivery_timeout + 10,
+            holder=self.name,
+            # A worker that has not beaten for this long is dead: what it held is released.
+            lapse=max(settings.delivery_timeout + 10, 3 * heartbeats.EVERY),
             retention=settings.recording_retention_days * 86_400,
         )
         deliverer = Deliverer(
-            settings, redis, subscriptions, deliveries, delivery_queue, self.webhooks, self.metrics
+            settings, subscriptions, deliveries, delivery_queue, self.webhooks, self.metrics
         )
         self.wakeups = Wakeups(connections.listener(settings))
         self.dispatcher = Dispatcher(
             delivery_queue, deliverer, settings.delivery_concurrency, self.wakeups
+        )
+        self.attempts_archive = AttemptsArchive(AttemptsLog(redis), self.archive, self.name)
+        self.pipeline = Pipeline(
+            settings,
+            self.store,
+            self.plivo,
+            redis,
+            deliveries,
+            self.archive,
+            self.metrics,
+            self.dispatcher,
         )
         # Listing for sweeps and backfills takes at most its share of the account's limit.
         share = RateLimiter(redis, limit, window).share("reconcile", settings.reconcile_rate_share)
@@ -193,6 +204,7 @@ class WorkerProcess:
         self._sweeper: asyncio.Task[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._beating: asyncio.Task[None] | None = None
+        self._archiving: asyncio.Task[None] | None = None
 
     def stop(self, signal_name: str = "stop") -> None:
         """Stop taking work and shut down (safe to call any number of times, at any moment)."""
@@ -219,6 +231,7 @@ class WorkerProcess:
         try:
             if await self._wait_for_redis() and await self._policy_keeps_work():
                 self._beating = asyncio.create_task(self._beat(), name="heartbeat")
+                self._archiving = asyncio.create_task(self.attempts_archive.run(), name="attempts")
                 self.wakeups.start()
                 self._flusher = asyncio.create_task(self.metrics.run(), name="metrics")
                 self.dispatcher.start()
@@ -331,7 +344,7 @@ class WorkerProcess:
         self.stop(self.signal or "stop")
         grace = self.settings.worker_shutdown_grace
         arq = self.arq
-        for task in (self._sweeper, self._beating):
+        for task in (self._sweeper, self._beating, self._archiving):
             if task is not None:
                 task.cancel()  # a sweep cut short is repeated by the next
                 await asyncio.gather(task, return_exceptions=True)
@@ -340,7 +353,11 @@ class WorkerProcess:
             self._arq_main.cancel()
             await asyncio.gather(self._arq_main, return_exceptions=True)
         with contextlib.suppress(RedisError, OSError):
-            await self.heartbeats.forget(self.name)
+            # What it cut short is due again now; then it is no longer a worker. (If Redis is
+            # away, its heartbeat lapses instead and another worker releases them.)
+            released = await self.dispatcher.queue.release(self.name)
+            if released:
+                log.info("%d webhook attempts cut short are due again", released)
             if arq is not None:
                 await self.redis.delete(arq.health_check_key)
         log.info(

@@ -125,7 +125,7 @@ class Overview:
     ) -> list[Health]:
         found = []
         for subscription in subscriptions:
-            log, _ = await self.deliveries.attempts_of(subscription.id, HEALTH_ATTEMPTS)
+            log, _ = await self.deliveries.attempts(subscription.id, limit=HEALTH_ATTEMPTS)
             succeeded = sum(1 for a in log if 200 <= (a.get("status_code") or 0) < 300)
             found.append(
                 Health(

@@ -235,7 +235,7 @@ class Dashboard:
         outcome = request.query_params.get("outcome") or None
         if outcome is not None and outcome not in OUTCOMES:
             raise HTTPException(422, f"outcome: must be one of {', '.join(OUTCOMES)}")
-        log, total = await self.deliveries.attempts_of(subscription.id, 1000)
+        log, total = await self.deliveries.attempts(subscription.id)
         if outcome is not None:
             log = [a for a in log if _succeeded(a) == (outcome == "succeeded")]
         return self.render(

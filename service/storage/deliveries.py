@@ -1,30 +1,40 @@
 """Deliveries: the delivery queue, both halves, around one task (`Claimed`).
 
 A delivery is one event for one subscription. Webhooks do not go through arq: a webhook is one
-HTTP request, and arq's bookkeeping per job costs as much as the request. Instead:
+HTTP request, and arq's bookkeeping per job costs as much as the request. What Redis keeps of
+a delivery is small, and what is large is kept once (keys: `service.storage.keys`):
 
-- The producer (`Deliveries`): `fan_out` queues an event for every subscription that wants it;
-  each delivery (`rr:delivery:{subscription}:{message}`) holds the exact body to send, and its
-  message id (`webhook-id`) is derived from the recording and the event type, so every retry
-  and every replay carries the same one. A recording's pending messages for a subscriber wait
-  in its outbox, scored by their event's place in a recording's life: only the first is sent,
-  so `recording.completed` arrives before `recording.transcribed`, replays and recoveries too.
-- The consumer (`DeliveryQueue`): `claim` takes up to N due deliveries in one step (the
-  `claim` script), skipping and putting off what must wait: a message whose recording has an
-  earlier one still pending for that subscriber, and a subscriber whose in-flight slots
-  (`DELIVERY_MAX_IN_FLIGHT`, each until its lease lapses) are full; those wait, and each freed
-  slot makes the longest-waiting one due at once. `settle` records an attempt's outcome in one
-  step (the `settle` script): the attempt logs, the delivery's status, the slot and lease given
-  back, the next message and a waiting delivery made due. A worker that dies mid-attempt
-  leaves its lease to lapse; the delivery is then due again (at least once, never dropped).
+- Each event's body is kept once (`rr:body:{recording}:{event}`) with a count of the
+  deliveries still to settle, however many subscribers it goes to; the last to settle deletes
+  it. Its message id (`webhook-id`) is derived from the recording and the event type, so every
+  retry and every replay carries the same one.
+- Per subscription, one hash field per recording it still has events of (`rr:pending:{sub}`):
+  those events in the order of the recording's life, one letter each, the head first. Only the
+  head is ever sent, so `recording.completed` arrives before `recording.transcribed`, replays
+  and recoveries too. A head not in flight waits in the subscription's queue (`rr:queue:{sub}`,
+  by due time), and the subscription waits in `rr:deliveries:due` (by when to look at it).
 
-A delivery that succeeded is deleted when settled (the attempt logs keep its outcome); one
-that failed is kept for recover, without its body (replay and recover read bodies from the
-archive). Deleting a subscription deletes its attempt log, failed list and failing-since mark
-(`forget`); deliveries still queued for it are dropped when they come due.
+The producer (`Deliveries.fan_out`) queues an event for every subscription that wants it and,
+for one with a free slot and nothing earlier of the recording pending, hands the delivery
+straight back to the caller (a worker, which attempts it at once: no claim, no wake-up). The
+consumer (`DeliveryQueue`): `claim` takes due deliveries in one step (`scripts/claim.lua`),
+leaving a subscription whose in-flight slots (`DELIVERY_MAX_IN_FLIGHT`) are full to wait;
+`settle` records attempts' outcomes in one step (`scripts/settle.lua`): the attempt logs, the
+next event of the recording made due, the slot given back, the body released.
 
-The scripts derive keys from what they read (a delivery's outbox, its subscriber's slots), so
-they need a single Redis, not a cluster (as arq does). Keys: `service.storage.keys`.
+A worker holds what it attempts under its name (the head's `@<worker>`), not a lease per
+delivery: a worker that dies stops its heartbeat (`service.storage.heartbeats`), and once that
+has lapsed (`DELIVERY_TIMEOUT` + 10 s, at least three beats) the next claim anywhere names it
+and what it held is released, due again (at least once, never dropped); a worker that stops
+releases what it cut short itself. Deleting a subscription drops what it had queued at once.
+
+Attempt logs: each subscription keeps its last `WINDOW` attempts in Redis (the dashboard's and
+the API's); each attempt also goes, a few seconds later, to its recording's `attempts.json` in
+the archive (`AttemptsLog`, moved by `workers.attempts_archive`). A delivery that failed for
+good is listed for recover (`rr:failed:{sub}`); its body is read from the archive.
+
+The scripts derive keys from what they read (a subscription's pending and queue keys, an
+event's body), so they need a single Redis, not a cluster (as arq does).
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -41,25 +52,38 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.events import EVENT_TYPES
+from service.events import ARCHIVED, COMPLETED, FAILED, TRANSCRIBED
 from service.storage import keys as keys_
 from service.storage import lua
+from service.storage.batch import Batcher
 from service.storage.server import refuses_writes
 from service.storage.subscriptions import SubscriptionStore
-from service.subscriptions import Subscription
+from service.subscriptions import OPERATIONAL, Subscription
 
-# What an attempt's record holds when it is left out (it is kept without its empty fields: two
-# logs hold every attempt for RECORDING_RETENTION_DAYS, bench/memory).
+log = logging.getLogger("recording_relay.deliveries")
+
+# Each event type as one letter in the pending lists and body keys.
+CODES: dict[str, str] = {
+    COMPLETED: "c",
+    TRANSCRIBED: "t",
+    FAILED: "f",
+    ARCHIVED: "a",
+    OPERATIONAL: "d",
+}
+TYPES = {code: kind for kind, code in CODES.items()}
+WINDOW = 100  # attempts each subscription keeps in Redis (it may hold up to a fifth more)
+ARCHIVE_EVERY = 5.0  # seconds between moves of attempts to the archive, at most
+PUT_OFF = 60.0  # seconds before a subscription with full slots is looked at again, at most
+
+# What an attempt's record holds when it is left out: each log keeps attempts without their
+# empty fields and without what the log itself says (its subscription, or its recording).
 ATTEMPT_DEFAULTS: dict[str, Any] = {"status_code": None, "error": None, "response_body": ""}
 
-
-def encode_attempt(attempt: dict[str, Any]) -> str:
-    kept = {k: v for k, v in attempt.items() if v is not None and v != ""}
-    return json.dumps(kept, separators=(",", ":"))
-
-
-def decode_attempt(raw: str | bytes) -> dict[str, Any]:
-    return {**ATTEMPT_DEFAULTS, **json.loads(raw)}
+FAN_OUT = lua.source("fan_out")
+CLAIM = lua.source("claim")
+SETTLE = lua.source("settle")
+DROP = lua.source("drop_subscription")
+RELEASE = lua.source("release_held")
 
 
 def message_id(recording_id: str, event_type: str) -> str:
@@ -67,245 +91,433 @@ def message_id(recording_id: str, event_type: str) -> str:
     return f"msg_{digest[:26]}"
 
 
-def _place(event_type: str) -> int:
-    """Where an event comes in a recording's life (others, like operational ones: first)."""
-    return EVENT_TYPES.index(event_type) + 1 if event_type in EVENT_TYPES else 0
+def encode_attempt(attempt: dict[str, Any], leave_out: str) -> str:
+    """An attempt as a log keeps it: compact, without empty fields, without `leave_out`
+    (`subscription_id` in a subscription's window) and without its message id (derived from
+    the recording and the type)."""
+    kept = {
+        k: v
+        for k, v in attempt.items()
+        if v is not None and v != "" and k not in (leave_out, "msg_id")
+    }
+    return json.dumps(kept, separators=(",", ":"))
+
+
+def decode_attempt(raw: str | bytes | dict[str, Any], **known: str) -> dict[str, Any]:
+    """An attempt as the API shows it, from a log's record and what the log says (`known`)."""
+    record = raw if isinstance(raw, dict) else json.loads(raw)
+    attempt = {**ATTEMPT_DEFAULTS, **known, **record}
+    attempt.pop("day", None)
+    if "recording_id" in attempt and "type" in attempt:
+        attempt["msg_id"] = message_id(attempt["recording_id"], attempt["type"])
+    return attempt
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery a worker has taken (it holds it, and a slot) and must attempt and settle."""
+
+    subscription_id: str
+    recording_id: str
+    type: str
+    attempts: int  # made before this one
+    body: str  # '' if Redis no longer has it
+    subscription: str  # the subscription's JSON ("" if it was deleted)
+    claimed_at: float  # epoch seconds
+    queued_at: float = 0.0  # epoch seconds: when the event was queued
+    day: str = ""  # the recording's archive day (`2026/11/25`), where its attempts go
+
+    @property
+    def msg_id(self) -> str:
+        return message_id(self.recording_id, self.type)
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What one `claim` took, and when the queue next has something to do (epoch seconds: a
+    delivery comes due; None if nothing is queued)."""
+
+    taken: list[Claimed]
+    next_due: float | None
+
+
+@dataclass(frozen=True)
+class FannedOut:
+    """What `fan_out` did: how many subscriptions the event went to, and those handed back to
+    the caller to attempt now (it holds them)."""
+
+    subscriptions: int
+    handed: list[Claimed]
 
 
 class Deliveries:
-    def __init__(self, redis: Redis, subscriptions: SubscriptionStore) -> None:
+    """The producer (`fan_out`), and what the API and the dashboard read of deliveries."""
+
+    def __init__(self, redis: Redis, subscriptions: SubscriptionStore, slots: int = 4) -> None:
         self.redis = redis
         self.subscriptions = subscriptions
+        self.slots = slots  # attempts in flight to one subscriber, at most
+        self._fan_out = redis.register_script(FAN_OUT)
+        self._drop = redis.register_script(DROP)
 
     async def fan_out(
-        self, recording_id: str, event_type: str, body: str, only: str | None = None
-    ) -> int:
-        """Queue `body` for every enabled subscription that wants `event_type` (or only `only`);
-        re-queuing one already delivered sends it again (a replay), with the same message id."""
-        queued = 0
-        for subscription in await self.subscriptions.all():
-            if only is not None and subscription.id != only:
-                continue
-            if subscription.wants(event_type):
-                await self.queue(subscription, recording_id, event_type, body)
-                queued += 1
-        return queued
+        self,
+        recording_id: str,
+        event_type: str,
+        body: str,
+        *,
+        day: str = "",
+        only: str | None = None,
+        room: int = 0,
+        holder: str = "",
+        emitted: bool = False,
+    ) -> FannedOut:
+        """Queue `body` for every enabled subscription that wants `event_type` (or only `only`),
+        re-queuing one already delivered (a replay, with the same message id). Up to `room` of
+        them that can go now are handed back to be attempted at once, held by `holder` (the
+        caller's name). `day`: the recording's archive day, where its attempts are written.
+        `emitted`: also mark the event emitted on the recording, in the same step."""
+        wanted = [
+            s
+            for s in await self.subscriptions.all()
+            if (only is None or s.id == only) and s.wants(event_type)
+        ]
+        code = CODES[event_type]
+        now = int(time.time() * 1000)
+        handed = await self._fan_out(
+            keys=[
+                keys_.DUE,
+                keys_.IN_FLIGHT,
+                keys_.body(recording_id, code),
+                keys_.recording(recording_id),
+            ],
+            args=[
+                now,
+                recording_id,
+                code,
+                body,
+                day,
+                self.slots,
+                room if holder else 0,
+                holder,
+                f"emitted:{event_type}" if emitted else "",
+                keys_.WAKE_DELIVERIES,
+                keys_.PENDING_PREFIX,
+                keys_.QUEUE_PREFIX,
+                *(s.id for s in wanted),
+            ],
+        )
+        by_id = {s.id: s for s in wanted}
+        taken = [
+            Claimed(
+                subscription_id=sub.decode(),
+                recording_id=recording_id,
+                type=event_type,
+                attempts=0,
+                body=body,
+                subscription=by_id[sub.decode()].model_dump_json(),
+                claimed_at=now / 1000,
+                queued_at=now / 1000,
+                day=day,
+            )
+            for sub in handed
+        ]
+        return FannedOut(len(wanted), taken)
 
     async def queue(
-        self, subscription: Subscription, recording_id: str, event_type: str, body: str
+        self, subscription: Subscription, recording_id: str, event_type: str, body: str, day: str
     ) -> None:
-        msg_id = message_id(recording_id, event_type)
-        key = keys_.delivery(subscription.id, msg_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            pipe.hset(
-                key,
-                mapping={
-                    "subscription_id": subscription.id,
-                    "recording_id": recording_id,
-                    "type": event_type,
-                    "msg_id": msg_id,
-                    "body": body,
-                    "status": "pending",
-                    "attempts": 0,
-                    "created_at": time.time(),
-                },
-            )
-            pipe.zrem(keys_.failed(subscription.id), key)
-            pipe.zadd(keys_.outbox(subscription.id, recording_id), {msg_id: _place(event_type)})
-            pipe.zadd(
-                keys_.DUE, {keys_.due_member(subscription.id, msg_id): int(time.time() * 1000)}
-            )
-            pipe.publish(keys_.WAKE_DELIVERIES, 1)
-            await pipe.execute()
+        """Queue one event for one subscription (recover)."""
+        await self.fan_out(recording_id, event_type, body, day=day, only=subscription.id)
+
+    async def drop(self, subscription_id: str) -> None:
+        """Forget a deleted subscription's deliveries at once: what it had queued, its attempt
+        window and failed list (attempts in flight are dropped as they settle)."""
+        await self._drop(
+            keys=[
+                keys_.DUE,
+                keys_.IN_FLIGHT,
+                keys_.pending(subscription_id),
+                keys_.queue(subscription_id),
+                keys_.attempts(subscription_id),
+                keys_.failed(subscription_id),
+            ],
+            args=[subscription_id, keys_.BODY_PREFIX],
+        )
 
     async def attempts(
-        self, key: str, skip_newest: int = 0, limit: int = -1
+        self, subscription_id: str, skip_newest: int = 0, limit: int = -1
     ) -> tuple[list[dict[str, Any]], int]:
-        """An attempt log, oldest first: all of it, or the `limit` attempts before the
-        `skip_newest` newest; and how many it holds."""
+        """A subscription's attempt window, oldest first: all of it, or the `limit` attempts
+        before the `skip_newest` newest; and how many it holds."""
+        key = keys_.attempts(subscription_id)
         stop = -1 - skip_newest
         start = 0 if limit < 0 else stop - limit + 1  # Redis clamps a start before the head
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lrange(key, start, stop)
             pipe.llen(key)
             raw, total = await pipe.execute()
-        return [decode_attempt(item) for item in raw], int(total)
+        return [decode_attempt(item, subscription_id=subscription_id) for item in raw], int(total)
 
-    async def forget(self, subscription_id: str) -> None:
-        """Delete what the relay keeps about a deleted subscription's deliveries."""
-        await self.redis.delete(
-            keys_.attempts(subscription_id),
-            keys_.failed(subscription_id),
-            keys_.failing_since(subscription_id),
-        )
-
-    async def attempts_of(
-        self, subscription_id: str, limit: int
-    ) -> tuple[list[dict[str, Any]], int]:
-        """The subscription's newest `limit` attempts, oldest first, and how many are kept."""
-        return await self.attempts(keys_.attempts(subscription_id), limit=limit)
+    async def recording_attempts(self, recording_id: str) -> list[dict[str, Any]]:
+        """The recording's attempts on their way to the archive (the last few seconds')."""
+        raw = await self.redis.lrange(keys_.ATTEMPTS_TO_ARCHIVE, 0, -1)  # type: ignore[misc]
+        records = [json.loads(item) for item in raw]
+        return [decode_attempt(r) for r in records if r.get("recording_id") == recording_id]
 
     async def failing_since(self, subscription_id: str) -> float | None:
         """When the subscriber's current run of failures began (None: its last attempt
         succeeded, or it has had none)."""
-        raw = await self.redis.get(keys_.failing_since(subscription_id))
+        raw = await self.redis.hget(keys_.pending(subscription_id), "!")  # type: ignore[misc]
         return float(raw) if raw is not None else None
 
     async def depths(self, subscription_ids: list[str]) -> tuple[dict[str, int], dict[str, int]]:
-        """How many webhooks are due now, in flight, and waiting for one of their
-        subscriber's slots; and how many of each subscriber's wait."""
+        """How many webhooks are due now, in flight, and waiting (recordings a subscriber has
+        events of yet to receive: queued behind a retry, an earlier event or full slots); and
+        how many of each subscriber's wait."""
         now_ms = int(time.time() * 1000)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zcount(keys_.DUE, "-inf", now_ms)
-            pipe.zcard(keys_.LEASED)
+            pipe.hvals(keys_.IN_FLIGHT)
             for subscription_id in subscription_ids:
-                pipe.zcard(keys_.WAITING_PREFIX + subscription_id)
-            due, leased, *waiting = await pipe.execute()
-        found = {"webhooks_due": int(due), "webhooks_in_flight": int(leased)}
-        found["webhooks_waiting"] = sum(int(w) for w in waiting)
-        by_subscriber = {s: int(w) for s, w in zip(subscription_ids, waiting, strict=True)}
+                pipe.zcount(keys_.queue(subscription_id), "-inf", now_ms)
+                pipe.hlen(keys_.pending(subscription_id))
+                pipe.hexists(keys_.pending(subscription_id), "!")
+            in_flight, *rows = await pipe.execute()
+        due = sum(int(d) for d in rows[0::3])
+        flying = sum(max(0, int(n)) for n in in_flight)
+        waiting = [max(0, int(n) - int(f)) for n, f in zip(rows[1::3], rows[2::3], strict=True)]
+        by_subscriber = dict(zip(subscription_ids, waiting, strict=True))
+        found = {"webhooks_due": due, "webhooks_in_flight": flying}
+        found["webhooks_waiting"] = max(0, sum(waiting) - flying)
         return found, by_subscriber
 
     async def oldest_due(self, now: float) -> float | None:
-        """How long (seconds) the longest-due webhook has waited to be sent; None if none is
-        due."""
+        """How long (seconds) the longest-due webhook that a worker could take now has waited;
+        None if none is due."""
         first = await self.redis.zrangebyscore(keys_.DUE, "-inf", int(now * 1000), 0, 1, True)
         return round(now - first[0][1] / 1000, 3) if first else None
 
     async def failed_since(self, subscription_id: str, since: float) -> list[dict[str, str]]:
-        keys = await self.redis.zrangebyscore(keys_.failed(subscription_id), since, "+inf")
+        """What failed for good for the subscription since `since` (epoch s): each delivery's
+        `recording_id`, `type` and `failed_at`, and `body` where Redis keeps it (operational
+        events, which no archive holds)."""
+        rows = await self.redis.zrangebyscore(
+            keys_.failed(subscription_id), since, "+inf", withscores=True
+        )
         found = []
-        for key in keys:
-            raw = await self.redis.hgetall(key)  # type: ignore[misc]
-            if raw:
-                found.append({k.decode(): v.decode() for k, v in raw.items()})
+        for member, at in rows:
+            recording_id, _, code = member.decode().rpartition(":")
+            if code not in TYPES:
+                continue
+            item = {"recording_id": recording_id, "type": TYPES[code], "failed_at": str(at)}
+            if code == CODES[OPERATIONAL]:
+                body = await self.redis.hget(keys_.body(recording_id, code), "b")  # type: ignore[misc]
+                if body is None:
+                    continue
+                item["body"] = body.decode()
+            found.append(item)
         return found
 
 
-ATTEMPT_LOG_MAX = 1000
-CLAIM_PREFIXES = (
-    keys_.DELIVERY_PREFIX,
-    keys_.OUTBOX_PREFIX,
-    keys_.SLOTS_PREFIX,
-    keys_.WAITING_PREFIX,
+CLAIM_PREFIXES = (keys_.PENDING_PREFIX, keys_.QUEUE_PREFIX, keys_.BODY_PREFIX)
+SETTLE_PREFIXES = (
+    keys_.PENDING_PREFIX,
+    keys_.QUEUE_PREFIX,
+    keys_.BODY_PREFIX,
+    keys_.ATTEMPTS_PREFIX,
+    keys_.FAILED_PREFIX,
 )
-SETTLE_PREFIXES = (keys_.OUTBOX_PREFIX, keys_.SLOTS_PREFIX, keys_.WAITING_PREFIX)
-
-CLAIM = lua.source("claim")  # what is due, taken in one step
-SETTLE = lua.source("settle")  # an attempt's outcome, recorded in one step
 
 
 @dataclass(frozen=True)
-class Claimed:
-    """A delivery a worker has taken (its lease and slot) and must now attempt and settle."""
+class Outcome:
+    """An attempt's outcome, as `settle` records it."""
 
-    subscription_id: str
-    msg_id: str
-    recording_id: str
-    body: str
-    type: str
-    attempts: int  # made before this one
-    subscription: str  # the subscription's JSON ("" if it was deleted)
-    claimed_at: float  # epoch seconds; the lease lapses `lease` seconds later
-    queued_at: float = 0.0  # epoch seconds: when the event was queued for this subscriber
-
-    @property
-    def member(self) -> str:
-        return keys_.due_member(self.subscription_id, self.msg_id)
+    claimed: Claimed
+    outcome: str  # succeeded | failed | retry | dropped
+    attempt: dict[str, Any]
+    retry_in: float = 0.0
+    counts: bool = False  # a failure of the subscriber's (towards DELIVERY_DISABLE_AFTER)
+    chain: bool = True  # the caller takes the recording's next event for the subscriber
 
 
 @dataclass(frozen=True)
-class Claims:
-    """What one `claim` took, and when the queue next has something to do (epoch seconds:
-    a delivery comes due or a lease lapses; None if the queue is empty)."""
+class Next:
+    """What settling an attempt led to: whether a delivery became due now (the caller looks
+    at the queue again), and the recording's next event for the subscriber, which the caller
+    takes at once in the slot the attempt freed (None if there is none)."""
 
-    taken: list[Claimed]
-    next_due: float | None
+    woke: bool
+    then: Claimed | None = None
 
 
 class DeliveryQueue:
+    """The consumer: `claim` what is due, `settle` what was attempted, all as `holder` (this
+    worker's name, as its heartbeat gives it)."""
+
     def __init__(
-        self, redis: Redis, slots: int, lease: float, retention: int, put_off: float = 60.0
+        self,
+        redis: Redis,
+        slots: int,
+        holder: str,
+        lapse: float,
+        retention: int,
+        put_off: float = PUT_OFF,
     ) -> None:
         self.redis = redis
-        self.retention = retention  # seconds a settled delivery is kept (for recover)
+        self.holder = holder
+        self.lapse = lapse  # seconds without a heartbeat after which a worker is dead
+        self.retention = retention  # seconds a failed delivery is listed for recover
         self.slots = slots  # attempts in flight to one subscriber, at most
-        self.lease_ms = int(lease * 1000)  # an attempt's timeout and then some
-        self.put_off_ms = int(put_off * 1000)  # when a delivery that must wait looks again
+        self.put_off_ms = int(put_off * 1000)  # when a subscription with full slots looks again
         self._claim = redis.register_script(CLAIM)
         self._settle = redis.register_script(SETTLE)
+        self._release = redis.register_script(RELEASE)
+        # Attempts that end together are settled together: one script call.
+        self._settle_batch: Batcher[Outcome, Next] = Batcher(self._settle_all)
 
     async def claim(self, limit: int) -> Claims:
+        """Take up to `limit` due deliveries; release what a dead worker held, if any."""
         now = int(time.time() * 1000)
-        keys = [keys_.DUE, keys_.LEASED, keys_.SUBSCRIPTIONS]
-        next_due, *rows = await self._claim(
-            keys,
-            [now, limit, self.lease_ms, self.slots, self.put_off_ms, *CLAIM_PREFIXES],
+        next_due, dead, *rows = await self._claim(
+            [keys_.DUE, keys_.IN_FLIGHT, keys_.SUBSCRIPTIONS, keys_.WORKERS],
+            [
+                now,
+                limit,
+                self.slots,
+                self.put_off_ms,
+                *CLAIM_PREFIXES,
+                self.holder,
+                now / 1000 - self.lapse,
+            ],
         )
-        claimed = []
-        for member, recording_id, body, kind, attempts, subscription, queued_at in rows:
-            subscription_id, _, msg_id = member.decode().partition(":")
-            claimed.append(
-                Claimed(
-                    subscription_id=subscription_id,
-                    msg_id=msg_id,
-                    recording_id=recording_id.decode(),
-                    body=body.decode(),
-                    type=kind.decode(),
-                    attempts=int(attempts),
-                    subscription=subscription.decode(),
-                    claimed_at=now / 1000,
-                    queued_at=float(queued_at),
-                )
+        claimed = [
+            Claimed(
+                subscription_id=sub.decode(),
+                recording_id=recording.decode(),
+                type=TYPES[code.decode()],
+                attempts=int(tries or 0),
+                body=body.decode(),
+                subscription=subscription.decode(),
+                claimed_at=now / 1000,
+                queued_at=float(queued_at),
+                day=day.decode(),
             )
+            for sub, recording, code, tries, body, queued_at, day, subscription in rows
+        ]
+        if dead:
+            released = await self.release(dead.decode())
+            log.warning(
+                "worker %s stopped beating: %d webhook attempts it held are due again",
+                dead.decode(),
+                released,
+            )
+            next_due = now
         return Claims(claimed, next_due / 1000 if next_due else None)
+
+    async def release(self, holder: str) -> int:
+        """Make due again what `holder` held in flight, and forget it: a dead worker, or this
+        one as it stops (what it cut short). How many."""
+        released = await self._release(
+            keys=[keys_.DUE, keys_.IN_FLIGHT, keys_.WORKERS],
+            args=[int(time.time() * 1000), holder, keys_.PENDING_PREFIX, keys_.QUEUE_PREFIX],
+        )
+        return int(released)
 
     async def settle(
         self,
         claimed: Claimed,
         outcome: str,
         attempt: dict[str, Any],
-        error: str | None = None,
         retry_in: float = 0.0,
         counts: bool = False,
-    ) -> None:
+        chain: bool = True,
+    ) -> Next:
         """Record `attempt`; `outcome` is `succeeded`, `failed`, `retry` (in `retry_in` s) or
         `dropped` (its subscription is deleted: nothing is recorded). `counts`: the subscriber
-        failed (towards `DELIVERY_DISABLE_AFTER`)."""
-        now = int(time.time() * 1000)
-        keys = [
-            keys_.DUE,
-            keys_.LEASED,
-            keys_.delivery(claimed.subscription_id, claimed.msg_id),
-            keys_.attempts(claimed.subscription_id),
-            keys_.recording_attempts(claimed.recording_id),
-            keys_.failed(claimed.subscription_id),
-            keys_.failing_since(claimed.subscription_id),
-            keys_.SUBSCRIPTIONS,
-        ]
-        args: list[str | int] = [
-            claimed.member,
-            outcome,
-            now,
-            now + int(retry_in * 1000),
-            error or "",
-            encode_attempt(attempt),
-            ATTEMPT_LOG_MAX,
-            self.retention,
-            "1" if counts else "0",
-            *SETTLE_PREFIXES,
-        ]
-        deadline = claimed.claimed_at + self.lease_ms / 1000 - 1
+        failed (towards `DELIVERY_DISABLE_AFTER`). `chain`: the caller takes the recording's
+        next event for the subscriber, if there is one, at once."""
+        recorded = Outcome(claimed, outcome, attempt, retry_in, counts, chain)
+        deadline = claimed.claimed_at + self.lapse - 1
         delay = 0.1
         while True:  # Redis may be restarting or full: settle once it is back, not send twice
             try:
-                await self._settle(keys, args)
-                return
+                return await self._settle_batch(recorded)
             except (RedisConnectionError, RedisTimeoutError, ResponseError) as error:
                 if isinstance(error, ResponseError) and not refuses_writes(error):
                     raise
                 if time.time() + delay > deadline:
-                    raise  # the lease lapses: the delivery is attempted again
+                    raise  # this worker's hold lapses: the delivery is attempted again
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def _settle_all(self, outcomes: list[Outcome]) -> list[Next]:
+        now = int(time.time() * 1000)
+        args: list[str | int | float] = [
+            now,
+            self.slots,
+            WINDOW,
+            self.retention,
+            self.holder,
+            *SETTLE_PREFIXES,
+        ]
+        for o in outcomes:
+            c = o.claimed
+            recorded = {**o.attempt, "recording_id": c.recording_id, "type": c.type}
+            archived = {**recorded, "subscription_id": c.subscription_id, "day": c.day}
+            args += [
+                c.subscription_id,
+                c.recording_id,
+                CODES[c.type],
+                o.outcome,
+                now + int(o.retry_in * 1000),
+                encode_attempt(recorded, "subscription_id"),
+                # Only a recording's events have an archive to go to.
+                encode_attempt(archived, "") if c.day else "",
+                "1" if o.counts else "0",
+                "1" if o.chain else "0",
+            ]
+        keys = [keys_.DUE, keys_.IN_FLIGHT, keys_.ATTEMPTS_TO_ARCHIVE]
+        woke, *taken = await self._settle(keys, args)
+        then: dict[int, Claimed] = {}
+        for place, code, body, queued_at, day in taken:
+            c = outcomes[int(place) - 1].claimed
+            then[int(place) - 1] = Claimed(
+                subscription_id=c.subscription_id,
+                recording_id=c.recording_id,
+                type=TYPES[code.decode()],
+                attempts=0,
+                body=body.decode(),
+                subscription=c.subscription,
+                claimed_at=now / 1000,
+                queued_at=float(queued_at),
+                day=day.decode(),
+            )
+        return [Next(bool(woke), then.get(n)) for n in range(len(outcomes))]
+
+
+class AttemptsLog:
+    """Attempts on their way to their recordings' `attempts.json` in the archive: one list,
+    moved a batch at a time by whichever worker holds the lock (`take`, then `done`)."""
+
+    def __init__(self, redis: Redis, lease: float = 60.0) -> None:
+        self.redis = redis
+        self.lease_ms = int(lease * 1000)  # a move cut short is taken up again after this
+
+    async def take(self, holder: str, limit: int) -> list[dict[str, Any]] | None:
+        """The oldest `limit` attempts, with the lock to move them (None: another worker is
+        moving a batch now)."""
+        if not await self.redis.set(keys_.ATTEMPTS_MOVING, holder, nx=True, px=self.lease_ms):
+            return None
+        raw = await self.redis.lrange(keys_.ATTEMPTS_TO_ARCHIVE, 0, limit - 1)  # type: ignore[misc]
+        return [json.loads(item) for item in raw]
+
+    async def done(self, moved: int) -> None:
+        """The `moved` oldest attempts are in the archive: drop them, and the lock."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.ltrim(keys_.ATTEMPTS_TO_ARCHIVE, moved, -1)
+            pipe.delete(keys_.ATTEMPTS_MOVING)
+            await pipe.execute()
+
+    async def waiting(self) -> int:
+        return int(await self.redis.llen(keys_.ATTEMPTS_TO_ARCHIVE))  # type: ignore[misc]

@@ -1,6 +1,6 @@
 """A recording's history, wherever it is now: in Redis while the recording is in flight, in the
-archive once it is final (`RecordingStore.finish`). The status endpoint, replay and recover read
-through here, so they work the same before and after."""
+archive once it is final (`RecordingStore.finish`). The status endpoint, replay, recover, the
+media links and Plivo's deletion read through here, so they work the same before and after."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from service.events import EVENT_TYPES
 from service.storage.archive import Archive, day_of, recording_prefix
+from service.storage.deliveries import decode_attempt
 from service.storage.recordings import RecordingState
 
 
@@ -17,9 +18,37 @@ def prefix(state: RecordingState) -> str:
     return recording_prefix(state.recording_id, day_of(state.accepted_at or 0))
 
 
+STATE = "state.json"  # a final recording's state, as `RecordingState.document` writes it
+ATTEMPTS = "attempts.json"  # its webhook attempts (`workers.attempts_archive`)
+
+
 class History:
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
+
+    async def full(self, state: RecordingState) -> RecordingState:
+        """The whole state of a recording: `state` itself while it is in flight; once it is
+        final, the archive's `state.json` with what Redis has learned since (a deletion from
+        Plivo, its requests and error)."""
+        if not state.trimmed:
+            return state
+        raw = await self.archive.get(f"{prefix(state)}/{STATE}")
+        if raw is None:
+            return state  # the archive lost it: what Redis has is all there is
+        whole = RecordingState.from_document(json.loads(raw))
+        whole.status = state.status
+        whole.last_error = state.last_error or whole.last_error
+        whole.deleted_at = state.deleted_at
+        whole.updated_at = state.updated_at or whole.updated_at
+        whole.plivo_requests += state.plivo_requests  # those made after it was final
+        return whole
+
+    async def attempts(self, state: RecordingState) -> list[dict[str, Any]]:
+        """The webhook attempts the archive holds of the recording, oldest first (Redis holds
+        the latest few seconds': `Deliveries.recording_attempts`)."""
+        raw = await self.archive.get(f"{prefix(state)}/{ATTEMPTS}")
+        records = json.loads(raw) if raw is not None else []
+        return [decode_attempt(r, recording_id=state.recording_id) for r in records]
 
     async def events(self, state: RecordingState) -> list[str]:
         """The bodies of the recording's events, in the order of a recording's life."""

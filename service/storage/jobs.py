@@ -3,7 +3,8 @@
 The web process writes jobs itself, in one atomic script with the recording's state
 (`service.storage.recordings`), so it uses arq's job encoding and key names from here rather
 than arq's `enqueue_job`, which costs several round trips; the rest queue jobs with `enqueue`,
-which also survives losing Redis as it queues (see there).
+which also survives losing Redis as it queues (see there). The worker locks and ends jobs with
+`JobLocks` (arq's own steps, in one script call each: `workers.job_worker`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from arq.constants import (
     expires_extra_ms,
     in_progress_key_prefix,
     job_key_prefix,
-    result_key_prefix,
+    retry_key_prefix,
 )
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
-from service.storage import keys
+from service.storage import keys, lua
 
 QUEUE = default_queue_name
 PROCESS_RECORDING = "process_recording"
@@ -29,6 +30,7 @@ DELETE_RECORDING = "delete_recording"
 RUN_BACKFILL = "run_backfill"
 # An unstarted job expires after this long, as arq's own `enqueue_job` does.
 JOB_TTL_MS = expires_extra_ms
+ENQUEUE = lua.source("enqueue")
 
 
 def job_id(function: str, recording_id: str) -> str:
@@ -38,10 +40,6 @@ def job_id(function: str, recording_id: str) -> str:
 
 def job_key(job_id: str) -> str:
     return job_key_prefix + job_id
-
-
-def result_key(job_id: str) -> str:
-    return result_key_prefix + job_id
 
 
 def encode_job(function: str, args: tuple[str, ...], enqueue_ms: int) -> bytes:
@@ -74,27 +72,73 @@ async def oldest_due(redis: Redis, now: float, look: int = 20) -> float | None:
     return round(now - waiting[0] / 1000, 3) if waiting else None
 
 
-async def enqueue(redis: Redis, function: str, arg: str, defer: float = 0.0) -> bool:
-    """Queue `function(arg)` to run in `defer` seconds, unless that job is queued or running
-    already (arq's rule); whether it was queued now.
+async def enqueue(
+    redis: Redis, function: str, arg: str, defer: float = 0.0, due_now_if: str = ""
+) -> bool:
+    """Queue `function(arg)` to run in `defer` seconds (at once if the key `due_now_if` exists),
+    unless that job is queued or running already (arq's rule); whether it was queued now.
 
-    One transaction, with no key watched: arq's `enqueue_job` watches the job's key, and when
-    the connection is lost as it queues the job, redis-py says so with the WatchError arq takes
-    for "queued already", and the job is lost without a word. Here a lost connection raises (the
-    caller runs again), and a job whose key was left without its place in the queue gets it.
+    One script call: arq's `enqueue_job` watches the job's key, and when the connection is lost
+    as it queues the job, redis-py says so with the WatchError arq takes for "queued already",
+    and the job is lost without a word. Here a lost connection raises (the caller runs again),
+    and a job whose key was left without its place in the queue gets it.
     """
     job = job_id(function, arg)
     now_ms = int(time.time() * 1000)
     due_ms = now_ms + int(defer * 1000)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(
-            job_key(job),
+    created = await redis.register_script(ENQUEUE)(
+        keys=[QUEUE, job_key(job), due_now_if],
+        args=[
+            job,
             encode_job(function, (arg,), now_ms),
-            px=due_ms - now_ms + JOB_TTL_MS,
-            nx=True,
-        )
-        pipe.zadd(QUEUE, {job: due_ms}, nx=True)
-        if defer <= 0:
-            pipe.publish(keys.WAKE_JOBS, 1)
-        created, *_ = await pipe.execute()
+            now_ms,
+            due_ms,
+            due_ms - now_ms + JOB_TTL_MS,
+            keys.WAKE_JOBS,
+        ],
+    )
     return bool(created)
+
+
+async def enqueue_collector(redis: Redis, recording_id: str, defer: float) -> bool:
+    """Queue the recording's transcription collector for its first poll, or for now if Plivo's
+    transcription callback has come already (the web process moves a queued one itself)."""
+    return await enqueue(
+        redis,
+        COLLECT_TRANSCRIPTION,
+        recording_id,
+        defer=defer,
+        due_now_if=keys.recording_transcription(recording_id),
+    )
+
+
+class JobLocks:
+    """arq's bookkeeping of a job run, each step one script call instead of a transaction
+    (`start_jobs.lua`, `finish_job.lua`): what arq writes, in the same keys."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._start = redis.register_script(lua.source("start_jobs"))
+        self._finish = redis.register_script(lua.source("finish_job"))
+
+    async def start(self, job_ids: list[str], lock_ms: int) -> list[tuple[str, int]]:
+        """Lock those of `job_ids` that are due and that no worker runs; each with its score."""
+        if not job_ids:
+            return []
+        now = int(time.time() * 1000)
+        started = await self._start(
+            keys=[QUEUE], args=[now, lock_ms, in_progress_key_prefix, *job_ids]
+        )
+        return [(job.decode(), int(float(score))) for job, score in started]
+
+    async def finish(self, job_id: str, how: str, add_ms: int = 0) -> None:
+        """`finish` (done for good), `retry` (its score moved `add_ms` later) or `release`."""
+        await self._finish(
+            keys=[
+                QUEUE,
+                in_progress_key_prefix + job_id,
+                retry_key_prefix + job_id,
+                job_key_prefix + job_id,
+            ],
+            args=[job_id, how, add_ms],
+        )

@@ -6,15 +6,26 @@ reads (a delivery's outbox, its subscriber's slots), the prefixes below as ARGV.
 
 Recordings (`service.storage.recordings`), each for `RECORDING_RETENTION_DAYS`:
 - `rr:recording:{id}` (hash): the pipeline state; `:callbacks` (list): other callbacks;
-  `:transcription`: Plivo's transcription callback; `:attempts` (list): its webhook attempts.
+  `:transcription`: Plivo's transcription callback.
 - `rr:recordings` (zset): id -> accepted at (ms), the index behind `GET /v1/recordings`.
 
 Subscriptions and deliveries (`service.storage.subscriptions`, `service.storage.deliveries`):
 - `rr:subscriptions` (hash): id -> JSON.
-- `rr:delivery:{subscription}:{message}` (hash), `rr:outbox:{subscription}:{recording}` (zset),
-  `rr:deliveries:due` and `rr:deliveries:leased` (zsets of `{subscription}:{message}`),
-  `rr:slots:{subscription}` and `rr:waiting:{subscription}` (zsets), `rr:failed:{subscription}`
-  (zset), `rr:attempts:{subscription}` (list), `rr:failing-since:{subscription}`.
+- `rr:body:{recording}:{event}` (hash: `b` body, `n` deliveries still to settle, `t` queued at,
+  `d` the recording's archive day): each event's body, once however many subscribers it goes
+  to, while any has it to receive.
+- `rr:pending:{subscription}` (hash): recording -> the events it still has to receive, in order
+  (one letter each, the head first; `#<tries>` after the head's failed attempts; `@<worker>`
+  while a worker attempts the head); field `!`: when its current run of failures began.
+- `rr:queue:{subscription}` (zset): recording -> when its head event is due (ms), for heads
+  not in flight.
+- `rr:deliveries:due` (zset): subscription -> when its queue next needs a look (ms).
+- `rr:deliveries:in-flight` (hash): subscription -> attempts in flight (what a worker that
+  dies held is released once its heartbeat lapses: `rr:workers`).
+- `rr:failed:{subscription}` (zset): `{recording}:{event}` -> failed at (s), for recover.
+- `rr:attempts:{subscription}` (list): its recent attempts (a bounded window, the dashboard's).
+- `rr:archive:attempts` (list): attempts on their way to their recordings' `attempts.json` in
+  the archive (a few seconds); `rr:archive:attempts:lock`: whoever moves them now.
 
 Plivo's rate limit (`service.storage.rate_limit`): `rr:plivo-rate:{auth_id}` (zset), and
 `rr:plivo-rate:{auth_id}:{work}` for a kind of work held to a share of it (reconciliation).
@@ -40,19 +51,21 @@ from __future__ import annotations
 
 SUBSCRIPTIONS = "rr:subscriptions"
 RECORDINGS_INDEX = "rr:recordings"
-DUE = "rr:deliveries:due"  # member `{subscription}:{message}`, score: due (epoch ms)
-LEASED = "rr:deliveries:leased"  # the same, taken by a worker; score: lease lapses (ms)
-
+DUE = "rr:deliveries:due"  # member: a subscription; score: when to look at its queue (ms)
+IN_FLIGHT = "rr:deliveries:in-flight"  # subscription -> attempts in flight
+ATTEMPTS_TO_ARCHIVE = "rr:archive:attempts"  # attempts on their way to the archive
+ATTEMPTS_MOVING = "rr:archive:attempts:lock"  # whoever moves them now
 WORKERS = "rr:workers"
 
 WAKE_JOBS = "rr:wake:jobs"
 WAKE_DELIVERIES = "rr:wake:deliveries"
 
 # Prefixes the delivery scripts complete themselves.
-DELIVERY_PREFIX = "rr:delivery:"
-OUTBOX_PREFIX = "rr:outbox:"
-SLOTS_PREFIX = "rr:slots:"
-WAITING_PREFIX = "rr:waiting:"
+PENDING_PREFIX = "rr:pending:"
+QUEUE_PREFIX = "rr:queue:"
+BODY_PREFIX = "rr:body:"
+ATTEMPTS_PREFIX = "rr:attempts:"
+FAILED_PREFIX = "rr:failed:"
 
 
 def recording(recording_id: str) -> str:
@@ -67,34 +80,25 @@ def recording_transcription(recording_id: str) -> str:
     return f"rr:recording:{recording_id}:transcription"
 
 
-def recording_attempts(recording_id: str) -> str:
-    return f"rr:recording:{recording_id}:attempts"
+def pending(subscription_id: str) -> str:
+    return PENDING_PREFIX + subscription_id
 
 
-def due_member(subscription_id: str, msg_id: str) -> str:
-    """A delivery as the delivery queue names it."""
-    return f"{subscription_id}:{msg_id}"
+def queue(subscription_id: str) -> str:
+    return QUEUE_PREFIX + subscription_id
 
 
-def delivery(subscription_id: str, msg_id: str) -> str:
-    return DELIVERY_PREFIX + due_member(subscription_id, msg_id)
-
-
-def outbox(subscription_id: str, recording_id: str) -> str:
-    return f"{OUTBOX_PREFIX}{subscription_id}:{recording_id}"
+def body(recording_id: str, event: str) -> str:
+    """An event's body while subscribers have it to receive (`event`: its one-letter code)."""
+    return f"{BODY_PREFIX}{recording_id}:{event}"
 
 
 def failed(subscription_id: str) -> str:
-    return f"rr:failed:{subscription_id}"
+    return FAILED_PREFIX + subscription_id
 
 
 def attempts(subscription_id: str) -> str:
-    return f"rr:attempts:{subscription_id}"
-
-
-def failing_since(subscription_id: str) -> str:
-    """When the subscriber's current run of failures began (deleted by a success)."""
-    return f"rr:failing-since:{subscription_id}"
+    return ATTEMPTS_PREFIX + subscription_id
 
 
 def plivo_rate(auth_id: str) -> str:

@@ -24,6 +24,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -31,13 +32,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
 
 from service.callbacks import RecordingCallback, TranscriptionCallback, is_recording_id
-from service.events import EVENT_TYPES
 from service.settings import Settings
 from service.storage import connections, jobs, keys, lua
 from service.storage.batch import Batcher
 from service.storage.script import Script
 
 CALLBACK_LOG_MAX = 50
+INDEX_TRIM_EVERY_MS = 60_000  # how often the accept script trims the index of old recordings
 log = logging.getLogger("recording_relay.store")
 
 ACCEPT = lua.source("accept")  # scripts/accept.lua
@@ -58,6 +59,9 @@ class Status(StrEnum):
 
 
 FINAL = (Status.TRANSCRIBED, Status.FAILED, Status.IGNORED, Status.NOT_TRANSCRIBED)
+# What Redis keeps of a final recording, for de-duplication, the list and its filters: a few
+# short fields (bench/memory). The rest is in the archive (`state.json`).
+FINAL_FIELDS = ("status", "accepted_at", "archived_at", "source", "call_uuid", "last_error")
 
 
 STEPS = (
@@ -160,6 +164,42 @@ class RecordingState:
     def archived(self) -> bool:
         return self.archived_at is not None
 
+    @property
+    def trimmed(self) -> bool:
+        """Whether this is what Redis keeps of a final recording (`FINAL_FIELDS`): the rest is
+        the archive's `state.json` (`service.storage.history.History.full`)."""
+        return self.archived and not self.auth_id
+
+    def document(self) -> dict[str, object]:
+        """The state as the archive keeps it once the recording is final (`state.json`): all
+        but the payloads, which are documents of their own."""
+        return {
+            "recording_id": self.recording_id,
+            "status": self.status.value,
+            "auth_id": self.auth_id,
+            **{step: getattr(self, step) for step in STEPS},
+            "last_error": self.last_error,
+            "source": self.source,
+            "call_uuid": self.call_uuid,
+            "plivo_requests": self.plivo_requests,
+            "audio": [{"name": c.name, "size": c.size, "sha256": c.sha256} for c in self.audio],
+            "emitted": sorted(self.emitted),
+        }
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> RecordingState:
+        state = cls(document["recording_id"], Status(document["status"]))
+        for step in STEPS:
+            setattr(state, step, document.get(step))
+        state.auth_id = document.get("auth_id", "")
+        state.last_error = document.get("last_error")
+        state.source = document.get("source", "callback")
+        state.call_uuid = document.get("call_uuid")
+        state.plivo_requests = int(document.get("plivo_requests", 0))
+        state.audio = [AudioCopy(c["name"], c["size"], c["sha256"]) for c in document["audio"]]
+        state.emitted = set(document.get("emitted", []))
+        return state
+
 
 class Outcome(StrEnum):
     QUEUED = "queued"  # first sight of a finished recording: its pipeline starts
@@ -197,6 +237,7 @@ class RecordingStore:
         self.redis = redis
         self.retention_seconds = retention_days * 86_400
         self._accept_script = Script(redis, ACCEPT)
+        self._index_trimmed = 0  # when this process last had the index trimmed (ms)
         self._accept = Batcher(self._accept_batch)
         self._finish = redis.register_script(FINISH)
         self._save_transcription = redis.register_script(SAVE_TRANSCRIPTION)
@@ -207,6 +248,9 @@ class RecordingStore:
 
     async def _accept_batch(self, callbacks: list[RecordingCallback]) -> list[Outcome]:
         now_ms = int(time.time() * 1000)
+        trim = now_ms - self._index_trimmed >= INDEX_TRIM_EVERY_MS
+        if trim:
+            self._index_trimmed = now_ms
         names: list[str] = [jobs.QUEUE, keys.RECORDINGS_INDEX]
         args: list[str | int | bytes] = [
             now_ms,
@@ -214,6 +258,7 @@ class RecordingStore:
             CALLBACK_LOG_MAX,
             jobs.JOB_TTL_MS,
             keys.WAKE_JOBS,
+            "1" if trim else "0",
         ]
         for callback in callbacks:
             recording_id = callback.recording_id
@@ -222,7 +267,6 @@ class RecordingStore:
                 keys.recording(recording_id),
                 keys.recording_callbacks(recording_id),
                 jobs.job_key(job_id),
-                jobs.result_key(job_id),
             ]
             args += [
                 callback.model_dump_json(),
@@ -296,26 +340,26 @@ class RecordingStore:
         """Keep the body of the recording's `kind` event, unless one is kept already: the
         body that is kept (every retry and replay sends the same bytes)."""
         key = keys.recording(recording_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, f"event:{kind}", body)
-            pipe.hget(key, f"event:{kind}")
-            _, kept = await pipe.execute()
-        return str(kept.decode())
+        if await self.redis.hsetnx(key, f"event:{kind}", body):  # type: ignore[misc]
+            return body
+        kept = await self.redis.hget(key, f"event:{kind}")  # type: ignore[misc]
+        return body if kept is None else str(kept.decode())
 
-    async def finish(self, recording_id: str, **final: str | int) -> None:
-        """Write the recording's `final` fields (its status) and forget what the archive now
-        holds (`FINISH`), in one step; marks the recording archived."""
-        now = int(time.time() * 1000)
-        pairs = [str(item) for field in final.items() for item in field]
+    async def finish(self, state: RecordingState) -> None:
+        """`state` is final and its `document()` is in the archive: keep in Redis only its
+        `FINAL_FIELDS` (and forget its transcription callback), in one step."""
+        kept = {name: value for name, value in state.document().items() if name in FINAL_FIELDS}
+        if kept.get("source") == "callback":
+            del kept["source"]  # the usual source: said by its absence
+        pairs = [str(item) for field in kept.items() if field[1] is not None for item in field]
+        lapses = (state.accepted_at or int(time.time() * 1000)) + self.retention_seconds * 1000
         await self._finish(
-            keys=[keys.recording(recording_id), keys.recording_transcription(recording_id)],
-            args=[now, len(EVENT_TYPES), *EVENT_TYPES, *pairs],
+            keys=[
+                keys.recording(state.recording_id),
+                keys.recording_transcription(state.recording_id),
+            ],
+            args=[max(1, lapses - int(time.time() * 1000)), *pairs],
         )
-
-    async def attempts(self, recording_id: str) -> list[str]:
-        """The webhook attempts made for the recording's events (`service.storage.deliveries`)."""
-        raw = await self.redis.lrange(keys.recording_attempts(recording_id), 0, -1)  # type: ignore[misc]
-        return [item.decode() for item in raw]
 
     async def recent(
         self, since_ms: float, until_ms: float, offset: int, count: int

@@ -60,14 +60,16 @@ class Wakeups:
         there is room for more, or the job put itself back in the queue)."""
         self._events[channel].set()
 
-    async def wait(self, channel: str, at_most: float) -> None:
-        """Until `channel` is woken (since `clear`) or `at_most` seconds, at most `IDLE_LOOK`."""
+    async def wait(self, channel: str, at_most: float) -> bool:
+        """Until `channel` is woken (since `clear`) or `at_most` seconds, at most `IDLE_LOOK`;
+        whether it was woken."""
         # `asyncio.timeout`, not `wait_for`: in Python 3.11 `wait_for` can swallow the
         # cancellation of a consumer whose event is set at the same moment, and the consumer
         # (arq's loop, the dispatcher) would then never end.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, min(at_most, IDLE_LOOK))):
                 await self._events[channel].wait()
+        return self._events[channel].is_set()
 
     def _wake_all(self) -> None:
         for event in self._events.values():

@@ -1,7 +1,8 @@
 -- One call accepts a batch of callbacks, in order (see `service.storage.batch`).
--- KEYS: the arq queue, the recordings' index, then four keys a callback: state, callback log,
--- arq job, arq result. ARGV: now (ms), retention (s), log cap, job TTL (ms), the jobs' wake-up
--- channel (published once if a job was queued), then six a callback: the callback's JSON, "1"
+-- KEYS: the arq queue, the recordings' index, then three keys a callback: state, callback log,
+-- arq job. ARGV: now (ms), retention (s), log cap, job TTL (ms), the jobs' wake-up
+-- channel (published once if a job was queued), '1' to trim the index of recordings past the
+-- retention (a call a minute is enough), then six a callback: the callback's JSON, "1"
 -- if it starts the pipeline, the encoded arq job, the job id, the signing account, the
 -- recording id.
 -- Each callback runs under its own `pcall`: one that fails is reported as `failed: <error>`
@@ -9,18 +10,18 @@
 local jobs, index = KEYS[1], KEYS[2]
 local now, retention, log_max, job_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local queued = 0
-local function accept(state, log, job, result, callback, starts, encoded, job_id, auth_id, id)
+local function accept(state, log, job, callback, starts, encoded, job_id, auth_id, id)
   if starts == '1' then
     if redis.call('HSETNX', state, 'accepted_at', now) == 1 then
       redis.call('HSET', state, 'status', 'queued', 'callback', callback, 'auth_id', auth_id,
                  'updated_at', now)
       redis.call('EXPIRE', state, retention)
       redis.call('ZADD', index, now, id)
-      if redis.call('EXISTS', job, result) == 0 then
-        redis.call('PSETEX', job, job_ttl, encoded)
-        redis.call('ZADD', jobs, now, job_id)
-        queued = queued + 1
-      end
+      -- Its first claim: no job of its own can be there (arq keeps no results, and a job's
+      -- key lapses in a day, within any retention of its recording's state).
+      redis.call('PSETEX', job, job_ttl, encoded)
+      redis.call('ZADD', jobs, now, job_id)
+      queued = queued + 1
       return 'queued'
     end
   end
@@ -31,15 +32,17 @@ local function accept(state, log, job, result, callback, starts, encoded, job_id
   return 'recorded'
 end
 local outcomes = {}
-for i = 0, (#KEYS - 2) / 4 - 1 do
-  local k, a = 3 + 4*i, 6 + 6*i
-  local ok, outcome = pcall(accept, KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3],
+for i = 0, (#KEYS - 2) / 3 - 1 do
+  local k, a = 3 + 3*i, 7 + 6*i
+  local ok, outcome = pcall(accept, KEYS[k], KEYS[k + 1], KEYS[k + 2],
                             ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
                             ARGV[a + 5])
   if ok then outcomes[i + 1] = outcome else outcomes[i + 1] = 'failed: ' .. tostring(outcome) end
 end
 -- Last: a write that may not grow memory first would let the rest through on a full Redis
 -- (a script's first write decides), where each callback must be refused and retried instead.
-redis.call('ZREMRANGEBYSCORE', index, '-inf', tonumber(now) - tonumber(retention) * 1000)
+if ARGV[6] == '1' then
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', tonumber(now) - tonumber(retention) * 1000)
+end
 if queued > 0 then redis.call('PUBLISH', ARGV[5], queued) end
 return outcomes
