@@ -17,6 +17,7 @@ from service.storage.deliveries import (
 )
 from service.storage.heartbeats import Heartbeats
 from service.storage.subscriptions import SubscriptionStore
+from service.storage.upgrade import take_up_old_deliveries
 from service.subscriptions import Subscription, SubscriptionCreate
 
 RETENTION = 3600
@@ -226,3 +227,38 @@ async def test_the_queue_says_when_it_next_has_work(redis: Redis) -> None:
     assert claims.taken == []
     assert claims.next_due is not None
     assert 119 < claims.next_due - time.time() <= 120  # the retry's due time
+
+
+async def test_deliveries_an_earlier_version_left_pending_are_sent_after_an_upgrade(
+    redis: Redis,
+) -> None:
+    _, deliveries, [sub] = await setup(redis)
+    # As the version before issue 17 kept them: a hash per delivery, its body inside.
+    old = {
+        "rr:delivery:" + sub.id + ":msg_pending": {
+            "subscription_id": sub.id,
+            "recording_id": "rec-1",
+            "type": COMPLETED,
+            "body": '{"n": 1}',
+            "status": "pending",
+        },
+        "rr:delivery:" + sub.id + ":msg_failed": {
+            "subscription_id": sub.id,
+            "recording_id": "rec-2",
+            "type": COMPLETED,
+            "status": "failed",
+            "finished_at": "1764600000",
+        },
+    }
+    for key, fields in old.items():
+        await redis.hset(key, mapping=fields)
+    await redis.zadd("rr:outbox:" + sub.id + ":rec-1", {"msg_pending": 1})
+    await redis.zadd("rr:deliveries:due", {sub.id + ":msg_pending": 0})
+    assert await take_up_old_deliveries(redis, deliveries) == 1
+    assert await redis.keys("rr:delivery:*") == await redis.keys("rr:outbox:*") == []
+    queue = DeliveryQueue(redis, 4, holder=WORKER, lapse=60, retention=RETENTION)
+    [again] = await claim(queue)
+    assert (again.recording_id, again.type, again.body) == ("rec-1", COMPLETED, '{"n": 1}')
+    [failed] = await deliveries.failed_since(sub.id, 0)
+    assert failed["recording_id"] == "rec-2"  # still listed for recover
+    assert await take_up_old_deliveries(redis, deliveries) == 0  # once

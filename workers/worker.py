@@ -22,7 +22,7 @@ from service.metrics import Recorder
 from service.plivo import PlivoClient, PlivoError
 from service.settings import Settings
 from service.ssrf import URLGuard, guarded_transport
-from service.storage import connections, heartbeats, jobs, server
+from service.storage import connections, heartbeats, jobs, server, upgrade
 from service.storage.archive import Archive
 from service.storage.deliveries import AttemptsLog, Deliveries, DeliveryQueue
 from service.storage.heartbeats import Heartbeats
@@ -155,7 +155,9 @@ class WorkerProcess:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=100)
         self.webhooks = guarded_transport(guard, limits)
         self.archive = Archive(settings.archive_url)
-        deliveries = Deliveries(redis, subscriptions, settings.delivery_max_in_flight)
+        deliveries = self.deliveries = Deliveries(
+            redis, subscriptions, settings.delivery_max_in_flight
+        )
         delivery_queue = DeliveryQueue(
             redis,
             settings.delivery_max_in_flight,
@@ -230,6 +232,7 @@ class WorkerProcess:
             )
         try:
             if await self._wait_for_redis() and await self._policy_keeps_work():
+                await upgrade.take_up_old_deliveries(self.redis, self.deliveries)
                 self._beating = asyncio.create_task(self._beat(), name="heartbeat")
                 self._archiving = asyncio.create_task(self.attempts_archive.run(), name="attempts")
                 self.wakeups.start()

@@ -37,6 +37,9 @@ whoever sweeps; it lapses after `RECONCILE_INTERVAL`), `rr:reconcile:watermark:{
 Wake-ups (`service.storage.wakeups`), pub/sub channels, not keys: `rr:wake:jobs` (a job is
 due now in arq's queue), `rr:wake:deliveries` (a delivery is due now).
 
+The keys' layout (`service.storage.upgrade`): `rr:layout` (string: its version, written once an
+upgrade has taken up what an earlier version left), `rr:layout:upgrading` (whoever does it).
+
 Workers' heartbeats (`service.storage.heartbeats`): `rr:workers` (zset: worker -> last beat,
 epoch s). The write probe (`service.storage.server`): `rr:probe:{pid}` (10 s).
 
@@ -56,6 +59,8 @@ IN_FLIGHT = "rr:deliveries:in-flight"  # subscription -> attempts in flight
 ATTEMPTS_TO_ARCHIVE = "rr:archive:attempts"  # attempts on their way to the archive
 ATTEMPTS_MOVING = "rr:archive:attempts:lock"  # whoever moves them now
 WORKERS = "rr:workers"
+LAYOUT = "rr:layout"  # which layout of these keys Redis holds (`service.storage.upgrade`)
+UPGRADING = "rr:layout:upgrading"  # a worker taking up what an earlier version left (60 s)
 
 WAKE_JOBS = "rr:wake:jobs"
 WAKE_DELIVERIES = "rr:wake:deliveries"
