@@ -37,14 +37,17 @@ from service.openapi import openapi
 from service.plivo import PlivoClient
 from service.plivo_auth import PlivoAuth
 from service.recordings_api import RecordingsAPI
+from service.security_headers import SecurityHeaders
 from service.settings import Settings, load_settings
 from service.ssrf import URLGuard
 from service.storage.archive import Archive
 from service.storage.deliveries import Deliveries
 from service.storage.history import History
+from service.storage.keyring import Keyring
 from service.storage.metrics import MetricsStore
 from service.storage.reconciliation import BackfillStore
 from service.storage.recordings import RecordingStore, connect
+from service.storage.sessions import Sessions, Throttle
 from service.storage.subscriptions import SubscriptionStore
 from service.subscriptions_api import SubscriptionsAPI
 
@@ -76,7 +79,9 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     metrics_store = MetricsStore(redis)
     recorder = Recorder(metrics_store)
     ingest = Ingest(PlivoAuth(settings), store, recorder)
-    admin = AdminAuth(settings.admin_token)
+    throttle = Throttle(redis, settings.auth_failures_per_address, settings.auth_failures_in_all)
+    admin = AdminAuth(settings.admin_secrets, throttle)
+    links = MediaLinks(settings, Keyring(redis))
     archive = Archive(settings.archive_url)
     history = History(archive)
     subscription_store = SubscriptionStore(redis, settings.subscriptions_max)
@@ -91,13 +96,22 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     plivo = PlivoClient(
         settings.plivo_api_url, settings.credentials(), timeout=settings.plivo_timeout
     )
-    media = MediaAPI(store, history, plivo, MediaLinks(settings))
+    media = MediaAPI(store, history, plivo, links)
     backfills = BackfillsAPI(BackfillStore(redis, settings.recording_retention_days), admin)
     health = DeploymentHealth(redis, fan_out)
     overview = Overview(metrics_store, subscription_store, fan_out, health)
-    metrics = MetricsAPI(AdminAuth(settings.metrics_token or settings.admin_token), overview)
+    scraper = AdminAuth([settings.metrics_token], throttle) if settings.metrics_token else None
+    metrics = MetricsAPI(scraper, overview)
     dashboard = Dashboard(
-        settings, overview, recordings, deliveries, subscriptions, subscription_store, fan_out
+        settings,
+        overview,
+        recordings,
+        deliveries,
+        subscriptions,
+        subscription_store,
+        fan_out,
+        links,
+        admin,
     )
     if not settings.plivo_verify_signatures:
         log.warning("PLIVO_VERIFY_SIGNATURES is off: callbacks are accepted without a signature")
@@ -131,7 +145,7 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics.get, methods=["GET"]),
         Route("/dashboard", lambda _: RedirectResponse("/dashboard/", 308), methods=["GET"]),
-        Mount("/dashboard", create_dashboard(settings, dashboard)),
+        Mount("/dashboard", create_dashboard(settings, dashboard, Sessions(redis), admin)),
         Route("/media/{name}", media.get, methods=["GET"]),
         Route("/v1/backfills", backfills.create, methods=["POST"]),
         Route("/v1/backfills/{backfill_id}", backfills.get, methods=["GET"]),
@@ -150,8 +164,12 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         ),
     ]
     app = Starlette(routes=routes, exception_handlers=errors.HANDLERS, lifespan=lifespan)
+    # No redirects to the slash-less or slashed path: Starlette builds them from the request's
+    # Host header, which a caller chooses. A wrong path is a 404.
+    app.router.redirect_slashes = False
     callbacks = {
         "/plivo/recording": CallbackEndpoint(ingest.recording, ("GET", "POST")),
         "/plivo/transcription": CallbackEndpoint(ingest.transcription, ("POST",)),
     }
-    return CallbackRoutes(app, callbacks)
+    https = (settings.public_base_url or "").startswith("https://")
+    return SecurityHeaders(CallbackRoutes(http_limits.BodyLimit(app), callbacks), https=https)

@@ -37,7 +37,7 @@ class BackfillsAPI:
         self.auth = auth
 
     async def create(self, request: Request) -> JSONResponse:
-        self.auth.check(request)
+        await self.auth.check(request)
         asked: BackfillRequest = await read_json(request, BackfillRequest)
         try:
             backfill, _ = await self.store.begin(asked.since, asked.until, asked.transcribe)
@@ -48,7 +48,7 @@ class BackfillsAPI:
         return JSONResponse(asdict(backfill), status_code=202)
 
     async def get(self, request: Request) -> JSONResponse:
-        self.auth.check(request)
+        await self.auth.check(request)
         backfill_id = request.path_params["backfill_id"]
         backfill = await self.store.get(backfill_id)
         if backfill is None:

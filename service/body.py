@@ -13,7 +13,8 @@ from urllib.parse import unquote_to_bytes
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
-MAX_BODY_BYTES = 64 * 1024
+from service.http_limits import body_limit
+
 MAX_FIELDS = 500
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -98,8 +99,12 @@ def _json_pairs(raw: bytes) -> Pairs:
     return pairs
 
 
-async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refusing (413) anything over `limit` before or while reading it."""
+async def read_body(request: Request, limit: int | None = None) -> bytes:
+    """The request body, refusing (413) anything over `limit` (by default its path's: see
+    `service.http_limits`, which refuses it before the app when uvicorn serves it) before or
+    while reading it."""
+    if limit is None:
+        limit = body_limit(request.scope.get("raw_path") or request.url.path.encode())
     declared = request.headers.get("content-length")
     if declared is not None:
         if not (declared.isascii() and declared.isdigit()):

@@ -55,7 +55,7 @@ class DeliveriesAPI:
         self.auth = auth
 
     async def replay(self, request: Request) -> JSONResponse:
-        self.auth.check(request)
+        await self.auth.check(request)
         recording_id = request.path_params["recording_id"]
         wanted: ReplayRequest = await read_json(request, ReplayRequest)
         queued = await self.replay_recording(recording_id, wanted.subscription_id)
@@ -79,7 +79,7 @@ class DeliveriesAPI:
         return queued
 
     async def recover(self, request: Request) -> JSONResponse:
-        self.auth.check(request)
+        await self.auth.check(request)
         subscription = await self.subscriptions.get(request.path_params["subscription_id"])
         if not isinstance(subscription, Subscription):
             raise HTTPException(404, "no such subscription (or an unreadable one)")
@@ -109,7 +109,7 @@ class DeliveriesAPI:
     async def attempts(self, request: Request) -> JSONResponse:
         """A page of the attempt log: the newest first page, oldest first within it;
         `next_cursor` goes back in time."""
-        self.auth.check(request)
+        await self.auth.check(request)
         subscription_id = request.path_params["subscription_id"]
         page = Page.of(request)
         if await self.subscriptions.get(subscription_id) is None:

@@ -7,7 +7,7 @@ null when it could not be fetched) and `callback` (the original callback paramet
 `recording.archived` (sent once the audio and the documents are in the archive) adds `archive`.
 Every one ends with `media`: a signed link to the audio (`service.media_links`), fresh in each
 webhook attempt, or null when the recording could not be fetched from Plivo.
-`subscription.disabled` has `subscription_id`, `url` (no credentials, query or fragment) and
+`subscription.disabled` has `subscription_id`, `url` (its scheme, host and port only) and
 `reason`. The JSON Schema of both is `docs/events.v1.schema.json`; a change to these models is
 a new version (an additive one, a new event type, is not).
 """
@@ -104,7 +104,7 @@ class DisabledData(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     subscription_id: str
-    url: str = Field(description="the subscription's URL without credentials, query or fragment")
+    url: str = Field(description="the subscription's URL's scheme, host and port only")
     reason: str
 
 

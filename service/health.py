@@ -183,5 +183,5 @@ class HealthAPI:
         self.auth = auth
 
     async def get(self, request: Request) -> JSONResponse:
-        self.auth.check(request)
+        await self.auth.check(request)
         return JSONResponse((await self.health.report()).as_dict())

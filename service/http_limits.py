@@ -1,12 +1,19 @@
 """Bounds on what one HTTP request may cost the web process before the app sees it.
 
-uvicorn (with httptools) puts no limit on a request's head and waits for ever for a request
-that is sent slowly, so a few clients can fill the process's memory with headers or hold its
-connections open with half-sent requests. `BoundedHttpToolsProtocol` is an HTTP protocol for
-uvicorn that answers `431` to a request line and headers over 64 KiB and `408` to a request not
-fully received within `HTTP_REQUEST_TIMEOUT` seconds of its first byte (or of the connection,
-for one that sends nothing), closing the connection either way. Plivo's callbacks are small
-and sent at once: both bounds are far from anything Plivo does.
+uvicorn (with httptools) puts no limit on a request's head or body and waits for ever for a
+request that is sent slowly, so a few clients can fill the process's memory with headers or
+bodies, or hold its connections open with half-sent requests. `BoundedHttpToolsProtocol` is an
+HTTP protocol for uvicorn that answers, before the app sees the request, and closing the
+connection:
+
+- `431` to a request line and headers over 64 KiB;
+- `413` to a body over its path's limit (`body_limit`): 64 KiB, but for Plivo's transcription
+  callback, which carries a call's whole transcript (1 MiB: a 4-hour call's is about 250 KB),
+  whether its `Content-Length` says so or its chunks add up to it;
+- `408` to a request not fully received within `HTTP_REQUEST_TIMEOUT` seconds of its first
+  byte (or of the connection, for one that sends nothing).
+
+Plivo's callbacks are small and sent at once: these bounds are far from anything Plivo does.
 """
 
 from __future__ import annotations
@@ -15,10 +22,22 @@ import asyncio
 import json
 from http import HTTPStatus
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 64 * 1024
+# Plivo's transcription callback carries the transcript's text: 4 hours of speech (about
+# 36,000 words) form-encoded is about 250 KB.
+TRANSCRIPTION_PATH = b"/plivo/transcription"
+MAX_TRANSCRIPTION_BYTES = 1024 * 1024
 LINGER_SECONDS = 1.0
+
+
+def body_limit(target: bytes) -> int:
+    """The largest body a request to `target` (its path and query) may carry."""
+    path = target.split(b"?", 1)[0]
+    return MAX_TRANSCRIPTION_BYTES if path == TRANSCRIPTION_PATH else MAX_BODY_BYTES
 
 
 class HeadTooLarge(Exception):
@@ -32,7 +51,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         self._in_head = True  # the next bytes belong to a request line or headers
-        self._head_bytes = 0
+        self._head_bytes = 0  # of this request's line and headers, as parsed
+        self._raw_bytes = 0  # received since this request began, while its head is unfinished
+        self._target = b""
+        self._body_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._refused = False
         self._arm()
@@ -45,10 +67,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return  # lingering after a refusal: what the client still sends is dropped
         if self._in_head:
-            self._head_bytes += len(data)
+            self._raw_bytes += len(data)
         super().data_received(data)
-        # httptools buffers an unfinished header itself: refuse before it holds much.
-        if self._in_head and self._head_bytes > self.max_head_bytes:
+        # httptools buffers an unfinished header itself: refuse before it holds much. (Once the
+        # head is complete, what came with it is the body's, and the body has its own limit.)
+        if self._in_head and self._raw_bytes > self.max_head_bytes:
             self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, self._too_large())
 
     # -- parser callbacks ------------------------------------------------------------------
@@ -59,6 +82,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
+        self._target += url
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -67,17 +91,36 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        limit = body_limit(self._target)
+        declared = next((v for name, v in self.headers if name == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self._body_too_large(limit))
+            return  # the app never sees it
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._refused:
+            return
+        self._body_bytes += len(body)
+        limit = body_limit(self._target)
+        if self._body_bytes > limit:  # chunks that add up to too much
+            self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self._body_too_large(limit))
+            return
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._disarm()
-        self._in_head, self._head_bytes = True, 0
-        super().on_message_complete()
+        self._in_head, self._head_bytes, self._raw_bytes = True, 0, 0
+        self._target, self._body_bytes = b"", 0
+        if not self._refused:
+            super().on_message_complete()
 
     # -- refusals --------------------------------------------------------------------------
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a parser error, which is how `HeadTooLarge` surfaces."""
+        if self._refused:
+            return  # answered already (a body too large, refused as its bytes came)
         if self._head_bytes > self.max_head_bytes:
             self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, self._too_large())
         else:
@@ -90,6 +133,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _too_large(self) -> str:
         return f"request line and headers over {self.max_head_bytes // 1024} KiB"
+
+    def _body_too_large(self, limit: int) -> str:
+        return f"body over {limit // 1024} KiB"
 
     def _arm(self) -> None:
         if self._deadline is None:
@@ -129,6 +175,44 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True  # the app, if it runs, is heard by no one
             self.cycle.message_event.set()
+
+
+class BodyLimit:
+    """The same body limits inside the app, for a server without the protocol above (the
+    tests', a PaaS's own): a body whose `Content-Length` is over its path's limit is answered
+    413 before the app reads it, and one whose chunks add up to more ends as a disconnect."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit(scope.get("raw_path") or scope["path"].encode())
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            body = json.dumps({"error": f"body over {limit // 1024} KiB"}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        received = 0
+
+        async def bounded() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                return {"type": "http.disconnect"}
+            return message
+
+        await self.app(scope, bounded, send)
 
 
 def configure(timeout: float) -> None:

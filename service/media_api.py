@@ -51,7 +51,7 @@ class MediaAPI:
         name = request.path_params["name"]
         query = request.query_params
         try:
-            self.links.check(name, query.get("expires"), query.get("signature"))
+            (await self.links.ready()).check(name, query.get("expires"), query.get("signature"))
         except LinkRefused as refused:
             raise HTTPException(403, str(refused)) from None
         variant = query.get("type")

@@ -2,7 +2,8 @@
 
 A link is the relay's own URL, `<PUBLIC_BASE_URL>/media/<recording_id>.<format>?expires=<epoch
 seconds>&signature=<HMAC-SHA256, base64url>`, signed over the file name and the expiry with
-`MEDIA_SIGNING_KEY` (derived from `ADMIN_TOKEN` when unset) and valid for `MEDIA_LINK_TTL`
+`MEDIA_SIGNING_KEY` (when unset, a key the relay keeps in Redis: `service.storage.keyring`,
+independent of the admin tokens) and valid for `MEDIA_LINK_TTL`
 seconds. Every event about a recording carries one (`data.media`); every webhook attempt,
 replay and recovery carries a fresh one. `?type=original` may be added to a link to ask for the
 pre-denoised copy: it is the same recording, so it is not part of what is signed.
@@ -20,8 +21,7 @@ from datetime import UTC, datetime
 
 from service.events import Media
 from service.settings import Settings
-
-DERIVATION_LABEL = b"recording-relay media links v1"
+from service.storage.keyring import Keyring
 
 
 class LinkRefused(Exception):
@@ -29,14 +29,22 @@ class LinkRefused(Exception):
 
 
 class MediaLinks:
-    def __init__(self, settings: Settings) -> None:
+    """Makes and checks media links; `ready()` (once) before either."""
+
+    def __init__(self, settings: Settings, keyring: Keyring) -> None:
+        self._key: bytes | None = None
         if settings.media_signing_key is not None:
             self._key = settings.media_signing_key.get_secret_value().encode()
-        else:  # never the admin token itself: a key derived from it for this one purpose
-            admin = settings.admin_token.get_secret_value().encode()
-            self._key = hmac.new(admin, DERIVATION_LABEL, hashlib.sha256).digest()
+        self.keyring = keyring
         self.base = f"{settings.public_base_url or ''}/media"
         self.ttl = settings.media_link_ttl
+
+    async def ready(self) -> MediaLinks:
+        """These links, with their key (the relay's own from Redis, the first time, unless
+        `MEDIA_SIGNING_KEY` is set)."""
+        if self._key is None:
+            self._key = await self.keyring.key("media")
+        return self
 
     def link(self, recording_id: str, audio_format: str, now: float | None = None) -> Media:
         """A link to the recording's audio, valid for `MEDIA_LINK_TTL` from `now`."""
@@ -61,5 +69,7 @@ class MediaLinks:
             raise LinkRefused("the media link has expired: ask for the event again (replay)")
 
     def _sign(self, name: str, expires: int) -> str:
+        if self._key is None:
+            raise RuntimeError("MediaLinks.ready() was not awaited")
         mac = hmac.new(self._key, f"{name}\n{expires}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()

@@ -151,6 +151,9 @@ PAGE = [
 # What every operation may answer besides its own.
 COMMON = {
     "401": _answer("missing or wrong bearer token", ERROR),
+    "429": _answer(
+        "too many wrong tokens from this address (or in all) this minute: Retry-After", ERROR
+    ),
     "503": _answer("Redis is unreachable: nothing was changed; retry later", ERROR),
 }
 BAD_BODY = {

@@ -53,7 +53,7 @@ class RecordingsAPI:
         self.auth = auth
 
     async def list(self, request: Request) -> JSONResponse:
-        self.auth.check(request)
+        await self.auth.check(request)
         page = Page.of(request)
         query = request.query_params
         status = query.get("status")
@@ -92,7 +92,7 @@ class RecordingsAPI:
         return found, str(offset) if offset < total else None
 
     async def get(self, request: Request) -> JSONResponse:
-        self.auth.check(request)
+        await self.auth.check(request)
         recording_id = request.path_params["recording_id"]
         return JSONResponse(await self.detail(recording_id))
 

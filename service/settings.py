@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.logs import FORMATS
@@ -51,12 +58,20 @@ class Settings(BaseSettings):
     # when the app sits behind a proxy or PaaS router. Unset: the URL the request arrived at.
     public_base_url: str | None = None
 
-    admin_token: SecretStr
-    # The bearer token of `GET /metrics` (Prometheus's scrape); unset: ADMIN_TOKEN.
+    # The management API's and the dashboard's bearer tokens: any of ADMIN_TOKENS (comma-
+    # separated: a new one can be put in use before the old one is retired) or ADMIN_TOKEN.
+    admin_tokens: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    admin_token: SecretStr | None = None
+    # Failed admin-token checks (dashboard logins, bearer API calls) allowed a minute, from one
+    # client address and from all together, before every check is refused (429) till the
+    # minute is over.
+    auth_failures_per_address: int = Field(default=10, ge=1, le=100_000)
+    auth_failures_in_all: int = Field(default=100, ge=1, le=1_000_000)
+    # The bearer token of `GET /metrics` (Prometheus's scrape); unset: no metrics are served.
     metrics_token: SecretStr | None = None
 
-    # The key media links are signed with (`service.media_links`); unset: derived from
-    # ADMIN_TOKEN (rotating that token then ends every link handed out).
+    # The key media links are signed with (`service.media_links`); unset: a key the relay
+    # makes and keeps in Redis (`service.storage.keyring`), independent of the admin tokens.
     media_signing_key: SecretStr | None = None
     # Seconds a media link in an event stays valid (each attempt and replay carries a new one).
     media_link_ttl: int = Field(default=86_400, ge=60, le=30 * 86_400)
@@ -123,6 +138,30 @@ class Settings(BaseSettings):
     subscriptions_max: int = Field(default=1000, ge=1, le=100_000)
     # Webhook attempts one worker process runs at once (besides its WORKER_MAX_JOBS jobs).
     delivery_concurrency: int = Field(default=50, ge=1, le=1000)
+
+    @field_validator("admin_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        tokens = tuple(part.strip() for part in value.split(",") if part.strip())
+        if not tokens:
+            raise ValueError("must be one or more tokens, comma-separated")
+        return tokens
+
+    @model_validator(mode="after")
+    def _an_admin_token(self) -> Settings:
+        if not self.admin_tokens and self.admin_token is None:
+            raise ValueError("ADMIN_TOKENS (or ADMIN_TOKEN) is required")
+        return self
+
+    @property
+    def admin_secrets(self) -> list[SecretStr]:
+        """Every admin token in use: ADMIN_TOKENS', then ADMIN_TOKEN."""
+        found = list(self.admin_tokens)
+        if self.admin_token is not None and self.admin_token not in found:
+            found.append(self.admin_token)
+        return found
 
     @field_validator("plivo_auth_id")
     @classmethod
@@ -266,8 +305,10 @@ def describe_errors(error: ValidationError) -> str:
     """One line naming each bad variable, without ever repeating the value it was given."""
     problems = []
     for item in error.errors():
-        variable = str(item["loc"][0]).upper() if item["loc"] else "configuration"
-        if item["type"] == "missing":
+        variable = str(item["loc"][0]).upper() if item["loc"] else ""
+        if not variable:  # a rule across variables: its message names them
+            problems.append(item["msg"].removeprefix("Value error, "))
+        elif item["type"] == "missing":
             problems.append(f"{variable} is required")
         else:
             message = item["msg"].removeprefix("Value error, ")

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from service.events import EVENT_TYPES
+from service.text import PlainText
 from service.urls import check_url
 
 OPERATIONAL: Literal["subscription.disabled"] = "subscription.disabled"
@@ -37,7 +38,7 @@ URL = Annotated[
     ),
     AfterValidator(check_url),
 ]
-Description = Annotated[str, Field(max_length=500)]
+Description = Annotated[PlainText, Field(max_length=500)]
 Events = Annotated[list[EventFilter], Field(min_length=1)]
 
 

@@ -65,7 +65,7 @@ class SubscriptionsAPI:
         self.guard = guard
 
     async def _find(self, request: Request) -> Subscription:
-        self.auth.check(request)
+        await self.auth.check(request)
         found = await self.store.get(request.path_params["subscription_id"])
         if found is None:
             raise HTTPException(404, "no such subscription")
@@ -82,7 +82,7 @@ class SubscriptionsAPI:
             raise Unprocessable("url", str(error)) from None
 
     async def create(self, request: Request) -> JSONResponse:
-        self.auth.check(request)
+        await self.auth.check(request)
         wanted: SubscriptionCreate = await read_json(request, SubscriptionCreate)
         return JSONResponse(public(await self.add(wanted)), status_code=201)
 
@@ -95,7 +95,7 @@ class SubscriptionsAPI:
             raise HTTPException(409, str(error)) from None
 
     async def list(self, request: Request) -> JSONResponse:
-        self.auth.check(request)
+        await self.auth.check(request)
         page = Page.of(request)
         found, unreadable = await self.store.scan()
         start = page.offset
@@ -126,7 +126,7 @@ class SubscriptionsAPI:
             raise invalid(error) from None
 
     async def delete(self, request: Request) -> Response:
-        self.auth.check(request)
+        await self.auth.check(request)
         subscription_id = request.path_params["subscription_id"]
         if not await self.store.delete(subscription_id):
             raise HTTPException(404, "no such subscription")

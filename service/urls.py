@@ -72,7 +72,14 @@ def _check_host(host: str, bracketed: bool) -> None:
 
 
 def redacted(url: str) -> str:
-    """`url` without credentials, query or fragment: what may be shown to other subscribers."""
+    """`url` without credentials, query or fragment (the archive's URL in an event)."""
     parts = urlsplit(url)
     netloc = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def origin(url: str) -> str:
+    """`url`'s scheme, host and port only: what other subscribers may see of a subscriber's URL
+    (its path, as its query, may hold a secret)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"

@@ -19,10 +19,11 @@ def signed_headers(
     body_params: list[tuple[str, str]] | dict[str, str],
     token: str = AUTH_TOKEN,
     header: str = "X-Plivo-Signature-V3",
+    base: str = PUBLIC_BASE_URL,
 ) -> dict[str, str]:
     nonce = secrets.token_hex(10)
     pairs = list(body_params.items()) if isinstance(body_params, dict) else body_params
-    signature = sign_v3(token, nonce, method, PUBLIC_BASE_URL + path_and_query, pairs)
+    signature = sign_v3(token, nonce, method, base + path_and_query, pairs)
     return {header: signature, "X-Plivo-Signature-V3-Nonce": nonce}
 
 

@@ -30,7 +30,13 @@ async def loopback(host: str, port: int) -> list[str]:
 async def test_no_request_to_the_management_api_gets_a_5xx(
     redis_url: str, redis: Redis, tmp_path: Path
 ) -> None:
-    settings = make_settings(redis_url, delivery_allow_networks="127.0.0.0/8")
+    settings = make_settings(
+        redis_url,
+        delivery_allow_networks="127.0.0.0/8",
+        # It tries wrong tokens on purpose, by the hundred: the throttle would answer the rest.
+        auth_failures_per_address=100_000,
+        auth_failures_in_all=100_000,
+    )
     guard = URLGuard(settings.delivery_allow_networks, resolve=loopback)
     har = tmp_path / "run.har"
     async with serve(create_app(settings, guard)) as url:

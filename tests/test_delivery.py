@@ -191,7 +191,8 @@ async def test_long_failing_subscription_is_disabled_with_an_operational_event(
             assert notice["type"] == "subscription.disabled"
             assert notice["data"]["subscription_id"] == broken["id"]
             # Other subscribers see where it pointed, never the secrets in its URL.
-            assert notice["data"]["url"] == broken["url"].removesuffix("?api_key=s3cret")
+            # Other subscribers see where it was, not its path or query (either may hold a secret).
+            assert notice["data"]["url"] == broken["url"].split("/hook")[0]
             assert b"s3cret" not in watcher.got[0].body
             assert EVENTS_SCHEMA["$schema"].startswith("https://json-schema.org/")
             jsonschema.validate(notice, EVENTS_SCHEMA)  # the published schema covers it

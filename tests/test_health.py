@@ -13,7 +13,7 @@ from service.storage import jobs
 from tests.conftest import ADMIN_TOKEN
 from tests.pipeline_env import Relay, running_relay
 from tests.test_dashboard import logged_in
-from tests.test_metrics import scrape, value
+from tests.test_metrics import METRICS_TOKEN, scrape, value
 from tests.waiting import eventually
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -58,7 +58,7 @@ async def test_no_worker_alive_is_a_warning_until_one_beats(redis_url: str) -> N
 
 
 async def test_due_work_that_waits_is_reported_and_warned_of(redis: Redis, redis_url: str) -> None:
-    async with running_relay(redis_url, worker=False) as relay:
+    async with running_relay(redis_url, worker=False, metrics_token=METRICS_TOKEN) as relay:
         assert (await report(relay))["queues"] == {
             "oldest_due_job_seconds": None,
             "oldest_due_webhook_seconds": None,
@@ -72,7 +72,7 @@ async def test_due_work_that_waits_is_reported_and_warned_of(redis: Redis, redis
         assert 119 < found["queues"]["oldest_due_job_seconds"] < 130
         assert any("oldest due pipeline job" in warning for warning in found["warnings"])
 
-        samples = await scrape(relay, ADMIN_TOKEN)
+        samples = await scrape(relay)
         assert value(samples, "relay_queue_oldest_due_seconds", queue="jobs") > 119
         assert value(samples, "relay_workers_alive") == 0
         assert value(samples, "relay_redis_used_memory_bytes") > 0

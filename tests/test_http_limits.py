@@ -1,5 +1,6 @@
 """The web process (`python -m service.web`, as the Procfile runs it) bounds what a request may
-cost before the app sees it: oversized heads get 431, requests sent too slowly 408."""
+cost before the app sees it (oversized heads get 431, bodies 413, requests sent too slowly
+408), redirects nowhere a caller names, and sends its security headers on every answer."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from service.embedded_redis import free_port
 from tests.conftest import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN
+from tests.plivo import rid, signed_headers
 from tests.waiting import eventually
 
 
@@ -156,3 +158,69 @@ async def test_caller_chosen_strings_cannot_forge_a_log_line(web: WebProcess) ->
     lines = (await asyncio.to_thread(web.log.read_text)).splitlines()
     assert not [line for line in lines if line.startswith("FORGED")]
     assert any("x\\x0b\\x1cFORGED line\\x00\\u2028 refused: 401" in line for line in lines)
+
+
+async def test_a_body_over_its_limit_is_413_before_the_app_whether_declared_or_chunked(
+    web: WebProcess,
+) -> None:
+    body = b"token=" + b"a" * 70_000  # arrives with its head, in one write
+    head = (
+        b"POST /dashboard/login HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+    )
+    declared = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    answer = await exchange(web.port, declared)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:80]
+    assert b"body over 64 KiB" in answer
+    chunk = b"%x\r\n%s\r\n" % (len(body), body)
+    chunked = head + b"Transfer-Encoding: chunked\r\n\r\n" + chunk + b"0\r\n\r\n"
+    assert (await exchange(web.port, chunked)).startswith(b"HTTP/1.1 413 ")
+
+
+async def test_large_logins_in_parallel_do_not_grow_the_process(web: WebProcess) -> None:
+    before = web.rss_kib()
+
+    async def post() -> None:
+        head = (
+            b"POST /dashboard/login HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 60000000\r\n\r\n"
+        )
+        answer = await exchange(web.port, head + b"token=" + b"a" * 65536)
+        assert answer.startswith(b"HTTP/1.1 413 ")
+
+    await asyncio.gather(*(post() for _ in range(4)))
+    assert web.rss_kib() - before < 16 * 1024
+
+
+async def test_a_long_calls_transcription_callback_is_taken(web: WebProcess) -> None:
+    # Four hours of speech is about 250 KB of text: it must not fall back to polling.
+    text = " ".join(["word"] * 60_000)  # 300 KB
+    params = {"recording_id": rid("long call"), "transcription": text, "duration": "14400"}
+    url = f"http://127.0.0.1:{web.port}/plivo/transcription"
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            url, data=params, headers=signed_headers("POST", "", params, base=url)
+        )
+        assert answer.status_code == 200, answer.text
+        too_long = {**params, "transcription": "a" * (1024 * 1024 + 1)}
+        refused = await client.post(url, data=too_long)
+        assert refused.status_code == 413
+
+
+async def test_no_redirect_carries_the_callers_host(web: WebProcess) -> None:
+    request = b"GET /v1/subscriptions/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n"
+    answer = await exchange(web.port, request)
+    assert b"evil.example" not in answer
+    assert not answer.startswith((b"HTTP/1.1 30",))
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/plivo/recording", "/dashboard/login", "/v1/health"])
+async def test_every_response_carries_the_security_headers(web: WebProcess, path: str) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{web.port}") as client:
+        answer = await client.get(path)
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["referrer-policy"] == "no-referrer"
+    if path.startswith(("/dashboard", "/v1/")):
+        assert answer.headers["cache-control"] == "no-store"

@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from redis.asyncio import Redis
+
 from sandbox.app import media_bytes
 from service.events import Event, EventData, Media, make_event, with_media
 from service.media_links import MediaLinks
 from service.storage.archive import Archive, day_of
+from service.storage.keyring import Keyring
 from tests.archive_stores import s3_archive
 from tests.conftest import AUTH_ID, AUTH_TOKEN
 from tests.pipeline_env import Relay, running_relay, start_worker, worker_env
@@ -57,7 +60,7 @@ async def test_a_link_serves_the_archived_audio_whole_or_in_ranges_and_nothing_u
         signature = parse_qs(urlsplit(link).query)["signature"][0]
         tampered = signature[:-1] + ("A" if signature[-1] != "A" else "B")
         later = str(int(parse_qs(urlsplit(link).query)["expires"][0]) + 3600)
-        links = MediaLinks(relay.settings)
+        links = await MediaLinks(relay.settings, Keyring(Redis.from_url(redis_url))).ready()
         expired = links.link(recording_id, "mp3", now=time.time() - 86_400 - 5).url
         other = await relay.call()
         refused = {

@@ -75,7 +75,10 @@ async def test_metrics_need_their_token_and_not_the_admin_one_when_set(redis_url
         assert (await relay.http.get(url, headers=admin)).status_code == 401
         await scrape(relay)
     async with running_relay(redis_url, worker=False) as relay:
-        await scrape(relay, ADMIN_TOKEN)  # unset: the admin token
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        off = await relay.http.get(f"{relay.url}/metrics", headers=admin)
+        assert off.status_code == 404  # unset: no metrics, whatever the admin tokens
+        assert "METRICS_TOKEN" in off.json()["error"]
 
 
 async def test_counts_of_several_processes_add_up(redis: Redis) -> None:

@@ -13,9 +13,11 @@ import pytest
 from redis.asyncio import Redis
 
 from service.app import create_app
+from service.media_links import MediaLinks
 from service.metrics import Recorder
 from service.ssrf import RefusedURL, URLGuard
 from service.storage.deliveries import Deliveries, DeliveryQueue
+from service.storage.keyring import Keyring
 from service.storage.keys import SUBSCRIPTIONS as KEY
 from service.storage.metrics import MetricsStore
 from service.storage.subscriptions import SubscriptionStore
@@ -158,7 +160,8 @@ async def deliverer(redis: Redis, settings_url: str, transport: httpx.AsyncBaseT
     deliveries = Deliveries(redis, subscriptions)
     queue = DeliveryQueue(redis, 4, holder="worker.1:100", lapse=60, retention=3600)
     metrics = Recorder(MetricsStore(redis))
-    return Deliverer(settings, subscriptions, deliveries, queue, transport, metrics), queue
+    links = MediaLinks(settings, Keyring(redis))
+    return Deliverer(settings, subscriptions, deliveries, queue, transport, metrics, links), queue
 
 
 async def test_any_error_while_attempting_settles_as_a_failed_attempt(

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from redis.asyncio import Redis
+from starlette.applications import Starlette
 
 from service.app import create_app
 from service.storage.subscriptions import SubscriptionStore
@@ -127,7 +128,9 @@ async def test_openapi_document_describes_the_api(api: httpx.AsyncClient) -> Non
     document = (await api.get("/v1/openapi.json")).json()
     assert document["openapi"].startswith("3.")
     assert {"/v1/subscriptions", "/v1/subscriptions/{subscription_id}"} <= set(document["paths"])
-    app = create_app(make_settings("redis://127.0.0.1:1/0")).app  # behind the callback routes
+    app = create_app(make_settings("redis://127.0.0.1:1/0"))
+    while not isinstance(app, Starlette):  # the Starlette app, inside the layers around it
+        app = app.app
     routes = {
         (route.path, method.lower())
         for route in app.routes

@@ -39,7 +39,7 @@ from service.ssrf import RefusedURL
 from service.storage.deliveries import Claimed, Deliveries, DeliveryQueue, Next
 from service.storage.subscriptions import SubscriptionStore
 from service.subscriptions import OPERATIONAL, Subscription, changed, parse
-from service.urls import redacted
+from service.urls import origin
 
 log = logging.getLogger("recording_relay.delivery")
 BODY_LOG_BYTES = 4096
@@ -81,6 +81,7 @@ class Deliverer:
         queue: DeliveryQueue,
         transport: httpx.AsyncBaseTransport,
         metrics: Recorder,
+        links: MediaLinks,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -94,7 +95,7 @@ class Deliverer:
         # Take a recording's next event at once as its previous one settles (not when the
         # process is stopping: it would only be released again).
         self.chain = True
-        self.links = MediaLinks(settings)
+        self.links = links
         timeout = settings.delivery_timeout
         self.timeout = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
 
@@ -190,6 +191,7 @@ class Deliverer:
         def fresh(media: Media) -> Media:
             return self.links.link(claimed.recording_id, media.format)
 
+        await self.links.ready()
         msg_id, body = claimed.msg_id, with_media(claimed.body, fresh)
         timestamp = int(time.time())
         record = self._record(claimed)
@@ -253,8 +255,8 @@ class Deliverer:
             timestamp=now_iso(),
             data=DisabledData(
                 subscription_id=subscription.id,
-                # Other subscribers read this: no credentials, query or fragment.
-                url=redacted(subscription.url),
+                # Other subscribers read this: its scheme, host and port only.
+                url=origin(subscription.url),
                 reason=reason,
             ),
         )

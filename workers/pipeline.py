@@ -89,6 +89,7 @@ class Pipeline:
         archive: Archive,
         metrics: Recorder,
         dispatch: Dispatch,
+        links: MediaLinks,
     ) -> None:
         self.dispatch = dispatch
         self.metrics = metrics
@@ -98,7 +99,7 @@ class Pipeline:
         self.store = store
         self.plivo = plivo
         self.arq = arq
-        self.links = MediaLinks(settings)
+        self.links = links
         self.history = history.History(archive)
         base = settings.public_base_url
         self.transcription_callback_url = f"{base}/plivo/transcription" if base else None
@@ -509,6 +510,7 @@ class Pipeline:
             return
         body = state.events.get(kind)
         if body is None:
+            await self.links.ready()
             callback = _callback(state)
             recording = json.loads(state.recording) if state.recording else None
             media = None

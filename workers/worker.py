@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.media_links import MediaLinks
 from service.metrics import Recorder
 from service.plivo import PlivoClient, PlivoError
 from service.settings import Settings
@@ -26,6 +27,7 @@ from service.storage import connections, heartbeats, jobs, server, upgrade
 from service.storage.archive import Archive
 from service.storage.deliveries import AttemptsLog, Deliveries, DeliveryQueue
 from service.storage.heartbeats import Heartbeats
+from service.storage.keyring import Keyring
 from service.storage.metrics import MetricsStore
 from service.storage.rate_limit import RateLimiter
 from service.storage.reconciliation import BackfillStore, SweepState
@@ -166,8 +168,9 @@ class WorkerProcess:
             lapse=max(settings.delivery_timeout + 10, 3 * heartbeats.EVERY),
             retention=settings.recording_retention_days * 86_400,
         )
+        links = MediaLinks(settings, Keyring(redis))
         deliverer = Deliverer(
-            settings, subscriptions, deliveries, delivery_queue, self.webhooks, self.metrics
+            settings, subscriptions, deliveries, delivery_queue, self.webhooks, self.metrics, links
         )
         self.wakeups = Wakeups(connections.listener(settings))
         self.dispatcher = Dispatcher(
@@ -183,6 +186,7 @@ class WorkerProcess:
             self.archive,
             self.metrics,
             self.dispatcher,
+            links,
         )
         # Listing for sweeps and backfills takes at most its share of the account's limit.
         share = RateLimiter(redis, limit, window).share("reconcile", settings.reconcile_rate_share)

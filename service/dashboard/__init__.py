@@ -14,15 +14,16 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from service.admin_auth import AdminAuth
 from service.dashboard.pages import TEMPLATES, Dashboard
-from service.dashboard.session import COOKIE, SESSION_HOURS, RequireLogin, session_key
+from service.dashboard.session import RequireLogin, ServerSessions
 from service.settings import Settings
+from service.storage.sessions import Sessions
 
 __all__ = ["Dashboard", "create_dashboard"]
 
@@ -30,10 +31,14 @@ __all__ = ["Dashboard", "create_dashboard"]
 async def _error_page(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     context = {"status_code": exc.status_code, "message": exc.detail, "csrf": "", "page": ""}
-    return TEMPLATES.TemplateResponse(request, "error.html", context, status_code=exc.status_code)
+    return TEMPLATES.TemplateResponse(
+        request, "error.html", context, status_code=exc.status_code, headers=exc.headers
+    )
 
 
-def create_dashboard(settings: Settings, dashboard: Dashboard) -> Starlette:
+def create_dashboard(
+    settings: Settings, dashboard: Dashboard, sessions: Sessions, admin: AdminAuth
+) -> Starlette:
     """The dashboard as an app of its own, to mount at `/dashboard`."""
     d = dashboard
     routes = [
@@ -54,16 +59,15 @@ def create_dashboard(settings: Settings, dashboard: Dashboard) -> Starlette:
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
     ]
     session = Middleware(
-        SessionMiddleware,
-        secret_key=session_key(settings),
-        session_cookie=COOKIE,
-        max_age=SESSION_HOURS * 3600,
-        path="/dashboard",
-        same_site="strict",
-        https_only=(settings.public_base_url or "").startswith("https://"),
+        ServerSessions,
+        sessions=sessions,
+        admin=admin,
+        https=(settings.public_base_url or "").startswith("https://"),
     )
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[session, Middleware(RequireLogin)],
         exception_handlers={HTTPException: _error_page},
     )
+    app.router.redirect_slashes = False  # its redirects would carry the caller's Host
+    return app

@@ -18,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from service.admin_auth import AdminAuth
 from service.callbacks import is_recording_id
 from service.dashboard.overview import Overview
-from service.dashboard.session import check_csrf, csrf_token, log_in, logged_in, token_matches
+from service.dashboard.session import MAX_FORM_BYTES, check_csrf, csrf_token, log_in, logged_in
 from service.deliveries_api import DeliveriesAPI
 from service.errors import first_problem
 from service.media_links import MediaLinks
@@ -68,6 +69,8 @@ class Dashboard:
         subscriptions_api: SubscriptionsAPI,
         subscriptions: SubscriptionStore,
         deliveries: Deliveries,
+        links: MediaLinks,
+        admin: AdminAuth,
     ) -> None:
         self.settings = settings
         self.overview = overview
@@ -76,7 +79,8 @@ class Dashboard:
         self.subscriptions_api = subscriptions_api
         self.subscriptions = subscriptions
         self.deliveries = deliveries
-        self.links = MediaLinks(settings)
+        self.links = links
+        self.admin = admin
 
     def render(
         self, request: Request, name: str, status_code: int = 200, **context: Any
@@ -97,11 +101,14 @@ class Dashboard:
         return self.render(request, "login.html")
 
     async def login(self, request: Request) -> Response:
-        form = await request.form()
+        await self.admin.allowed(request)  # 429 for an address that failed too often
+        form = await request.form(max_files=0, max_fields=10, max_part_size=MAX_FORM_BYTES)
         token = form.get("token")
-        if not isinstance(token, str) or not token_matches(self.settings, token):
+        fingerprint = self.admin.matching(token) if isinstance(token, str) else None
+        if fingerprint is None:
+            await self.admin.failed(request, "dashboard login with a wrong token")
             return self.render(request, "login.html", 401, error="That is not the admin token.")
-        log_in(request)
+        log_in(request, fingerprint)
         return RedirectResponse(f"{request.scope.get('root_path', '')}/", status_code=303)
 
     async def logout(self, request: Request) -> Response:
@@ -160,7 +167,8 @@ class Dashboard:
         detail = await self.recordings.detail(request.path_params["recording_id"])
         events = detail["events"]
         media = next((e["data"]["media"] for e in events if e["data"].get("media")), None)
-        link = self.links.link(detail["recording_id"], media["format"]).url if media else None
+        links = await self.links.ready()
+        link = links.link(detail["recording_id"], media["format"]).url if media else None
         by_subscriber: dict[str, list[dict[str, Any]]] = {}
         for attempt in detail["attempts"]:
             by_subscriber.setdefault(attempt["subscription_id"], []).append(attempt)

@@ -43,6 +43,12 @@ upgrade has taken up what an earlier version left), `rr:layout:upgrading` (whoev
 Workers' heartbeats (`service.storage.heartbeats`): `rr:workers` (zset: worker -> last beat,
 epoch s). The write probe (`service.storage.server`): `rr:probe:{pid}` (10 s).
 
+Keys the relay makes for itself (`service.storage.keyring`): `rr:keyring:{name}` (32 bytes).
+Dashboard sessions (`service.storage.sessions`): `rr:session:{id}` (string: the session's
+JSON, gone after `SESSION_HOURS` or at logout). Failed admin-token checks
+(`service.storage.sessions`): `rr:auth-failures:{minute}:{client address}` and
+`rr:auth-failures:{minute}` (counters, kept two minutes).
+
 Metrics (`service.storage.metrics`): `rr:metrics` (hash: series -> total, every process's
 counts summed), `rr:metrics:minute:{n}` and `rr:metrics:hour:{n}` (hashes: the same, counted in
 minute n / hour n since the epoch; kept 25 hours and 8 days).
@@ -123,6 +129,21 @@ def reconcile_watermark(auth_id: str) -> str:
 
 def backfill(backfill_id: str) -> str:
     return f"rr:backfill:{backfill_id}"
+
+
+def keyring(name: str) -> str:
+    return f"rr:keyring:{name}"
+
+
+def session(session_id: str) -> str:
+    return f"rr:session:{session_id}"
+
+
+def auth_failures(minute: int, address: str | None = None) -> str:
+    """Failed admin-token checks in `minute` (since the epoch): from `address`, or from all."""
+    return (
+        f"rr:auth-failures:{minute}" if address is None else f"rr:auth-failures:{minute}:{address}"
+    )
 
 
 def probe(pid: int) -> str:
