@@ -8,12 +8,15 @@
    `recording.transcribed`. Floor, in the same run and at the same pace: a bare httpx loop
    doing one GET to the sandbox (the recording) and one POST of a 2 KB event to the receiver;
    for the transcription, two GETs (`raw`, `diarized`) and the POST.
-2. Idle: Redis commands per second (`INFO commandstats`, less `INFO` itself) over `--idle`
+2. With `--backfill N`: the same again while a backfill takes up N old recordings (lost
+   callbacks, two days ago) through `POST /v1/backfills`: a live recording's latency beside
+   a backfill, against the run without (the ratio).
+3. Idle: Redis commands per second (`INFO commandstats`, less `INFO` itself) over `--idle`
    seconds with nothing to do: the web process alone, then with one worker process.
 
 Plivo (the sandbox) answers at once; transcriptions are ready 0.5 s after they are requested.
 
-    .venv/bin/python bench/latency.py [--rate 5] [--seconds 20] [--idle 60]
+    .venv/bin/python bench/latency.py [--rate 5] [--seconds 20] [--idle 60] [--backfill 2000]
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
@@ -35,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.pipeline import AUTH_ID, TOKEN, loopback, start, stop_all, wait_up  # noqa: E402
-from service.embedded_redis import EmbeddedRedis  # noqa: E402
+from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 GOAL_P50, GOAL_P99 = 15.0, 50.0  # ms, from the callback's 200 to the event at the subscriber
 EVENT = {"type": "recording.completed", "data": {"padding": "x" * 2000}}
@@ -143,6 +148,38 @@ async def idle_rate(redis: aioredis.Redis, seconds: float) -> float:
     return (await commands(redis) - before) / seconds
 
 
+async def start_backfill(
+    http: httpx.AsyncClient, sandbox: str, relay: str, admin: str, count: int
+) -> str:
+    """`count` recordings of two days ago whose callbacks never came, and a backfill of them
+    (running once this returns); its id."""
+    day = datetime.now(UTC) - timedelta(days=2)
+    lost = f"http://127.0.0.1:{free_port()}/plivo/recording"
+    for index in range(count):
+        moment = (day + timedelta(seconds=index)).isoformat()
+        body = {"relay_url": lost, "callback": False, "added_at": moment}
+        (await http.post(f"{sandbox}/sandbox/calls", json=body)).raise_for_status()
+    headers = {"authorization": f"Bearer {admin}"}
+    window = {
+        "since": (day - timedelta(hours=1)).isoformat(),
+        "until": datetime.now(UTC).isoformat(),
+    }
+    answer = await http.post(f"{relay}/v1/backfills", json=window, headers=headers)
+    answer.raise_for_status()
+    backfill_id = str(answer.json()["id"])
+    while (await backfill_state(http, relay, admin, backfill_id))["found"] < 40:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    return backfill_id
+
+
+async def backfill_state(
+    http: httpx.AsyncClient, relay: str, admin: str, backfill_id: str
+) -> dict[str, Any]:
+    headers = {"authorization": f"Bearer {admin}"}
+    answer = await http.get(f"{relay}/v1/backfills/{backfill_id}", headers=headers)
+    return dict(answer.json())
+
+
 def line(name: str, values: list[float]) -> str:
     p50, p99 = quantiles(values)
     return f"  {name:<44} p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   ({len(values)})"
@@ -186,6 +223,11 @@ async def run(args: argparse.Namespace, work: Path) -> None:
 
             bare_completed, bare_transcribed = await floor(http, sandbox, receiver, warm, args)
             completed, transcribed = await relay_latencies(http, sandbox, relay, receiver, args)
+            if args.backfill:
+                backfill_id = await start_backfill(http, sandbox, relay, admin, args.backfill)
+                before = await backfill_state(http, relay, admin, backfill_id)
+                beside = await relay_latencies(http, sandbox, relay, receiver, args)
+                after = await backfill_state(http, relay, admin, backfill_id)
             if args.idle:
                 await asyncio.sleep(5)  # the last attempts are settled
                 worker_idle = await idle_rate(redis, args.idle) - web_idle
@@ -204,6 +246,24 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                 f"  goals: p50 <= {GOAL_P50:g} ms, p99 <= {GOAL_P99:g} ms; recording.transcribed "
                 f"plus the two GETs (about {gets:.1f} ms at p50)"
             )
+            if args.backfill:
+                taken = after["queued"] - before["queued"]
+                print(
+                    f"beside a backfill of {args.backfill} old recordings ({taken} taken up "
+                    f"meanwhile, {after['status']} at the end):"
+                )
+                print(line("relay: callback 200 -> recording.completed", beside[0]))
+                print(line("relay: callback 200 -> recording.transcribed", beside[1]))
+                for name, alone, with_backfill in (
+                    ("recording.completed", completed, beside[0]),
+                    ("recording.transcribed", transcribed, beside[1]),
+                ):
+                    p50, p99 = quantiles(alone)
+                    b50, b99 = quantiles(with_backfill)
+                    print(
+                        f"  {name}: p50 x{b50 / p50:.2f}, p99 x{b99 / p99:.2f} of the run "
+                        "without a backfill"
+                    )
             if args.idle:
                 print(f"idle, over {args.idle:g} s each (INFO commandstats, less INFO):")
                 print(f"  web process:    {web_idle:6.2f} Redis commands/s (goal 0)")
@@ -219,6 +279,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5, help="recordings a second")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--idle", type=float, default=60, help="seconds of idleness (0: skip)")
+    parser.add_argument(
+        "--backfill", type=int, default=0, help="old recordings to backfill beside (0: skip)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         asyncio.run(run(args, Path(tmp)))

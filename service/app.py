@@ -97,7 +97,9 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         settings.plivo_api_url, settings.credentials(), timeout=settings.plivo_timeout
     )
     media = MediaAPI(store, history, plivo, links)
-    backfills = BackfillsAPI(BackfillStore(redis, settings.recording_retention_days), admin)
+    backfill_store = BackfillStore(redis, settings.recording_retention_days)
+    backfills = BackfillsAPI(backfill_store, admin, settings.backfill_concurrency)
+    sessions = Sessions(redis)
     health = DeploymentHealth(redis, fan_out)
     overview = Overview(metrics_store, subscription_store, fan_out, health)
     scraper = AdminAuth([settings.metrics_token], throttle) if settings.metrics_token else None
@@ -145,10 +147,12 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics.get, methods=["GET"]),
         Route("/dashboard", lambda _: RedirectResponse("/dashboard/", 308), methods=["GET"]),
-        Mount("/dashboard", create_dashboard(settings, dashboard, Sessions(redis), admin)),
+        Mount("/dashboard", create_dashboard(settings, dashboard, sessions, admin, backfills)),
         Route("/media/{name}", media.get, methods=["GET"]),
         Route("/v1/backfills", backfills.create, methods=["POST"]),
+        Route("/v1/backfills", backfills.list, methods=["GET"]),
         Route("/v1/backfills/{backfill_id}", backfills.get, methods=["GET"]),
+        Route("/v1/backfills/{backfill_id}", backfills.cancel, methods=["DELETE"]),
         Route("/v1/recordings/{recording_id}/replay", deliveries.replay, methods=["POST"]),
         Route("/v1/subscriptions/{subscription_id}/recover", deliveries.recover, methods=["POST"]),
         Route("/v1/subscriptions/{subscription_id}/attempts", deliveries.attempts, methods=["GET"]),

@@ -377,7 +377,10 @@ def document() -> dict[str, Any]:
                     "summary": "Take up the recordings of a past window the relay never saw",
                     "requestBody": _body("BackfillRequest"),
                     "responses": {
-                        "202": _answer("started (or running already)", _ref("Backfill")),
+                        "202": _answer(
+                            "in the line (queued or running), or asked for before and not ended",
+                            _ref("Backfill"),
+                        ),
                         **BAD_BODY,
                         **COMMON,
                     },
@@ -385,7 +388,28 @@ def document() -> dict[str, Any]:
                         "GetBackfill": {
                             "operationId": "getBackfill",
                             "parameters": {"backfill_id": "$response.body#/id"},
-                        }
+                        },
+                        "CancelBackfill": {
+                            "operationId": "cancelBackfill",
+                            "parameters": {"backfill_id": "$response.body#/id"},
+                        },
+                    },
+                },
+                "get": {
+                    "operationId": "listBackfills",
+                    "summary": "The latest 50 backfills, newest first",
+                    "responses": {
+                        "200": _answer(
+                            "the backfills",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "data": {"type": "array", "items": _ref("Backfill")}
+                                },
+                                "required": ["data"],
+                            },
+                        ),
+                        **COMMON,
                     },
                 },
             },
@@ -406,6 +430,15 @@ def document() -> dict[str, Any]:
                     "summary": "A backfill's progress",
                     "responses": {
                         "200": _answer("its window, status and counts", _ref("Backfill")),
+                        "404": _answer("no such backfill", ERROR),
+                        **COMMON,
+                    },
+                },
+                "delete": {
+                    "operationId": "cancelBackfill",
+                    "summary": "Cancel a backfill (a running one stops after the page at hand)",
+                    "responses": {
+                        "200": _answer("cancelled (an ended one: as it is)", _ref("Backfill")),
                         "404": _answer("no such backfill", ERROR),
                         **COMMON,
                     },

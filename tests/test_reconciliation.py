@@ -25,6 +25,7 @@ from tests.pipeline_env import Relay, running_relay, worker_env
 from tests.receivers import Receiver
 from tests.servers import serve
 from tests.waiting import eventually
+from workers import reconciliation
 from workers.reconciliation import Counts
 from workers.worker import WorkerProcess
 
@@ -223,8 +224,11 @@ async def test_two_workers_sweeping_at_once_take_each_recording_up_once(
 
 
 async def test_a_backfill_takes_up_only_what_the_relay_never_saw_and_resumes(
-    redis_url: str,
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # No worker drains the queue until the walk is over: a backfill's wait for a short queue
+    # (tests/test_backfills.py, bench/latency) would wait for ever here.
+    monkeypatch.setattr(reconciliation, "QUEUE_MAX", 1_000)
     async with running_relay(redis_url, worker=False) as relay, idle_worker(relay) as worker:
         past = datetime.now(UTC) - timedelta(days=20)
         old = [past + timedelta(hours=n) for n in range(30)]

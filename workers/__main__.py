@@ -8,23 +8,28 @@ sees no crash to back off from. SIGTERM ends it within `WORKER_SHUTDOWN_GRACE` s
 `python -m workers backfill --since 2026-10-01 [--until 2026-11-01] [--no-transcribe]` puts the
 recordings of that window the relay has never seen through the pipeline (the workers do the
 work; this finds and queues it), with progress, and a summary at the end. Interrupted, the same
-command resumes where it stopped (`workers.reconciliation`).
+command resumes where it stopped (`workers.reconciliation`). It walks at once, whatever the
+turn of the backfills asked for through the API, and no worker walks the same one meanwhile.
+Its exit status: 0 done, 1 failed or cancelled (or a worker walks it now), 2 a bad window.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import secrets
 import sys
 
 from tqdm import tqdm
 
 from service.logs import configure
 from service.settings import Settings, load_settings
-from service.storage import connections, server
+from service.storage import connections, jobs, server
 from service.storage.archive import require
 from service.storage.reconciliation import Backfill
 from workers.worker import WorkerProcess
+
+HOLD_MS = 30_000  # the command's hold on its backfill's job, renewed every 10 s
 
 
 async def serve(settings: Settings) -> int:
@@ -59,13 +64,32 @@ async def backfill(settings: Settings, since: str, until: str | None, transcribe
         else:  # a log, not a terminal: plain lines
             print(f"backfill {now.id}: {now.summary()}", file=sys.stderr, flush=True)
 
+    # No worker runs this backfill's job while this command walks it (whatever its turn).
+    redis, holder = process.redis, f"command:{secrets.token_hex(8)}"
+
+    async def keep_holding() -> None:
+        # A lease renewed on a clock: there is no event to wait on.
+        while await jobs.hold(redis, jobs.RUN_BACKFILL, job.id, holder, HOLD_MS):  # noqa: ASYNC110
+            await asyncio.sleep(HOLD_MS / 3000)
+
+    holding: asyncio.Task[None] | None = None
     try:
+        if not await jobs.hold(redis, jobs.RUN_BACKFILL, job.id, holder, HOLD_MS):
+            print(f"backfill {job.id}: a worker runs it now: follow it with GET /v1/backfills")
+            return 1
+        holding = asyncio.create_task(keep_holding())
         job = await reconciler.backfill(job, progress)
+        if job.ended:
+            await reconciler.take_turns()
     finally:
         bar.close()
+        if holding is not None:
+            holding.cancel()
+            await asyncio.gather(holding, return_exceptions=True)
+            await jobs.let_go(redis, jobs.RUN_BACKFILL, job.id, holder)
         await process.close_clients()
     print(f"backfill {job.id} {job.status}: {job.summary()}")
-    return 0
+    return 0 if job.status == "done" else 1
 
 
 def main() -> None:

@@ -14,9 +14,11 @@ rate limit (`RateLimiter.share`); the recordings they queue then share it with l
   watermark there. A sweep cut short (a crash, a Plivo outage) leaves it where it was: the next
   one repeats the work, never skips it.
 - A backfill walks a window an operator names (`python -m workers backfill`, or
-  `POST /v1/backfills`), saving how far it got after every page, so running it again resumes.
-  It waits while the work queue is long (`QUEUE_MAX`), so live recordings are not stuck behind
-  thousands of old ones.
+  `POST /v1/backfills`), saving how far it got after every page, so running it again resumes,
+  and stopping at the first page after it was cancelled. Backfills asked for through the API
+  take turns, `BACKFILL_CONCURRENCY` at a time (`BackfillStore`'s line). A backfill queues a
+  few recordings at a time, only while few jobs are due (`CHUNK`, `QUEUE_MAX`), so the
+  workers' time goes to live recordings first.
 
 Pages are walked by time, not offset: after each page the upper bound moves to the oldest
 `add_time` in it (inclusive, skipping the ids already handled at that instant), so recordings
@@ -47,7 +49,11 @@ PAGE = 20  # Plivo's largest page
 SLICE = timedelta(days=30)  # Plivo's largest add_time window
 OVERLAP = timedelta(minutes=2)
 GRACE = timedelta(minutes=1)  # or half an interval, if that is shorter
-QUEUE_MAX = 200  # due jobs in the work queue above which a backfill waits
+# A backfill queues recordings CHUNK at a time, each chunk once at most QUEUE_MAX jobs are due
+# (it looks twice a second): at most 10 a second, and only as fast as the workers keep up.
+QUEUE_MAX = 5
+CHUNK = 5
+CHUNK_WAIT = 30.0  # seconds a chunk waits for the queue at most (the page's first, the job's time)
 PLIVO_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
@@ -190,36 +196,62 @@ class Reconciler:
         budget: float = float("inf"),
     ) -> Backfill:
         """Walk `backfill`'s window from where it got to, for at most `budget` seconds (it
-        stays `running` when the budget ends first: call again to go on)."""
-        started = time.monotonic()
+        stays `running` when the budget ends first: call again to go on). A backfill that was
+        cancelled (by the API, meanwhile) is left as it is, after the page at hand."""
+        deadline = time.monotonic() + budget
         since = datetime.fromisoformat(backfill.since)
         until = datetime.fromisoformat(backfill.until)
         units = [(a, lo, hi) for lo, hi in slices(since, until) for a in self.accounts]
+        backfill.status = "running"
+        if not await self.backfills.save(backfill):
+            return backfill
         while backfill.slice < len(units):
             auth_id, lower, upper = units[backfill.slice]
             resume = datetime.fromisoformat(backfill.cursor) if backfill.cursor else None
             async for page, oldest in self.pages(auth_id, lower, upper, resume):
-                await self._wait_for_the_queue()
-                counts = await self.take_up(auth_id, page, Origin.BACKFILL, backfill.transcribe)
-                backfill.found += counts.found
-                backfill.known += counts.known
-                backfill.queued += counts.queued
+                if not await self._wait_for_the_queue(deadline):
+                    return backfill  # the page is walked again next time
+                for start in range(0, len(page), CHUNK):
+                    if start:  # the page is taken up whole: a later chunk waits a while only
+                        await self._wait_for_the_queue(time.monotonic() + CHUNK_WAIT)
+                    chunk = page[start : start + CHUNK]
+                    counts = await self.take_up(
+                        auth_id, chunk, Origin.BACKFILL, backfill.transcribe
+                    )
+                    backfill.found += counts.found
+                    backfill.known += counts.known
+                    backfill.queued += counts.queued
                 backfill.cursor = oldest.isoformat()
-                await self.backfills.save(backfill)
+                if not await self.backfills.save(backfill):
+                    progress(backfill)
+                    return backfill
                 progress(backfill)
-                if time.monotonic() - started > budget:
+                if time.monotonic() > deadline:
                     return backfill
             backfill.slice += 1
             backfill.cursor = ""
-            await self.backfills.save(backfill)
+            if not await self.backfills.save(backfill):
+                return backfill
         backfill.status = "done"
         await self.backfills.save(backfill)
         progress(backfill)
         log.info("backfill %s done: %s", backfill.id, backfill.summary())
         return backfill
 
-    async def _wait_for_the_queue(self) -> None:
+    async def take_turns(self) -> int:
+        """Queue the jobs of the backfills whose turn it is (`BACKFILL_CONCURRENCY`)."""
+        return await self.backfills.wake(self.settings.backfill_concurrency)
+
+    async def _wait_for_the_queue(self, deadline: float) -> bool:
+        """Wait while more than `QUEUE_MAX` jobs are due; False if the deadline came first."""
         redis = self.store.redis
+        said = time.monotonic() + 10
         # Redis's queue, not this process, drains it: there is no event to wait on.
-        while await redis.zcount(jobs.QUEUE, "-inf", time.time() * 1000) > QUEUE_MAX:  # noqa: ASYNC110
+        while (due := await redis.zcount(jobs.QUEUE, "-inf", time.time() * 1000)) > QUEUE_MAX:
+            if time.monotonic() > deadline:
+                return False
+            if time.monotonic() > said:  # once: are the workers running?
+                log.warning("backfill: waiting for the workers: %d jobs due", due)
+                said = float("inf")
             await asyncio.sleep(0.5)
+        return True

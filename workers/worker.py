@@ -43,6 +43,7 @@ from workers.reconciliation import ListingOrder, Reconciler
 from workers.redis_outage import outage, redis_loss_is_a_retry, redis_trouble
 
 log = logging.getLogger("recording_relay.worker")
+BACKFILL_TURNS_EVERY = 15.0  # seconds between looks at whose turn it is to backfill
 
 
 @redis_loss_is_a_retry
@@ -59,12 +60,16 @@ async def collect_transcription(ctx: dict[str, Any], recording_id: str) -> str:
 
 @redis_loss_is_a_retry
 async def run_backfill(ctx: dict[str, Any], backfill_id: str) -> str:
-    """A backfill started through the API, a slice of time per run: it saves how far it got
-    and runs again at once, so no run outlasts `WORKER_JOB_TIMEOUT`."""
+    """A backfill asked for through the API, a slice of time per run: it saves how far it got
+    and runs again at once, so no run outlasts `WORKER_JOB_TIMEOUT`. It waits its turn
+    (`BACKFILL_CONCURRENCY`); as it ends, the next in line is started."""
     reconciler: Reconciler = ctx["reconciler"]
-    backfill = await reconciler.backfills.get(backfill_id)
-    if backfill is None or backfill.status != "running":
+    backfills = reconciler.backfills
+    backfill = await backfills.get(backfill_id)
+    if backfill is None or backfill.ended:
         return "nothing to do"
+    if not await backfills.runs_now(backfill_id, reconciler.settings.backfill_concurrency):
+        return "waiting its turn"  # started by `take_turns` when the ones before it end
     budget = max(1.0, ctx["job_timeout"] / 2)
     try:
         backfill = await reconciler.backfill(backfill, budget=budget)
@@ -75,11 +80,11 @@ async def run_backfill(ctx: dict[str, Any], backfill_id: str) -> str:
     except ListingOrder as error:
         backfill.status, backfill.error = "failed", str(error)
     if backfill.status == "failed":
-        await reconciler.backfills.save(backfill)
-        return "failed"
+        await backfills.save(backfill)
     if backfill.status == "running":
         raise Retry(defer=0)
-    return backfill.summary()
+    await reconciler.take_turns()
+    return f"{backfill.status}: {backfill.summary()}"
 
 
 @redis_loss_is_a_retry
@@ -211,6 +216,7 @@ class WorkerProcess:
         self._flusher: asyncio.Task[None] | None = None
         self._beating: asyncio.Task[None] | None = None
         self._archiving: asyncio.Task[None] | None = None
+        self._backfill_turns: asyncio.Task[None] | None = None
 
     def stop(self, signal_name: str = "stop") -> None:
         """Stop taking work and shut down (safe to call any number of times, at any moment)."""
@@ -238,6 +244,7 @@ class WorkerProcess:
             if await self._wait_for_redis() and await self._policy_keeps_work():
                 await upgrade.take_up_old_deliveries(self.redis, self.deliveries)
                 self._beating = asyncio.create_task(self._beat(), name="heartbeat")
+                self._backfill_turns = asyncio.create_task(self._keep_backfills_going())
                 self._archiving = asyncio.create_task(self.attempts_archive.run(), name="attempts")
                 self.wakeups.start()
                 self._flusher = asyncio.create_task(self.metrics.run(), name="metrics")
@@ -270,6 +277,19 @@ class WorkerProcess:
                 log.debug("heartbeat not written (%s)", error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), heartbeats.EVERY)
+
+    async def _keep_backfills_going(self) -> None:
+        """Every `BACKFILL_TURNS_EVERY` seconds, queue the job of each backfill whose turn it
+        is: one whose job died (a timeout, a lost worker) goes on, none stays `running` with
+        no job (a job queued or running already is left as it is)."""
+        while not self._stopping.is_set():
+            try:
+                await self.reconciler.take_turns()
+            except (RedisError, OSError) as error:
+                log.debug("backfills' turns not checked (%s)", error)
+            with contextlib.suppress(TimeoutError):
+                pause = BACKFILL_TURNS_EVERY * random.uniform(0.8, 1.2)
+                await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def _sweep_now_and_then(self) -> None:
         """Look a few times an interval whether it is this worker's turn to sweep (the turn is
@@ -351,7 +371,7 @@ class WorkerProcess:
         self.stop(self.signal or "stop")
         grace = self.settings.worker_shutdown_grace
         arq = self.arq
-        for task in (self._sweeper, self._beating, self._archiving):
+        for task in (self._sweeper, self._beating, self._archiving, self._backfill_turns):
             if task is not None:
                 task.cancel()  # a sweep cut short is repeated by the next
                 await asyncio.gather(task, return_exceptions=True)

@@ -2,9 +2,9 @@
 
 - `session`: logging in with the admin token, the session cookie, CSRF.
 - `overview`: counts, charts, queue depths, subscription health.
-- `pages`: every page and action; templates in `templates/`, CSS and the one script (live
-  updates of the overview) in `static/`, all shipped in the package: nothing from a CDN, and
-  every page works without JavaScript.
+- `pages`: every page and action but the backfills' (`backfills`); templates in
+  `templates/`, CSS and the one script (live updates of the overview) in `static/`, all
+  shipped in the package: nothing from a CDN, and every page works without JavaScript.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from service.admin_auth import AdminAuth
+from service.backfills_api import BackfillsAPI
+from service.dashboard.backfills import BackfillPages
 from service.dashboard.pages import TEMPLATES, Dashboard
 from service.dashboard.session import RequireLogin, ServerSessions
 from service.settings import Settings
@@ -37,10 +39,14 @@ async def _error_page(request: Request, exc: Exception) -> Response:
 
 
 def create_dashboard(
-    settings: Settings, dashboard: Dashboard, sessions: Sessions, admin: AdminAuth
+    settings: Settings,
+    dashboard: Dashboard,
+    sessions: Sessions,
+    admin: AdminAuth,
+    backfills: BackfillsAPI,
 ) -> Starlette:
     """The dashboard as an app of its own, to mount at `/dashboard`."""
-    d = dashboard
+    d, b = dashboard, BackfillPages(dashboard, backfills)
     routes = [
         Route("/", d.home, methods=["GET"]),
         Route("/live", d.live, methods=["GET"]),
@@ -56,6 +62,9 @@ def create_dashboard(
         Route("/subscriptions/{subscription_id}", d.edit_subscription, methods=["POST"]),
         Route("/subscriptions/{subscription_id}/rotate-secret", d.rotate_secret, methods=["POST"]),
         Route("/subscriptions/{subscription_id}/recover", d.recover, methods=["POST"]),
+        Route("/backfills", b.list, methods=["GET"]),
+        Route("/backfills", b.start, methods=["POST"]),
+        Route("/backfills/{backfill_id}/cancel", b.cancel, methods=["POST"]),
         Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
     ]
     session = Middleware(

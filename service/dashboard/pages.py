@@ -89,7 +89,7 @@ class Dashboard:
         context = {"csrf": csrf_token(request), "flash": flash, "page": name, **context}
         return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
 
-    def _back(self, request: Request, path: str, flash: str) -> Response:
+    def back(self, request: Request, path: str, flash: str) -> Response:
         request.session["flash"] = flash
         return RedirectResponse(f"{request.scope.get('root_path', '')}{path}", status_code=303)
 
@@ -188,7 +188,7 @@ class Dashboard:
         recording_id = request.path_params["recording_id"]
         only = form.get("subscription_id") or None
         queued = await self.deliveries_api.replay_recording(recording_id, only)
-        return self._back(request, f"/recordings/{recording_id}", f"Replay: {queued} queued.")
+        return self.back(request, f"/recordings/{recording_id}", f"Replay: {queued} queued.")
 
     # -- subscriptions ---------------------------------------------------------------------
 
@@ -277,7 +277,7 @@ class Dashboard:
         except (ValidationError, HTTPException) as error:
             status, message = _refusal(error)
             return await self._subscription_page(request, subscription, status, error=message)
-        return self._back(request, f"/subscriptions/{subscription.id}", "Saved.")
+        return self.back(request, f"/subscriptions/{subscription.id}", "Saved.")
 
     async def rotate_secret(self, request: Request) -> Response:
         subscription = await self._find(request)
@@ -289,7 +289,7 @@ class Dashboard:
         """To the subscription's page, which shows its secret this once: the session carries
         only that permission, never the secret (a reload or a second look does not show it)."""
         request.session["reveal"] = subscription.id
-        return self._back(request, f"/subscriptions/{subscription.id}", flash)
+        return self.back(request, f"/subscriptions/{subscription.id}", flash)
 
     async def recover(self, request: Request) -> Response:
         subscription = await self._find(request)
@@ -308,7 +308,7 @@ class Dashboard:
             )
         queued = await self.deliveries_api.recover_failed(subscription, since.timestamp())
         path = f"/subscriptions/{subscription.id}"
-        return self._back(request, path, f"Recover: {queued} queued again.")
+        return self.back(request, path, f"Recover: {queued} queued again.")
 
 
 def _refusal(error: ValidationError | HTTPException) -> tuple[int, str]:

@@ -100,6 +100,22 @@ async def enqueue(
     return bool(created)
 
 
+async def hold(redis: Redis, function: str, arg: str, holder: str, ms: int) -> bool:
+    """Take for `holder`, for `ms`, the lock a worker takes to run `function(arg)` (arq's
+    in-progress key), so that no worker starts that job meanwhile; False if a worker or another
+    holder has it. Call again to keep it (it is extended), `let_go` to give it back."""
+    lock = in_progress_key_prefix + job_id(function, arg)
+    if await redis.set(lock, holder, nx=True, px=ms):
+        return True
+    return await redis.get(lock) == holder.encode() and bool(await redis.pexpire(lock, ms))
+
+
+async def let_go(redis: Redis, function: str, arg: str, holder: str) -> None:
+    lock = in_progress_key_prefix + job_id(function, arg)
+    if await redis.get(lock) == holder.encode():
+        await redis.delete(lock)
+
+
 async def enqueue_collector(redis: Redis, recording_id: str, defer: float) -> bool:
     """Queue the recording's transcription collector for its first poll, or for now if Plivo's
     transcription callback has come already (the web process moves a queued one itself)."""

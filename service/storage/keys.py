@@ -32,7 +32,9 @@ Plivo's rate limit (`service.storage.rate_limit`): `rr:plivo-rate:{auth_id}` (zs
 
 Reconciliation and backfill (`service.storage.reconciliation`): `rr:reconcile:lock` (string,
 whoever sweeps; it lapses after `RECONCILE_INTERVAL`), `rr:reconcile:watermark:{auth_id}`
-(string, ISO time: swept up to), `rr:backfill:{id}` (hash: a backfill's window and progress).
+(string, ISO time: swept up to), `rr:backfill:{id}` (hash: a backfill's window and progress),
+`rr:backfills:line` (zset: the backfills not ended, in the order they were asked for; the first
+`BACKFILL_CONCURRENCY` run), `rr:backfills` (zset: the latest 100 backfills, for the lists).
 
 Wake-ups (`service.storage.wakeups`), pub/sub channels, not keys: `rr:wake:jobs` (a job is
 due now in arq's queue), `rr:wake:deliveries` (a delivery is due now).
@@ -129,6 +131,10 @@ def reconcile_watermark(auth_id: str) -> str:
 
 def backfill(backfill_id: str) -> str:
     return f"rr:backfill:{backfill_id}"
+
+
+BACKFILL_LINE = "rr:backfills:line"
+BACKFILL_HISTORY = "rr:backfills"
 
 
 def keyring(name: str) -> str:

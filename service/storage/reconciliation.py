@@ -7,21 +7,28 @@ and each backfill's window and progress (keys: `service.storage.keys`).
 - A watermark is the moment up to which an account's recordings have all been taken up. It is
   written only after a whole sweep, so a sweep cut short is repeated, never skipped.
 - A backfill is a hash: its window, whether to transcribe, its status, how far it got
-  (`slice`, `cursor`: the pages fully handled) and its counts.
+  (`slice`, `cursor`: the pages fully handled) and its counts. Backfills wait their turn in a
+  line (a zset, oldest first): the first `BACKFILL_CONCURRENCY` of it run, each in one worker
+  job (`wake` queues theirs: queuing a job that exists already does nothing), and one leaves it
+  as it ends (`done`, `failed`, `cancelled`). Every write goes through one script that leaves
+  an ended backfill as it is, so a walk still going when it was cancelled changes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
-from service.storage import keys
+from service.storage import jobs, keys, lua
 
 BACKFILL_REACH = timedelta(days=3653)
+ENDED = ("done", "failed", "cancelled")
+SAVE = lua.source("save_backfill")
 
 
 def _field(value: object) -> str:
@@ -66,7 +73,7 @@ class Backfill:
     since: str
     until: str
     transcribe: bool = True
-    status: str = "running"  # running, done, failed
+    status: str = "queued"  # queued, running, done, failed, cancelled
     slice: int = 0  # the (account, 30-day slice) pairs fully handled
     cursor: str = ""  # in the current one, the add_time down to which pages are handled
     found: int = 0
@@ -82,6 +89,10 @@ class Backfill:
         digest = hashlib.sha256(f"{since}\n{until}\n{transcribe}".encode()).hexdigest()
         return f"bf_{digest[:20]}"
 
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
+
     def summary(self) -> str:
         return f"found {self.found}, already known {self.known}, queued {self.queued}"
 
@@ -90,51 +101,110 @@ class BackfillStore:
     def __init__(self, redis: Redis, retention_days: int) -> None:
         self.redis = redis
         self.ttl = retention_days * 86_400
+        self._save = redis.register_script(SAVE)
 
     async def begin(self, since: str, until: str | None, transcribe: bool) -> tuple[Backfill, bool]:
-        """The backfill of this window and choice (`ValueError` naming a bad bound), saved, and
-        whether it resumes one that was running (the same window names the same backfill)."""
+        """The backfill of this window and choice (`ValueError` naming a bad bound), saved at
+        the end of the line, and whether it is one asked for before and not ended (the same
+        window names the same backfill: asking again answers it as it is)."""
         start, end = window(since, until)
         backfill_id = Backfill.id_for(start, until and end, transcribe)
-        running = await self.get(backfill_id)
-        if running is not None and running.status == "running":
-            return running, True
+        earlier = await self.get(backfill_id)
+        if earlier is not None and not earlier.ended:
+            await self._join_line(backfill_id)  # one a version without a line left running
+            return earlier, True
         backfill = Backfill(backfill_id, start, end, transcribe)
-        await self.save(backfill)
+        await self._write(backfill, "new")
         return backfill, False
 
     async def get(self, backfill_id: str) -> Backfill | None:
         if not backfill_id.startswith("bf_") or len(backfill_id) > 40:
             return None
         raw = await self.redis.hgetall(keys.backfill(backfill_id))  # type: ignore[misc]
-        if not raw:
-            return None
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
-        return Backfill(
-            id=backfill_id,
-            since=fields["since"],
-            until=fields["until"],
-            transcribe=fields.get("transcribe") == "1",
-            status=fields.get("status", "running"),
-            slice=int(fields.get("slice", 0)),
-            cursor=fields.get("cursor", ""),
-            found=int(fields.get("found", 0)),
-            known=int(fields.get("known", 0)),
-            queued=int(fields.get("queued", 0)),
-            error=fields.get("error") or None,
-            started_at=fields.get("started_at", ""),
-            updated_at=fields.get("updated_at", ""),
-        )
+        return _read(backfill_id, raw) if raw else None
 
-    async def save(self, backfill: Backfill) -> None:
-        backfill.updated_at = iso(datetime.now(UTC))
+    async def recent(self, count: int = 50) -> list[Backfill]:
+        """The latest backfills asked for, newest first."""
+        ids = [i.decode() for i in await self.redis.zrevrange(keys.BACKFILL_HISTORY, 0, count - 1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for backfill_id in ids:
+                pipe.hgetall(keys.backfill(backfill_id))
+            found = await pipe.execute()
+        return [_read(i, raw) for i, raw in zip(ids, found, strict=True) if raw]
+
+    async def runs_now(self, backfill_id: str, concurrency: int) -> bool:
+        """Whether `backfill_id` is among the first `concurrency` of the line (its turn)."""
+        place = await self.redis.zrank(keys.BACKFILL_LINE, backfill_id)
+        if place is None:  # one a version without a line left running
+            await self._join_line(backfill_id)
+            place = await self.redis.zrank(keys.BACKFILL_LINE, backfill_id)
+        return place is not None and place < concurrency
+
+    async def _join_line(self, backfill_id: str) -> None:
+        await self.redis.zadd(keys.BACKFILL_LINE, {backfill_id: time.time() * 1000}, nx=True)
+
+    async def wake(self, concurrency: int) -> int:
+        """Queue the job of each backfill whose turn it is (a job queued or running already
+        stays as it is: this is also how a backfill whose job died goes on); how many."""
+        turn = await self.redis.zrange(keys.BACKFILL_LINE, 0, concurrency - 1)
+        woken = 0
+        for backfill_id in turn:
+            woken += await jobs.enqueue(self.redis, jobs.RUN_BACKFILL, backfill_id.decode())
+        return woken
+
+    async def save(self, backfill: Backfill) -> bool:
+        """Write how far `backfill` got; False (and its status as stored) if it had ended,
+        cancelled meanwhile: nothing is written then."""
+        return await self._write(backfill, "end" if backfill.ended else "progress")
+
+    async def cancel(self, backfill_id: str) -> Backfill | None:
+        """End a queued or running backfill as `cancelled` (an ended one stays as it is); the
+        backfill as it is now, None if unknown."""
+        backfill = await self.get(backfill_id)
+        if backfill is None or backfill.ended:
+            return backfill
+        backfill.status = "cancelled"
+        await self._write(backfill, "end")
+        return await self.get(backfill_id)
+
+    async def _write(self, backfill: Backfill, step: str) -> bool:
+        now = datetime.now(UTC)
+        backfill.updated_at = iso(now)
         backfill.started_at = backfill.started_at or backfill.updated_at
-        fields = {name: _field(value) for name, value in asdict(backfill).items() if name != "id"}
-        key = keys.backfill(backfill.id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, self.ttl)
-            await pipe.execute()
+        fields = [
+            part
+            for name, value in asdict(backfill).items()
+            if name != "id"
+            for part in (name, _field(value))
+        ]
+        refused = await self._save(
+            keys=[keys.backfill(backfill.id), keys.BACKFILL_LINE, keys.BACKFILL_HISTORY],
+            args=[self.ttl, step, backfill.id, int(time.time() * 1000), *fields],
+        )
+        if refused:
+            status = refused.decode() if isinstance(refused, bytes) else str(refused)
+            backfill.status = "cancelled" if status == "gone" else status
+            return False
+        return True
+
+
+def _read(backfill_id: str, raw: dict[bytes, bytes]) -> Backfill:
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    return Backfill(
+        id=backfill_id,
+        since=fields["since"],
+        until=fields["until"],
+        transcribe=fields.get("transcribe") == "1",
+        status=fields.get("status", "queued"),
+        slice=int(fields.get("slice", 0)),
+        cursor=fields.get("cursor", ""),
+        found=int(fields.get("found", 0)),
+        known=int(fields.get("known", 0)),
+        queued=int(fields.get("queued", 0)),
+        error=fields.get("error") or None,
+        started_at=fields.get("started_at", ""),
+        updated_at=fields.get("updated_at", ""),
+    )
 
 
 def window(since: str, until: str | None) -> tuple[str, str]:
