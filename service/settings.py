@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
     port: int = Field(default=8000, ge=1, le=65535)
+    # The address the web process listens on: every interface, as a PaaS's router needs
+    # (`make run` sets 127.0.0.1: the dashboard is not served to the LAN over plain HTTP).
+    host: str = "0.0.0.0"
     web_concurrency: int = Field(default=1, ge=1, le=64)
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Connections this process opens to Redis at most, all its work together
@@ -122,6 +125,9 @@ class Settings(BaseSettings):
     # the share of the account's rate limit their listing may take at most.
     reconcile_interval: float = Field(default=300, ge=0, le=86_400)
     reconcile_rate_share: float = Field(default=0.1, gt=0, le=1)
+    # Backfills asked for through the API that run at once (one worker job each); the rest
+    # wait their turn, in the order they were asked for.
+    backfill_concurrency: int = Field(default=1, ge=1, le=100)
 
     # Networks webhooks may be sent to despite being loopback/private/link-local: "CIDR,CIDR".
     delivery_allow_networks: Annotated[tuple[Network, ...], NoDecode] = ()

@@ -1,7 +1,7 @@
 """The `web` process of the Procfile: `python -m service.web`.
 
 Checks the configuration, the archive and Redis's eviction policy before anything starts, then
-serves the app with uvicorn on `$PORT` with `$WEB_CONCURRENCY` processes.
+serves the app with uvicorn on `$HOST:$PORT` with `$WEB_CONCURRENCY` processes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def main() -> None:
     uvicorn.run(
         "service.app:create_app",
         factory=True,
-        host="0.0.0.0",
+        host=settings.host,
         port=settings.port,
         workers=settings.web_concurrency,
         log_level=settings.log_level,
@@ -30,8 +30,10 @@ def main() -> None:
         log_config=None,
         # Query strings carry callback parameters: the app logs what matters, not every request.
         access_log=False,
-        # X-Forwarded-Proto/Host only matter when the public URL is not configured.
-        proxy_headers=settings.public_base_url is None,
+        # X-Forwarded-Proto and -For, from FORWARDED_ALLOW_IPS only (uvicorn's; loopback by
+        # default): the scheme when PUBLIC_BASE_URL is unset, and the client's address that the
+        # throttling of wrong admin tokens counts by.
+        proxy_headers=True,
         server_header=False,
         # Bounded request heads and a deadline for receiving each request (service.http_limits).
         http="service.http_limits:BoundedHttpToolsProtocol",
