@@ -163,13 +163,13 @@ async def test_a_worker_killed_mid_webhook_leaves_it_to_another(redis_url: str) 
 
 @asynccontextmanager
 async def worker_behind_a_crash(
-    redis_url: str, *markers: bytes, down_for: float, applied: bool = True
+    redis_url: str, *markers: bytes, down_for: float, applied: bool = True, **overrides: object
 ) -> AsyncIterator[tuple[Relay, RedisCrash]]:
     """A relay whose worker reaches Redis through `tests.redis_crash`, set to crash after the
     first write that carries `markers` (`applied`: Redis kept it); its web process reaches
     Redis directly."""
     async with (
-        running_relay(redis_url, worker=False) as relay,
+        running_relay(redis_url, worker=False, **overrides) as relay,
         redis_crash(redis_url) as (crash, through_it),
     ):
         crash.crash_after(*markers, down_for=down_for, applied=applied)
@@ -216,6 +216,45 @@ async def test_redis_lost_as_a_job_is_taken_is_ridden_out(redis_url: str) -> Non
         recording_id = await relay.call()
         status = await relay.settled(recording_id, within=30)
         assert crash.crashes == 1
+        assert status["status"] == "transcribed", status
+
+
+async def test_redis_lost_as_a_failed_webhook_is_settled_holds_nothing_back(
+    redis_url: str,
+) -> None:
+    # Redis dies as the worker reads how long the subscriber has been failing, after an attempt
+    # it answered 503: the worker, which holds the delivery for as long as it lives, attempts
+    # it again once Redis is back (it used to keep holding it, and the recording's events
+    # waited behind it until the worker stopped).
+    receiver = Receiver(answers=[503, 200])
+    async with (
+        worker_behind_a_crash(
+            redis_url,
+            b"HGET",
+            b"rr:pending:",
+            down_for=1.0,
+            delivery_allow_networks="127.0.0.0/8",
+            delivery_retry_schedule="0,0.3",
+        ) as (relay, crash),
+        serve(receiver.app()) as url,
+    ):
+        created = await relay.http.post(
+            f"{relay.url}/v1/subscriptions",
+            json={"url": f"{url}/hook", "events": ["recording.completed"]},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        assert created.status_code == 201, created.text
+        recording_id = await relay.call()
+
+        async def delivered() -> bool:
+            return any(r.status == 200 for r in receiver.got)
+
+        await eventually(delivered, within=20, what="the webhook delivered after the crash")
+        assert crash.crashes == 1
+        assert {r.headers["webhook-id"] for r in receiver.got} == {
+            receiver.got[0].headers["webhook-id"]
+        }
+        status = await relay.settled(recording_id, within=30)  # the job rode it out too
         assert status["status"] == "transcribed", status
 
 

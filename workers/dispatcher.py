@@ -106,11 +106,30 @@ class Dispatcher:
         task.add_done_callback(self._done)
 
     async def _deliver(self, delivery: Claimed) -> Settled | None:
-        try:
-            return await self.deliverer.deliver(delivery)
-        except Exception:  # released when this worker stops or dies: attempted again
-            log.exception("delivery %s to %s", delivery.msg_id, delivery.subscription_id)
-            return None
+        """Attempt `delivery` until it is settled. This worker holds it meanwhile, and nobody
+        else will take it while the worker lives: an attempt cut short (Redis lost or full as
+        it settled, or anything unforeseen) is made again once Redis answers, at least once,
+        with the same webhook-id (a settle whose answer was lost changed nothing the second
+        time but the log). A stopping worker gives it up: it is released as cut short."""
+        backoff = 0.1
+        while True:
+            try:
+                return await self.deliverer.deliver(delivery)
+            except Exception as error:
+                if self._stopping:
+                    return None
+                if redis_trouble(error):
+                    log.warning(
+                        "delivery %s to %s cut short: %s; attempting it again",
+                        delivery.msg_id,
+                        delivery.subscription_id,
+                        outage(error),
+                    )
+                    pause, backoff = backoff, min(backoff * 2, 5.0)
+                else:
+                    log.exception("delivery %s to %s", delivery.msg_id, delivery.subscription_id)
+                    pause = 30.0
+            await asyncio.sleep(pause)
 
     def _done(self, task: asyncio.Task[Settled | None]) -> None:
         self.running.discard(task)
