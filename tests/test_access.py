@@ -14,8 +14,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import ADMIN_TOKEN
-from tests.pipeline_env import Relay, running_relay
+from tests.support.pipeline_env import Relay, running_relay
+from tests.support.settings import ADMIN_TOKEN
 
 OLD, NEW = "old-admin-token-0123456789", "new-admin-token-9876543210"
 

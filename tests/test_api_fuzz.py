@@ -17,8 +17,8 @@ from redis.asyncio import Redis
 
 from service.app import create_app
 from service.ssrf import URLGuard
-from tests.conftest import ADMIN_TOKEN, make_settings
-from tests.servers import serve
+from tests.support.servers import serve
+from tests.support.settings import ADMIN_TOKEN, make_settings
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "st")
 

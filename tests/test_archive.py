@@ -15,12 +15,12 @@ from redis.asyncio import Redis
 
 from sandbox.app import media_bytes
 from service.storage.archive import Archive, day_of
-from tests.archive_stores import s3_archive
-from tests.conftest import ADMIN_TOKEN
-from tests.pipeline_env import Relay, running_relay
-from tests.receivers import Receiver
-from tests.servers import serve
-from tests.waiting import eventually
+from tests.support.archive_stores import s3_archive
+from tests.support.pipeline_env import Relay, running_relay
+from tests.support.receivers import Receiver
+from tests.support.servers import serve
+from tests.support.settings import ADMIN_TOKEN
+from tests.support.waiting import eventually
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 DOCUMENTS = {

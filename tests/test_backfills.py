@@ -11,11 +11,11 @@ from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
 from service.storage import jobs
-from tests.conftest import ADMIN_TOKEN
-from tests.pipeline_env import Relay, running_relay
+from tests.support.pipeline_env import Relay, running_relay
+from tests.support.settings import ADMIN_TOKEN
+from tests.support.waiting import eventually
 from tests.test_dashboard import logged_in
 from tests.test_reconciliation import lost_calls, taken_up
-from tests.waiting import eventually
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

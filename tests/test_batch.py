@@ -12,7 +12,7 @@ from service.storage import jobs
 from service.storage.batch import Batcher
 from service.storage.recordings import Outcome, RecordingStore
 from service.storage.script import Script
-from tests.plivo import rid
+from tests.support.plivo import rid
 
 
 async def test_batches_form_under_load_and_answers_stay_in_order() -> None:

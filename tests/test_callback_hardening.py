@@ -16,10 +16,10 @@ from service.callbacks import parse_recording
 from service.signature import canonical_v3
 from service.storage import jobs
 from service.storage.recordings import Outcome, RecordingStore
-from tests.conftest import PUBLIC_BASE_URL, SUB_AUTH_TOKEN
-from tests.pipeline_env import running_relay
-from tests.plivo import post_form, record_xml_params, rid, signed_headers
-from tests.waiting import eventually
+from tests.support.pipeline_env import running_relay
+from tests.support.plivo import post_form, record_xml_params, rid, signed_headers
+from tests.support.settings import PUBLIC_BASE_URL, SUB_AUTH_TOKEN
+from tests.support.waiting import eventually
 
 RECORDING = "/plivo/recording"
 TRANSCRIPTION = "/plivo/transcription"

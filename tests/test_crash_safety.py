@@ -20,12 +20,14 @@ from service.embedded_redis import EmbeddedRedis
 from service.storage import jobs
 from service.storage.archive import Archive, day_of
 from service.storage.recordings import RecordingStore
-from tests.conftest import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN
-from tests.pipeline_env import Relay, running_relay, start_worker, worker_env
-from tests.receivers import Receiver
-from tests.redis_crash import RedisCrash, redis_crash
-from tests.servers import serve
-from tests.waiting import eventually
+from tests.support.pipeline_env import Relay, running_relay, start_worker, worker_env
+from tests.support.receivers import Receiver
+from tests.support.redis_crash import RedisCrash, redis_crash
+from tests.support.servers import serve
+from tests.support.settings import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.slow
 
 BUY = "POST /v1/Account/{auth_id}/Transcription/{recording_id}/"
 
@@ -165,9 +167,9 @@ async def test_a_worker_killed_mid_webhook_leaves_it_to_another(redis_url: str) 
 async def worker_behind_a_crash(
     redis_url: str, *markers: bytes, down_for: float, applied: bool = True, **overrides: object
 ) -> AsyncIterator[tuple[Relay, RedisCrash]]:
-    """A relay whose worker reaches Redis through `tests.redis_crash`, set to crash after the
-    first write that carries `markers` (`applied`: Redis kept it); its web process reaches
-    Redis directly."""
+    """A relay whose worker reaches Redis through `tests.support.redis_crash`, set to crash
+    after the first write that carries `markers` (`applied`: Redis kept it); its web process
+    reaches Redis directly."""
     async with (
         running_relay(redis_url, worker=False, **overrides) as relay,
         redis_crash(redis_url) as (crash, through_it),

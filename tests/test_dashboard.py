@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from tests.conftest import ADMIN_TOKEN
-from tests.pipeline_env import Relay, running_relay
+from tests.support.pipeline_env import Relay, running_relay
+from tests.support.settings import ADMIN_TOKEN
 from tests.test_delivery import FAST
 
 

@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.conftest import ADMIN_TOKEN
-from tests.pipeline_env import running_relay
-from tests.receivers import Receiver
-from tests.servers import serve
+from tests.support.pipeline_env import running_relay
+from tests.support.receivers import Receiver
+from tests.support.servers import serve
+from tests.support.settings import ADMIN_TOKEN
+from tests.support.waiting import eventually
 from tests.test_delivery import FAST, received, subscriber
-from tests.waiting import eventually
+
+pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

@@ -11,11 +11,11 @@ from pathlib import Path
 import jsonschema
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import ADMIN_TOKEN
-from tests.pipeline_env import Relay, running_relay
-from tests.receivers import Receiver
-from tests.servers import serve
-from tests.waiting import eventually
+from tests.support.pipeline_env import Relay, running_relay
+from tests.support.receivers import Receiver
+from tests.support.servers import serve
+from tests.support.settings import ADMIN_TOKEN
+from tests.support.waiting import eventually
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EVENTS_SCHEMA = json.loads(

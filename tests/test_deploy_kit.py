@@ -22,7 +22,9 @@ import pytest
 from service.embedded_redis import free_port
 from service.local import procfile
 from service.settings import Settings
-from tests.waiting import eventually
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = {"ADMIN_TOKENS", "METRICS_TOKEN", "MEDIA_SIGNING_KEY"}

@@ -10,11 +10,11 @@ from redis.asyncio import Redis
 
 from service.embedded_redis import EmbeddedRedis
 from service.storage import jobs
-from tests.conftest import ADMIN_TOKEN
-from tests.pipeline_env import Relay, running_relay
+from tests.support.pipeline_env import Relay, running_relay
+from tests.support.settings import ADMIN_TOKEN
+from tests.support.waiting import eventually
 from tests.test_dashboard import logged_in
 from tests.test_metrics import METRICS_TOKEN, scrape, value
-from tests.waiting import eventually
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from service.embedded_redis import free_port
-from tests.conftest import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN
-from tests.plivo import rid, signed_headers
-from tests.waiting import eventually
+from tests.support.plivo import rid, signed_headers
+from tests.support.settings import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN
+from tests.support.waiting import eventually
 
 
 @dataclass

@@ -13,9 +13,16 @@ from redis.asyncio import Redis
 from service.app import create_app
 from service.embedded_redis import EmbeddedRedis
 from service.storage import jobs
-from tests.conftest import AUTH_ID, SUB_AUTH_ID, SUB_AUTH_TOKEN, make_settings
-from tests.plivo import get_query, post_form, post_json, record_xml_params, rid, signed_headers
-from tests.servers import serve
+from tests.support.plivo import (
+    get_query,
+    post_form,
+    post_json,
+    record_xml_params,
+    rid,
+    signed_headers,
+)
+from tests.support.servers import serve
+from tests.support.settings import AUTH_ID, SUB_AUTH_ID, SUB_AUTH_TOKEN, make_settings
 
 RECORDING = "/plivo/recording"
 TRANSCRIPTION = "/plivo/transcription"

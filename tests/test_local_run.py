@@ -17,9 +17,12 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from service.embedded_redis import free_port
-from tests.waiting import eventually
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "local-run-admin-token"

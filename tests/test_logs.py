@@ -8,9 +8,9 @@ import logging
 import pytest
 
 from service.logs import JSONFormatter, OneLineFormatter, about, configure
-from tests.conftest import ADMIN_TOKEN, AUTH_TOKEN, SUB_AUTH_TOKEN
-from tests.pipeline_env import running_relay
-from tests.receivers import Receiver
+from tests.support.pipeline_env import running_relay
+from tests.support.receivers import Receiver
+from tests.support.settings import ADMIN_TOKEN, AUTH_TOKEN, SUB_AUTH_TOKEN
 from tests.test_delivery import FAST, received, subscriber
 
 
@@ -49,7 +49,7 @@ def test_uvicorns_lines_go_through_the_relays_handler_and_its_access_log_stays_o
 
 
 def test_log_format_must_be_text_or_json() -> None:
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     assert make_settings("redis://127.0.0.1:1/0", log_format="JSON").log_format == "json"
     with pytest.raises(ValueError, match="log_format"):

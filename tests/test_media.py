@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from redis.asyncio import Redis
 
 from sandbox.app import media_bytes
@@ -17,11 +18,11 @@ from service.events import Event, EventData, Media, make_event, with_media
 from service.media_links import MediaLinks
 from service.storage.archive import Archive, day_of
 from service.storage.keyring import Keyring
-from tests.archive_stores import s3_archive
-from tests.conftest import AUTH_ID, AUTH_TOKEN
-from tests.pipeline_env import Relay, running_relay, start_worker, worker_env
-from tests.plivo import rid
-from tests.waiting import eventually
+from tests.support.archive_stores import s3_archive
+from tests.support.pipeline_env import Relay, running_relay, start_worker, worker_env
+from tests.support.plivo import rid
+from tests.support.settings import AUTH_ID, AUTH_TOKEN
+from tests.support.waiting import eventually
 
 
 async def link_of(relay: Relay, recording_id: str) -> str:
@@ -149,6 +150,7 @@ async def test_a_link_is_served_from_plivo_until_archived_and_from_the_archive_a
         assert relay.sandbox.state.counters.media == served
 
 
+@pytest.mark.slow
 async def test_a_worker_killed_mid_download_leaves_a_whole_verified_copy(
     redis_url: str, tmp_path: Path
 ) -> None:

@@ -7,11 +7,11 @@ from redis.asyncio import Redis
 
 from service.metrics import Recorder
 from service.storage.metrics import MetricsStore
-from tests.conftest import ADMIN_TOKEN
-from tests.pipeline_env import Relay, running_relay
-from tests.receivers import Receiver
+from tests.support.pipeline_env import Relay, running_relay
+from tests.support.receivers import Receiver
+from tests.support.settings import ADMIN_TOKEN
+from tests.support.waiting import eventually
 from tests.test_delivery import FAST, received, subscriber
-from tests.waiting import eventually
 
 METRICS_TOKEN = "metrics-scrape-token-for-tests"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import AUTH_ID
-from tests.pipeline_env import running_relay
-from tests.waiting import eventually
+from tests.support.pipeline_env import running_relay
+from tests.support.settings import AUTH_ID
+from tests.support.waiting import eventually
 
 TRANSCRIBED = ["recording.completed", "recording.transcribed", "recording.archived"]
 FAILED_AFTER_DETAILS = ["recording.completed", "recording.failed", "recording.archived"]

@@ -12,9 +12,9 @@ from sandbox.app import media_bytes
 from service.plivo import NotFound, PlivoClient, PlivoError, count_requests
 from service.storage import keys
 from service.storage.rate_limit import RateLimiter
-from tests.conftest import AUTH_ID, AUTH_TOKEN, SUB_AUTH_ID, SUB_AUTH_TOKEN
-from tests.sandbox_fixture import running_sandbox
-from tests.waiting import eventually
+from tests.support.sandbox_fixture import running_sandbox
+from tests.support.settings import AUTH_ID, AUTH_TOKEN, SUB_AUTH_ID, SUB_AUTH_TOKEN
+from tests.support.waiting import eventually
 
 
 def client(url: str, **options: object) -> PlivoClient:

@@ -20,11 +20,11 @@ from service.embedded_redis import free_port
 from service.plivo import PlivoError, numbers
 from service.storage import keys
 from service.storage.reconciliation import Backfill
-from tests.conftest import ADMIN_TOKEN, AUTH_ID, SUB_AUTH_ID
-from tests.pipeline_env import Relay, running_relay, worker_env
-from tests.receivers import Receiver
-from tests.servers import serve
-from tests.waiting import eventually
+from tests.support.pipeline_env import Relay, running_relay, worker_env
+from tests.support.receivers import Receiver
+from tests.support.servers import serve
+from tests.support.settings import ADMIN_TOKEN, AUTH_ID, SUB_AUTH_ID
+from tests.support.waiting import eventually
 from workers import reconciliation
 from workers.reconciliation import Counts
 from workers.worker import WorkerProcess

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tests.conftest import ADMIN_TOKEN
-from tests.pipeline_env import running_relay
+from tests.support.pipeline_env import running_relay
+from tests.support.settings import ADMIN_TOKEN
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 

@@ -19,11 +19,13 @@ import pytest
 from redis.asyncio import Redis
 
 from service.embedded_redis import EmbeddedRedis, free_port
-from tests.conftest import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN
-from tests.pipeline_env import Relay, running_relay, start_worker, worker_env
-from tests.receivers import Receiver
-from tests.servers import serve
-from tests.waiting import eventually
+from tests.support.pipeline_env import Relay, running_relay, start_worker, worker_env
+from tests.support.receivers import Receiver
+from tests.support.servers import serve
+from tests.support.settings import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.slow
 
 ADMIT = "127.0.0.0/8"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 
 from service.events import json_schema
-from tests.conftest import AUTH_ID, AUTH_TOKEN
-from tests.sandbox_fixture import running_sandbox
+from tests.support.sandbox_fixture import running_sandbox
+from tests.support.settings import AUTH_ID, AUTH_TOKEN
 
 BASE = f"/v1/Account/{AUTH_ID}"
 

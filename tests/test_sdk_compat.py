@@ -14,8 +14,8 @@ import plivo  # type: ignore[import-untyped]
 import plivo.rest.client as client_module  # type: ignore[import-untyped]
 import pytest
 
-from tests.conftest import AUTH_ID, AUTH_TOKEN
-from tests.sandbox_fixture import running_sandbox
+from tests.support.sandbox_fixture import running_sandbox
+from tests.support.settings import AUTH_ID, AUTH_TOKEN
 
 BASES = [name for name in dir(client_module) if name.endswith("BASE_URI") or "FALLBACK" in name]
 

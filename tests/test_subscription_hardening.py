@@ -22,11 +22,11 @@ from service.storage.keys import SUBSCRIPTIONS as KEY
 from service.storage.metrics import MetricsStore
 from service.storage.subscriptions import SubscriptionStore
 from service.subscriptions import SubscriptionCreate
-from tests.conftest import ADMIN_TOKEN, make_settings
-from tests.pipeline_env import running_relay
-from tests.receivers import Receiver
-from tests.servers import serve
-from tests.waiting import eventually
+from tests.support.pipeline_env import running_relay
+from tests.support.receivers import Receiver
+from tests.support.servers import serve
+from tests.support.settings import ADMIN_TOKEN, make_settings
+from tests.support.waiting import eventually
 from workers.delivery import Deliverer
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -12,8 +12,8 @@ from starlette.applications import Starlette
 
 from service.app import create_app
 from service.storage.subscriptions import SubscriptionStore
-from tests.conftest import ADMIN_TOKEN, make_settings
-from tests.servers import serve
+from tests.support.servers import serve
+from tests.support.settings import ADMIN_TOKEN, make_settings
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HOOK = "http://127.0.0.1:9/hook"

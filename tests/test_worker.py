@@ -16,12 +16,14 @@ from redis.asyncio import Redis
 
 from service.embedded_redis import EmbeddedRedis, free_port
 from service.storage import jobs
-from tests.conftest import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN, make_settings
-from tests.pipeline_env import running_relay, start_worker, worker_env
-from tests.receivers import Receiver
-from tests.servers import serve
-from tests.waiting import eventually
+from tests.support.pipeline_env import running_relay, start_worker, worker_env
+from tests.support.receivers import Receiver
+from tests.support.servers import serve
+from tests.support.settings import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN, make_settings
+from tests.support.waiting import eventually
 from workers.worker import WorkerProcess
+
+pytestmark = pytest.mark.slow
 
 
 async def test_worker_process_shuts_down_cleanly_on_sigterm(

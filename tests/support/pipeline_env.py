@@ -20,7 +20,8 @@ from sandbox.state import Faults
 from service.app import create_app
 from service.embedded_redis import free_port
 from service.settings import Settings
-from tests.conftest import (
+from tests.support.servers import serve
+from tests.support.settings import (
     ADMIN_TOKEN,
     AUTH_ID,
     AUTH_TOKEN,
@@ -28,8 +29,7 @@ from tests.conftest import (
     SUB_AUTH_TOKEN,
     make_settings,
 )
-from tests.servers import serve
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 from workers.worker import WorkerProcess
 
 

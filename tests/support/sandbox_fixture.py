@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from sandbox.app import Sandbox, create_sandbox
-from tests.conftest import AUTH_ID, AUTH_TOKEN, SUB_AUTH_ID, SUB_AUTH_TOKEN
-from tests.servers import serve
+from tests.support.servers import serve
+from tests.support.settings import AUTH_ID, AUTH_TOKEN, SUB_AUTH_ID, SUB_AUTH_TOKEN
 
 
 @dataclass

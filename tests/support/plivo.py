@@ -10,7 +10,7 @@ import uuid
 import httpx
 
 from service.signature import sign_v3
-from tests.conftest import AUTH_TOKEN, PUBLIC_BASE_URL
+from tests.support.settings import AUTH_TOKEN, PUBLIC_BASE_URL
 
 
 def signed_headers(
