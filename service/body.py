@@ -13,7 +13,7 @@ from urllib.parse import unquote_to_bytes
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
-from service.http_limits import body_limit
+from service.http_limits import body_limit, body_too_large
 
 MAX_FIELDS = 500
 FORM = "application/x-www-form-urlencoded"
@@ -110,7 +110,7 @@ async def read_body(request: Request, limit: int | None = None) -> bytes:
         if not (declared.isascii() and declared.isdigit()):
             raise HTTPException(400, "Content-Length is not a number")
         if int(declared) > limit:
-            raise HTTPException(413, f"body over {limit // 1024} KiB")
+            raise HTTPException(413, body_too_large(limit))
     chunks = []
     size = 0
     while True:  # what `request.stream()` does, without an async generator per request
@@ -120,7 +120,7 @@ async def read_body(request: Request, limit: int | None = None) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise HTTPException(413, f"body over {limit // 1024} KiB")
+            raise HTTPException(413, body_too_large(limit))
         chunks.append(chunk)
         if not message.get("more_body", False):
             break

@@ -34,6 +34,11 @@ MAX_TRANSCRIPTION_BYTES = 1024 * 1024
 LINGER_SECONDS = 1.0
 
 
+def body_too_large(limit: int) -> str:
+    """What a body over `limit` bytes is answered (413), wherever it is refused."""
+    return f"body over {limit // 1024} KiB"
+
+
 def body_limit(target: bytes) -> int:
     """The largest body a request to `target` (its path and query) may carry."""
     path = target.split(b"?", 1)[0]
@@ -94,7 +99,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         limit = body_limit(self._target)
         declared = next((v for name, v in self.headers if name == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self._body_too_large(limit))
+            self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, body_too_large(limit))
             return  # the app never sees it
         super().on_headers_complete()
 
@@ -104,7 +109,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._body_bytes += len(body)
         limit = body_limit(self._target)
         if self._body_bytes > limit:  # chunks that add up to too much
-            self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, self._body_too_large(limit))
+            self._refuse(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, body_too_large(limit))
             return
         super().on_body(body)
 
@@ -133,9 +138,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _too_large(self) -> str:
         return f"request line and headers over {self.max_head_bytes // 1024} KiB"
-
-    def _body_too_large(self, limit: int) -> str:
-        return f"body over {limit // 1024} KiB"
 
     def _arm(self) -> None:
         if self._deadline is None:
@@ -192,7 +194,7 @@ class BodyLimit:
         limit = body_limit(scope.get("raw_path") or scope["path"].encode())
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > limit:
-            body = json.dumps({"error": f"body over {limit // 1024} KiB"}).encode()
+            body = json.dumps({"error": body_too_large(limit)}).encode()
             await send(
                 {
                     "type": "http.response.start",

@@ -28,6 +28,7 @@ from service.embedded_redis import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_AUTH_ID = "MALOCALDEMOACCOUNT01"
+TOKEN_FILE = ROOT / ".local" / "admin-token"  # the admin token, when none is given
 
 
 def procfile(path: Path) -> list[tuple[str, str]]:
@@ -90,12 +91,11 @@ def local_environment(stack: ExitStack) -> tuple[dict[str, str], list[tuple[str,
             f"local    | no PLIVO_AUTH_ID: Plivo sandbox on {env['PLIVO_API_URL']} (SANDBOX_PORT)"
         )
     if not env.get("ADMIN_TOKENS") and not env.get("ADMIN_TOKEN"):
-        token_file = ROOT / ".local" / "admin-token"
-        token_file.parent.mkdir(parents=True, exist_ok=True)
-        if not token_file.exists():
-            token_file.write_text(secrets.token_urlsafe(24))
-            token_file.chmod(0o600)
-        env["ADMIN_TOKEN"] = token_file.read_text().strip()
+        TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+        if not TOKEN_FILE.exists():
+            TOKEN_FILE.write_text(secrets.token_urlsafe(24))
+            TOKEN_FILE.chmod(0o600)
+        env["ADMIN_TOKEN"] = TOKEN_FILE.read_text().strip()
         print("local    | no ADMIN_TOKENS: using the one in .local/admin-token")
     if not env.get("ARCHIVE_URL"):
         env["ARCHIVE_URL"] = f"file://{ROOT / '.local' / 'archive'}"
@@ -106,7 +106,8 @@ def local_environment(stack: ExitStack) -> tuple[dict[str, str], list[tuple[str,
         env.setdefault("RECEIVER_PORT", "9000")
         receiver_port = check_port(env, "RECEIVER_PORT")
         env["RELAY_URL"] = f"http://127.0.0.1:{env['PORT']}"
-        env.setdefault("ADMIN_TOKEN", admin_tokens(env)[0])
+        # The receiver reads the subscriptions' secrets with one admin token.
+        env.setdefault("ADMIN_TOKEN", env.get("ADMIN_TOKENS", "").split(",")[0].strip())
         extra.append(("receiver", f"exec {sys.executable} -m sandbox.receiver"))
         print(
             f"local    | a subscriber printing the webhooks it verifies on "
@@ -120,16 +121,11 @@ def local_environment(stack: ExitStack) -> tuple[dict[str, str], list[tuple[str,
     return env, extra
 
 
-def admin_tokens(env: dict[str, str]) -> list[str]:
-    tokens = [t.strip() for t in env.get("ADMIN_TOKENS", "").split(",") if t.strip()]
-    return tokens + ([env["ADMIN_TOKEN"]] if env.get("ADMIN_TOKEN") else [])
-
-
 def how_to_try(env: dict[str, str]) -> str:
     relay = env["PUBLIC_BASE_URL"]
     token = (
         "$(cat .local/admin-token)"
-        if env.get("ADMIN_TOKEN") == _local_token()
+        if TOKEN_FILE.exists() and env.get("ADMIN_TOKEN") == TOKEN_FILE.read_text().strip()
         else "$ADMIN_TOKEN"  # one of the caller's own: not printed
     )
     lines = [
@@ -151,11 +147,6 @@ def how_to_try(env: dict[str, str]) -> str:
             f'  curl -s -H "Authorization: Bearer {token}" {relay}/v1/recordings/RECORDING_ID',
         ]
     return "".join(f"local    | {line}\n" for line in lines)
-
-
-def _local_token() -> str | None:
-    token_file = ROOT / ".local" / "admin-token"
-    return token_file.read_text().strip() if token_file.exists() else None
 
 
 def main() -> int:

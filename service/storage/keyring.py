@@ -1,11 +1,10 @@
 """Keys the relay makes for itself and keeps in Redis, shared by every process.
 
-- `media`: signs media links when `MEDIA_SIGNING_KEY` is unset;
-- `sessions`: fingerprints which admin token a dashboard session was opened with.
+- `media`: signs media links when `MEDIA_SIGNING_KEY` is unset.
 
 Each is 32 random bytes, made by whichever process needs it first (`SET NX`), so that it is
-independent of the admin tokens: rotating one ends neither the media links handed out nor the
-other tokens' sessions. Deleting a key from Redis (`rr:keyring:{name}`) rotates it.
+independent of the admin tokens: rotating them ends none of the media links handed out.
+Deleting a key from Redis (`rr:keyring:{name}`) rotates it.
 """
 
 from __future__ import annotations
