@@ -35,11 +35,11 @@ from arq.connections import ArqRedis, RedisSettings
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from service.events import EventData, Media, make_event  # noqa: E402
+from service.domain.events import EventData, Media, make_event  # noqa: E402
+from service.domain.subscriptions import SubscriptionCreate  # noqa: E402
+from service.local.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 from service.storage.deliveries import Deliveries  # noqa: E402
 from service.storage.subscriptions import SubscriptionStore  # noqa: E402
-from service.subscriptions import SubscriptionCreate  # noqa: E402
 
 IN_FLIGHT = 4  # DELIVERY_MAX_IN_FLIGHT's default, the relay's concurrency to one subscriber
 DAY = "2026/12/01"  # the recordings' archive day: each attempt is also written beside them

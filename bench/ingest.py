@@ -33,8 +33,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from service.signature import sign_v3  # noqa: E402
+from service.local.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from service.plivo.signature import sign_v3  # noqa: E402
 from service.storage import jobs  # noqa: E402
 
 AUTH_ID = "MABENCHACCOUNT000001"

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.pipeline import AUTH_ID, TOKEN, loopback, start, stop_all, wait_up  # noqa: E402
-from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from service.local.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 GOAL_P50, GOAL_P99 = 15.0, 50.0  # ms, from the callback's 200 to the event at the subscriber
 EVENT = {"type": "recording.completed", "data": {"padding": "x" * 2000}}

@@ -44,7 +44,7 @@ from bench.pipeline import (  # noqa: E402
     stop_all,
     wait_up,
 )
-from service.embedded_redis import EmbeddedRedis  # noqa: E402
+from service.local.embedded_redis import EmbeddedRedis  # noqa: E402
 
 WORDS = 750  # about 5 minutes of speech
 EVENTS = 3  # completed, transcribed, archived: the webhooks of one recording

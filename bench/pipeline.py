@@ -38,7 +38,7 @@ from obstore.store import from_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from service.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
+from service.local.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 
 AUTH_ID = "MABENCHACCOUNT000001"
 TOKEN = secrets.token_urlsafe(24)

@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from sandbox.state import Account, Faults, SandboxState, SentCallback, Transcription
-from service.signature import sign_v3
+from service.plivo.signature import sign_v3
 
 log = logging.getLogger("plivo_sandbox")
 

@@ -77,7 +77,7 @@ def formatter(log_format: str) -> logging.Formatter:
 
 def configure(level: str, log_format: str = "text") -> None:
     """Set up the root logger, unless something (a test runner) already has. uvicorn's and
-    arq's loggers propagate to it; httpx's request lines are left to `service.plivo`, which
+    arq's loggers propagate to it; httpx's request lines are left to `service.plivo.client`, which
     logs each Plivo request at debug.
 
     uvicorn's access log stays off: uvicorn writes it whenever `uvicorn.access` has a handler,

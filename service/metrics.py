@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from service.storage.metrics import MetricsStore, Series
 
 if TYPE_CHECKING:
-    from service.health import HealthReport
+    from service.web.health import HealthReport
 
 log = logging.getLogger("recording_relay.metrics")
 FLUSH_EVERY = 5.0

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     # The bearer token of `GET /metrics` (Prometheus's scrape); unset: no metrics are served.
     metrics_token: SecretStr | None = None
 
-    # The key media links are signed with (`service.media_links`); unset: a key the relay
+    # The key media links are signed with (`service.domain.media_links`); unset: a key the relay
     # makes and keeps in Redis (`service.storage.keyring`), independent of the admin tokens.
     media_signing_key: SecretStr | None = None
     # Seconds a media link in an event stays valid (each attempt and replay carries a new one).

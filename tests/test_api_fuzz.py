@@ -15,8 +15,8 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from service.app import create_app
 from service.ssrf import URLGuard
+from service.web.app import create_app
 from tests.support.servers import serve
 from tests.support.settings import ADMIN_TOKEN, make_settings
 

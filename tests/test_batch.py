@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from service.callbacks import parse_recording
+from service.domain.callbacks import parse_recording
 from service.storage import jobs
 from service.storage.batch import Batcher
 from service.storage.recordings import Outcome, RecordingStore

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.callbacks import parse_recording
-from service.signature import canonical_v3
+from service.domain.callbacks import parse_recording
+from service.plivo.signature import canonical_v3
 from service.storage import jobs
 from service.storage.recordings import Outcome, RecordingStore
 from tests.support.pipeline_env import running_relay

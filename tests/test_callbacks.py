@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.callbacks import InvalidCallback, Source, parse_recording, parse_transcription
+from service.domain.callbacks import InvalidCallback, Source, parse_recording, parse_transcription
 from tests.support.plivo import rid
 
 NOW = 1_700_000_000.0

@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from service.embedded_redis import EmbeddedRedis
+from service.local.embedded_redis import EmbeddedRedis
 from service.storage import jobs
 from service.storage.archive import Archive, day_of
 from service.storage.recordings import RecordingStore

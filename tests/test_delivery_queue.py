@@ -7,6 +7,7 @@ import time
 
 from redis.asyncio import Redis
 
+from service.domain.subscriptions import Subscription, SubscriptionCreate
 from service.storage.deliveries import (
     ATTEMPT_DEFAULTS,
     WINDOW,
@@ -18,7 +19,6 @@ from service.storage.deliveries import (
 from service.storage.heartbeats import Heartbeats
 from service.storage.subscriptions import SubscriptionStore
 from service.storage.upgrade import take_up_old_deliveries
-from service.subscriptions import Subscription, SubscriptionCreate
 
 RETENTION = 3600
 COMPLETED, TRANSCRIBED = "recording.completed", "recording.transcribed"

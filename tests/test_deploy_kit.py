@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.embedded_redis import free_port
-from service.local import procfile
+from service.local.embedded_redis import free_port
+from service.local.run import procfile
 from service.settings import Settings
 from tests.support.waiting import eventually
 

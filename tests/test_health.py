@@ -8,7 +8,7 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from service.embedded_redis import EmbeddedRedis
+from service.local.embedded_redis import EmbeddedRedis
 from service.storage import jobs
 from tests.support.pipeline_env import Relay, running_relay
 from tests.support.settings import ADMIN_TOKEN

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.embedded_redis import free_port
+from service.local.embedded_redis import free_port
 from tests.support.plivo import rid, signed_headers
 from tests.support.settings import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN
 from tests.support.waiting import eventually

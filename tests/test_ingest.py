@@ -10,9 +10,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.app import create_app
-from service.embedded_redis import EmbeddedRedis
+from service.local.embedded_redis import EmbeddedRedis
 from service.storage import jobs
+from service.web.app import create_app
 from tests.support.plivo import (
     get_query,
     post_form,

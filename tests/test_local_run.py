@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from service.embedded_redis import free_port
+from service.local.embedded_redis import free_port
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ import pytest
 from redis.asyncio import Redis
 
 from sandbox.app import media_bytes
-from service.events import Event, EventData, Media, make_event, with_media
-from service.media_links import MediaLinks
+from service.domain.events import Event, EventData, Media, make_event, with_media
+from service.domain.media_links import MediaLinks
 from service.storage.archive import Archive, day_of
 from service.storage.keyring import Keyring
 from tests.support.archive_stores import s3_archive

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from sandbox.app import media_bytes
-from service.plivo import NotFound, PlivoClient, PlivoError, count_requests
+from service.plivo.client import NotFound, PlivoClient, PlivoError, count_requests
 from service.storage import keys
 from service.storage.rate_limit import RateLimiter
 from tests.support.sandbox_fixture import running_sandbox

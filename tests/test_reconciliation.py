@@ -15,9 +15,9 @@ import pytest
 from redis.asyncio import Redis
 
 from sandbox.app import callback_params
-from service.callbacks import Origin
-from service.embedded_redis import free_port
-from service.plivo import PlivoError, numbers
+from service.domain.callbacks import Origin
+from service.local.embedded_redis import free_port
+from service.plivo.client import PlivoError, numbers
 from service.storage import keys
 from service.storage.reconciliation import Backfill
 from tests.support.pipeline_env import Relay, running_relay, worker_env

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from service.events import json_schema
+from service.domain.events import json_schema
 from tests.support.sandbox_fixture import running_sandbox
 from tests.support.settings import AUTH_ID, AUTH_TOKEN
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.signature import canonical_v3, matches, sign_v3
+from service.plivo.signature import canonical_v3, matches, sign_v3
 
 TOKEN = "Y2Q2ZDgxZmY5YWRiOTI5YmQ1Njg0MTAxZWIyOTc4"
 NONCE = "31627761595286130198"

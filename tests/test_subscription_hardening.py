@@ -12,8 +12,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.app import create_app
-from service.media_links import MediaLinks
+from service.domain.media_links import MediaLinks
+from service.domain.subscriptions import SubscriptionCreate
 from service.metrics import Recorder
 from service.ssrf import RefusedURL, URLGuard
 from service.storage.deliveries import Deliveries, DeliveryQueue
@@ -21,7 +21,7 @@ from service.storage.keyring import Keyring
 from service.storage.keys import SUBSCRIPTIONS as KEY
 from service.storage.metrics import MetricsStore
 from service.storage.subscriptions import SubscriptionStore
-from service.subscriptions import SubscriptionCreate
+from service.web.app import create_app
 from tests.support.pipeline_env import running_relay
 from tests.support.receivers import Receiver
 from tests.support.servers import serve

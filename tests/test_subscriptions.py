@@ -10,8 +10,8 @@ import pytest
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from service.app import create_app
 from service.storage.subscriptions import SubscriptionStore
+from service.web.app import create_app
 from tests.support.servers import serve
 from tests.support.settings import ADMIN_TOKEN, make_settings
 

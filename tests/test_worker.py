@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from service.embedded_redis import EmbeddedRedis, free_port
+from service.local.embedded_redis import EmbeddedRedis, free_port
 from service.storage import jobs
 from tests.support.pipeline_env import running_relay, start_worker, worker_env
 from tests.support.receivers import Receiver

@@ -2,7 +2,7 @@
 
 Standard Webhooks headers, signed over the exact bytes sent with every current secret of the
 subscription. The body is the event as it was emitted, with a fresh media link (`data.media`,
-`service.media_links`) in each attempt, so a late retry or a replay never carries a dead one.
+`service.domain.media_links`) in each attempt, so a late retry or a replay never carries a dead one.
 Only 2xx is success. Otherwise the delivery is due again along
 `DELIVERY_RETRY_SCHEDULE` (with +/-20% jitter, and never sooner than a `Retry-After`), until the
 schedule is spent: then it is marked failed, stays visible and can be replayed. `410 Gone`
@@ -29,17 +29,17 @@ import httpx
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
-from service.errors import first_problem
-from service.events import DisabledData, Media, SubscriptionDisabled, now_iso, with_media
+from service.domain.events import DisabledData, Media, SubscriptionDisabled, now_iso, with_media
+from service.domain.media_links import MediaLinks
+from service.domain.subscriptions import OPERATIONAL, Subscription, changed, parse
+from service.domain.urls import origin
 from service.logs import about
-from service.media_links import MediaLinks
 from service.metrics import Recorder
 from service.settings import Settings
 from service.ssrf import RefusedURL
 from service.storage.deliveries import Claimed, Deliveries, DeliveryQueue, Next
 from service.storage.subscriptions import SubscriptionStore
-from service.subscriptions import OPERATIONAL, Subscription, changed, parse
-from service.urls import origin
+from service.web.errors import first_problem
 
 log = logging.getLogger("recording_relay.delivery")
 BODY_LOG_BYTES = 4096

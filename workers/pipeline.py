@@ -39,13 +39,14 @@ from typing import Any, NoReturn, Protocol
 from arq import Retry
 from arq.connections import ArqRedis
 
-from service import events
-from service.callbacks import Origin, TranscriptionCallback
-from service.events import ArchiveData, ArchivedObject, EventData, Transcript
+from service.domain import events
+from service.domain.callbacks import Origin, TranscriptionCallback
+from service.domain.events import ArchiveData, ArchivedObject, EventData, Transcript
+from service.domain.media_links import MediaLinks
+from service.domain.urls import redacted
 from service.logs import about
-from service.media_links import MediaLinks
 from service.metrics import Recorder
-from service.plivo import (
+from service.plivo.client import (
     UNREACHABLE,
     NotFound,
     PlivoClient,
@@ -59,7 +60,6 @@ from service.storage import history, jobs
 from service.storage.archive import Archive, ArchiveUnavailable, day_of
 from service.storage.deliveries import Claimed, Deliveries
 from service.storage.recordings import AudioCopy, RecordingState, RecordingStore, Status
-from service.urls import redacted
 from workers.redis_outage import LOST, redis_back
 
 log = logging.getLogger("recording_relay.pipeline")

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from service.callbacks import InvalidCallback, Origin, from_listed
+from service.domain.callbacks import InvalidCallback, Origin, from_listed
 from service.logs import about
 from service.metrics import Recorder
-from service.plivo import PlivoClient
+from service.plivo.client import PlivoClient
 from service.settings import Settings
 from service.storage import jobs
 from service.storage.reconciliation import Backfill, BackfillStore, SweepState

@@ -18,9 +18,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.media_links import MediaLinks
+from service.domain.media_links import MediaLinks
 from service.metrics import Recorder
-from service.plivo import PlivoClient, PlivoError
+from service.plivo.client import PlivoClient, PlivoError
 from service.settings import Settings
 from service.ssrf import URLGuard, guarded_transport
 from service.storage import connections, heartbeats, jobs, server, upgrade

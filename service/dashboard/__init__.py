@@ -19,13 +19,13 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from service.admin_auth import AdminAuth
-from service.backfills_api import BackfillsAPI
 from service.dashboard.backfills import BackfillPages
 from service.dashboard.pages import TEMPLATES, Dashboard
 from service.dashboard.session import RequireLogin, ServerSessions
+from service.operations.admin_auth import AdminAuth
 from service.settings import Settings
 from service.storage.sessions import Sessions
+from service.web.api.backfills import BackfillsAPI
 
 __all__ = ["Dashboard", "create_dashboard"]
 

@@ -8,10 +8,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.backfills_api import BackfillRequest, BackfillsAPI
 from service.dashboard.pages import Dashboard
 from service.dashboard.session import check_csrf
-from service.errors import first_problem
+from service.web.api.backfills import BackfillRequest, BackfillsAPI
+from service.web.errors import first_problem
 
 
 class BackfillPages:

@@ -18,26 +18,26 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from service.admin_auth import AdminAuth
-from service.callbacks import is_recording_id
-from service.dashboard.overview import Overview
 from service.dashboard.session import MAX_FORM_BYTES, check_csrf, csrf_token, log_in, logged_in
-from service.deliveries_api import DeliveriesAPI
-from service.errors import first_problem
-from service.media_links import MediaLinks
-from service.paging import Page
-from service.recordings_api import STATUSES, RecordingsAPI
-from service.settings import Settings
-from service.storage.deliveries import Deliveries
-from service.storage.recordings import RecordingState
-from service.storage.subscriptions import SubscriptionStore
-from service.subscriptions import (
+from service.domain.callbacks import is_recording_id
+from service.domain.media_links import MediaLinks
+from service.domain.subscriptions import (
     RECORDING_EVENTS,
     Subscription,
     SubscriptionCreate,
     SubscriptionPatch,
 )
-from service.subscriptions_api import SubscriptionsAPI
+from service.operations.admin_auth import AdminAuth
+from service.operations.overview import Overview
+from service.operations.paging import Page
+from service.settings import Settings
+from service.storage.deliveries import Deliveries
+from service.storage.recordings import RecordingState
+from service.storage.subscriptions import SubscriptionStore
+from service.web.api.deliveries import DeliveriesAPI
+from service.web.api.recordings import STATUSES, RecordingsAPI
+from service.web.api.subscriptions import SubscriptionsAPI
+from service.web.errors import first_problem
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 SOURCES = ("callback", "reconciliation", "backfill")

@@ -7,7 +7,7 @@ once, at login. The session itself is in Redis (`service.storage.sessions`): it 
 that opened it is retired; a cookie copied before any of these opens nothing after. Each session
 has a CSRF token that every form carries and every POST must echo (`check_csrf`): with
 `SameSite=Strict` too, a page on another site can neither read it nor send the cookie. Failed
-logins are logged and throttled like every admin-token check (`service.admin_auth`).
+logins are logged and throttled like every admin-token check (`service.operations.admin_auth`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.admin_auth import AdminAuth
+from service.operations.admin_auth import AdminAuth
 from service.storage.sessions import SESSION_HOURS, Sessions
 
 COOKIE = "relay_dashboard"

@@ -52,13 +52,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.events import ARCHIVED, COMPLETED, FAILED, TRANSCRIBED
+from service.domain.events import ARCHIVED, COMPLETED, FAILED, TRANSCRIBED
+from service.domain.subscriptions import OPERATIONAL, Subscription
 from service.storage import keys as keys_
 from service.storage import lua
 from service.storage.batch import Batcher
 from service.storage.server import refuses_writes
 from service.storage.subscriptions import SubscriptionStore
-from service.subscriptions import OPERATIONAL, Subscription
 
 log = logging.getLogger("recording_relay.deliveries")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from service.events import EVENT_TYPES
+from service.domain.events import EVENT_TYPES
 from service.storage.archive import Archive, day_of, recording_prefix
 from service.storage.deliveries import decode_attempt
 from service.storage.recordings import RecordingState

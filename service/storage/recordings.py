@@ -31,7 +31,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
 
-from service.callbacks import RecordingCallback, TranscriptionCallback, is_recording_id
+from service.domain.callbacks import RecordingCallback, TranscriptionCallback, is_recording_id
 from service.settings import Settings
 from service.storage import connections, jobs, keys, lua
 from service.storage.batch import Batcher

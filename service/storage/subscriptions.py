@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from service.errors import first_problem
-from service.storage import keys, lua
-from service.subscriptions import (
+from service.domain.subscriptions import (
     ROTATION_OVERLAP_S,
     Subscription,
     SubscriptionCreate,
@@ -28,6 +26,8 @@ from service.subscriptions import (
     new_secret,
     parse,
 )
+from service.storage import keys, lua
+from service.web.errors import first_problem
 
 log = logging.getLogger("recording_relay.subscriptions")
 SAVE = lua.source("save_subscription")  # stored unless new and the limit is reached

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from service.embedded_redis import free_port
+from service.local.embedded_redis import free_port
 
 
 @dataclass

@@ -17,9 +17,9 @@ import httpx
 
 from sandbox.app import Sandbox, create_sandbox
 from sandbox.state import Faults
-from service.app import create_app
-from service.embedded_redis import free_port
+from service.local.embedded_redis import free_port
 from service.settings import Settings
+from service.web.app import create_app
 from tests.support.servers import serve
 from tests.support.settings import (
     ADMIN_TOKEN,

@@ -9,7 +9,7 @@ import uuid
 
 import httpx
 
-from service.signature import sign_v3
+from service.plivo.signature import sign_v3
 from tests.support.settings import AUTH_TOKEN, PUBLIC_BASE_URL
 
 

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.app import create_app
-from service.embedded_redis import EmbeddedRedis
+from service.local.embedded_redis import EmbeddedRedis
 from service.settings import Settings
+from service.web.app import create_app
 from tests.support.servers import serve
 from tests.support.settings import make_settings
 

@@ -1,5 +1,5 @@
 """`GET /media/<recording_id>.<format>?expires=&signature=[&type=original]`: a recording's audio
-for whoever holds a link the relay signed (`service.media_links`): no admin token, and never
+for whoever holds a link the relay signed (`service.domain.media_links`): no admin token, and never
 Plivo's credentials.
 
 - 403 for a link the relay did not sign or one that has expired, 404 for a recording the relay
@@ -24,8 +24,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
-from service.media_links import LinkRefused, MediaLinks
-from service.plivo import NotFound, PlivoClient, PlivoError
+from service.domain.media_links import LinkRefused, MediaLinks
+from service.plivo.client import NotFound, PlivoClient, PlivoError
 from service.storage.archive import ArchiveUnavailable
 from service.storage.history import History, prefix
 from service.storage.recordings import RecordingState, RecordingStore

@@ -15,14 +15,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.admin_auth import AdminAuth
-from service.body import json_document, read_body
-from service.errors import first_problem
-from service.paging import Page
+from service.domain.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
+from service.operations.admin_auth import AdminAuth
+from service.operations.paging import Page
 from service.ssrf import RefusedURL, URLGuard
 from service.storage.deliveries import Deliveries
 from service.storage.subscriptions import LimitReached, SubscriptionStore, Unreadable
-from service.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
+from service.web.body import json_document, read_body
+from service.web.errors import first_problem
 
 
 class Unprocessable(HTTPException):

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from service.admin_auth import AdminAuth
+from service.operations.admin_auth import AdminAuth
 from service.storage import jobs, server
 from service.storage.archive import Archive
 from service.storage.deliveries import Deliveries

@@ -45,7 +45,7 @@ async def storage_unavailable(request: Request, exc: Exception) -> Response:
 
 
 async def client_gone(request: Request, exc: Exception) -> Response:
-    """The client went away (or was cut off by `service.http_limits`) mid-request: no one
+    """The client went away (or was cut off by `service.web.http_limits`) mid-request: no one
     hears this answer."""
     log.info(
         "%s %s: the client went away before sending the whole request",

@@ -1,9 +1,9 @@
 """The web process: a Starlette app that takes Plivo's callbacks.
 
-Read in order: `service.ingest` (the endpoints), `service.body`, `service.plivo_auth`,
-`service.callbacks`, `service.storage.recordings`; then `workers/` for what happens to a queued
-recording.
-Plivo's two callback paths are served by `service.fast_path`, the rest by Starlette.
+Read in order: `service.web.ingest` (the endpoints), `service.web.body`,
+`service.web.plivo_auth`, `service.domain.callbacks`, `service.storage.recordings`; then
+`workers/` for what happens to a queued recording.
+Plivo's two callback paths are served by `service.web.fast_path`, the rest by Starlette.
 """
 
 from __future__ import annotations
@@ -19,25 +19,13 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
-from service import errors, http_limits
-from service.admin_auth import AdminAuth
-from service.backfills_api import BackfillsAPI
 from service.dashboard import Dashboard, create_dashboard
-from service.dashboard.overview import Overview
-from service.deliveries_api import DeliveriesAPI
-from service.fast_path import CallbackEndpoint, CallbackRoutes
-from service.health import DeploymentHealth, HealthAPI, Readiness, healthz
-from service.ingest import Ingest
+from service.domain.media_links import MediaLinks
 from service.logs import configure
-from service.media_api import MediaAPI
-from service.media_links import MediaLinks
 from service.metrics import Recorder
-from service.metrics_api import MetricsAPI
-from service.openapi import openapi
-from service.plivo import PlivoClient
-from service.plivo_auth import PlivoAuth
-from service.recordings_api import RecordingsAPI
-from service.security_headers import SecurityHeaders
+from service.operations.admin_auth import AdminAuth
+from service.operations.overview import Overview
+from service.plivo.client import PlivoClient
 from service.settings import Settings, load_settings
 from service.ssrf import URLGuard
 from service.storage.archive import Archive
@@ -49,7 +37,19 @@ from service.storage.reconciliation import BackfillStore
 from service.storage.recordings import RecordingStore, connect
 from service.storage.sessions import Sessions, Throttle
 from service.storage.subscriptions import SubscriptionStore
-from service.subscriptions_api import SubscriptionsAPI
+from service.web import errors, http_limits
+from service.web.api.backfills import BackfillsAPI
+from service.web.api.deliveries import DeliveriesAPI
+from service.web.api.openapi import openapi
+from service.web.api.recordings import RecordingsAPI
+from service.web.api.subscriptions import SubscriptionsAPI
+from service.web.fast_path import CallbackEndpoint, CallbackRoutes
+from service.web.health import DeploymentHealth, HealthAPI, Readiness, healthz
+from service.web.ingest import Ingest
+from service.web.media import MediaAPI
+from service.web.metrics import MetricsAPI
+from service.web.plivo_auth import PlivoAuth
+from service.web.security_headers import SecurityHeaders
 
 log = logging.getLogger("recording_relay")
 

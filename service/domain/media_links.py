@@ -8,7 +8,7 @@ seconds. Every event about a recording carries one (`data.media`); every webhook
 replay and recovery carries a fresh one. `?type=original` may be added to a link to ask for the
 pre-denoised copy: it is the same recording, so it is not part of what is signed.
 
-`service.media_api` serves the links.
+`service.web.media` serves the links.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import hmac
 import time
 from datetime import UTC, datetime
 
-from service.events import Media
+from service.domain.events import Media
 from service.settings import Settings
 from service.storage.keyring import Keyring
 

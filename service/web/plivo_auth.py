@@ -12,9 +12,9 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from service.body import CallbackParams
+from service.plivo.signature import canonical_v3_parts, matches, sign
 from service.settings import Settings
-from service.signature import canonical_v3_parts, matches, sign
+from service.web.body import CallbackParams
 
 V3 = "x-plivo-signature-v3"
 MA_V3 = "x-plivo-signature-ma-v3"

@@ -3,7 +3,7 @@
 Plivo's callbacks are the only traffic that comes in volume. `CallbackRoutes` sends them
 straight to their endpoints and everything else (health, the management API) to the Starlette
 app; a `CallbackEndpoint` checks the method, runs its handler and turns its errors into the
-same JSON answers as the rest of the app (`service.errors`). Skipping Starlette's middleware and
+same JSON answers as the rest of the app (`service.web.errors`). Skipping Starlette's middleware and
 router layers for these two paths is about a tenth of a callback's CPU (bench/ingest).
 """
 
@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service import errors
+from service.web import errors
 
 Handler = Callable[[Request], Awaitable[Response]]
 

@@ -14,13 +14,13 @@ from pydantic import BaseModel, Field, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from service.backfills_api import BackfillRequest
-from service.deliveries_api import RecoverRequest, ReplayRequest
-from service.events import Event
-from service.paging import MAX_LIMIT
+from service.domain.events import Event
+from service.domain.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
+from service.operations.paging import MAX_LIMIT
 from service.storage.reconciliation import Backfill
 from service.storage.recordings import Status
-from service.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
+from service.web.api.backfills import BackfillRequest
+from service.web.api.deliveries import RecoverRequest, ReplayRequest
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 

@@ -21,8 +21,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from service.admin_auth import AdminAuth
-from service.paging import Page
+from service.operations.admin_auth import AdminAuth
+from service.operations.paging import Page
 from service.storage.deliveries import Deliveries
 from service.storage.history import History, prefix
 from service.storage.recordings import RecordingState, RecordingStore, Status

@@ -18,15 +18,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from service.admin_auth import AdminAuth
-from service.paging import Page
+from service.domain.subscriptions import Subscription
+from service.operations.admin_auth import AdminAuth
+from service.operations.paging import Page
 from service.storage.archive import day_of
 from service.storage.deliveries import Deliveries
 from service.storage.history import History
 from service.storage.recordings import RecordingStore
 from service.storage.subscriptions import SubscriptionStore
-from service.subscriptions import Subscription
-from service.subscriptions_api import Unprocessable, read_json
+from service.web.api.subscriptions import Unprocessable, read_json
 
 
 class ReplayRequest(BaseModel):

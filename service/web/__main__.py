@@ -20,7 +20,7 @@ def main() -> None:
     require(settings.archive_url)
     server.require(settings.redis_url_for_logs, connections.web(settings))
     uvicorn.run(
-        "service.app:create_app",
+        "service.web.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -35,8 +35,8 @@ def main() -> None:
         # throttling of wrong admin tokens counts by.
         proxy_headers=True,
         server_header=False,
-        # Bounded request heads and a deadline for receiving each request (service.http_limits).
-        http="service.http_limits:BoundedHttpToolsProtocol",
+        # Bounded request heads and a deadline for receiving each request (service.web.http_limits).
+        http="service.web.http_limits:BoundedHttpToolsProtocol",
     )
 
 

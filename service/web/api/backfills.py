@@ -21,9 +21,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from service.admin_auth import AdminAuth
+from service.operations.admin_auth import AdminAuth
 from service.storage.reconciliation import Backfill, BackfillStore
-from service.subscriptions_api import Unprocessable, read_json
+from service.web.api.subscriptions import Unprocessable, read_json
 
 
 class BackfillRequest(BaseModel):

@@ -1,7 +1,7 @@
 """The endpoints Plivo calls: `/plivo/recording` and `/plivo/transcription`.
 
-Each request is read (`service.body`), verified (`service.plivo_auth`), normalised
-(`service.callbacks`) and written to Redis (`service.storage.recordings`) before it is
+Each request is read (`service.web.body`), verified (`service.web.plivo_auth`), normalised
+(`service.domain.callbacks`) and written to Redis (`service.storage.recordings`) before it is
 answered, so a `200` means the work is durably queued. If Redis cannot be reached the answer is
 `503`, and Plivo tries again.
 """
@@ -18,12 +18,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.body import read_params
-from service.callbacks import InvalidCallback, parse_recording, parse_transcription
+from service.domain.callbacks import InvalidCallback, parse_recording, parse_transcription
 from service.metrics import Recorder, series
-from service.plivo_auth import PlivoAuth
 from service.storage.metrics import Series
 from service.storage.recordings import ForeignRecording, Outcome, RecordingStore
+from service.web.body import read_params
+from service.web.plivo_auth import PlivoAuth
 
 log = logging.getLogger("recording_relay.ingest")
 

@@ -13,7 +13,7 @@ from urllib.parse import unquote_to_bytes
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
-from service.http_limits import body_limit, body_too_large
+from service.web.http_limits import body_limit, body_too_large
 
 MAX_FIELDS = 500
 FORM = "application/x-www-form-urlencoded"
@@ -101,7 +101,7 @@ def _json_pairs(raw: bytes) -> Pairs:
 
 async def read_body(request: Request, limit: int | None = None) -> bytes:
     """The request body, refusing (413) anything over `limit` (by default its path's: see
-    `service.http_limits`, which refuses it before the app when uvicorn serves it) before or
+    `service.web.http_limits`, which refuses it before the app when uvicorn serves it) before or
     while reading it."""
     if limit is None:
         limit = body_limit(request.scope.get("raw_path") or request.url.path.encode())

@@ -5,8 +5,8 @@ has `recording_id`, `call_uuid`, `recording` (Plivo's Recording object, numbers 
 null when it could not be fetched) and `callback` (the original callback parameters);
 `recording.transcribed` adds `transcription`, `recording.failed` adds `stage` and `reason`,
 `recording.archived` (sent once the audio and the documents are in the archive) adds `archive`.
-Every one ends with `media`: a signed link to the audio (`service.media_links`), fresh in each
-webhook attempt, or null when the recording could not be fetched from Plivo.
+Every one ends with `media`: a signed link to the audio (`service.domain.media_links`), fresh
+in each webhook attempt, or null when the recording could not be fetched from Plivo.
 `subscription.disabled` has `subscription_id`, `url` (its scheme, host and port only) and
 `reason`. The JSON Schema of both is `docs/events.v1.schema.json`; a change to these models is
 a new version (an additive one, a new event type, is not).

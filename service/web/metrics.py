@@ -9,9 +9,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.admin_auth import AdminAuth
-from service.dashboard.overview import Overview
 from service.metrics import exposition
+from service.operations.admin_auth import AdminAuth
+from service.operations.overview import Overview
 
 
 class MetricsAPI:

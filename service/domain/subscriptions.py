@@ -16,9 +16,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from service.events import EVENT_TYPES
-from service.text import PlainText
-from service.urls import check_url
+from service.domain.events import EVENT_TYPES
+from service.domain.text import PlainText
+from service.domain.urls import check_url
 
 OPERATIONAL: Literal["subscription.disabled"] = "subscription.disabled"
 EventFilter = Literal[

@@ -15,13 +15,13 @@ from typing import Any
 
 from markupsafe import Markup
 
-from service.health import DeploymentHealth
+from service.domain.subscriptions import Subscription
 from service.metrics import total
 from service.storage import jobs
 from service.storage.deliveries import Deliveries
 from service.storage.metrics import MetricsStore, Series
 from service.storage.subscriptions import SubscriptionStore
-from service.subscriptions import Subscription
+from service.web.health import DeploymentHealth
 
 HEALTH_ATTEMPTS = 100  # the attempts a subscription's success rate is taken over
 

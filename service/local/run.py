@@ -24,9 +24,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
 
-from service.embedded_redis import EmbeddedRedis
+from service.local.embedded_redis import EmbeddedRedis
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_AUTH_ID = "MALOCALDEMOACCOUNT01"
 TOKEN_FILE = ROOT / ".local" / "admin-token"  # the admin token, when none is given
 
@@ -202,7 +202,3 @@ def main() -> int:
         for reader in readers:
             reader.join(timeout=5)
         return status if not stopping.is_set() else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
