@@ -1,4 +1,4 @@
-"""Metrics: what the relay counts, and `/metrics` in Prometheus's text format.
+"""Metrics: what the relay counts (`service.web.metrics` serves them in Prometheus's format).
 
 Every web and worker process counts in memory (`Recorder`: a dict increment on the hot path)
 and adds its counts to totals in Redis every `FLUSH_EVERY` seconds (`service.storage.metrics`),
@@ -17,22 +17,11 @@ import bisect
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
 from redis.exceptions import RedisError
 
 from service.storage.metrics import MetricsStore, Series
-
-if TYPE_CHECKING:
-    from service.web.health import HealthReport
 
 log = logging.getLogger("recording_relay.metrics")
 FLUSH_EVERY = 5.0
@@ -56,7 +45,6 @@ HISTOGRAMS = {
         (1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600),
     ),
 }
-QUEUE_DEPTH = "relay_queue_depth"
 
 
 def series(name: str, **labels: str) -> Series:
@@ -109,87 +97,6 @@ class Recorder:
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await asyncio.shield(self.flush())
-
-
-class _Snapshot:
-    """A prometheus_client collector over totals read from Redis a moment ago."""
-
-    def __init__(
-        self, totals: dict[Series, float], depths: dict[str, int], health: HealthReport | None
-    ) -> None:
-        self.totals = totals
-        self.depths = depths
-        self.health = health
-
-    def collect(self) -> Iterator[Metric]:
-        for name, documentation in COUNTERS.items():
-            found = [(s, v) for s, v in self.totals.items() if s[0] == name]
-            names = sorted({k for s, _ in found for k, _ in s[1]})
-            family = CounterMetricFamily(name.removesuffix("_total"), documentation, labels=names)
-            for (_, labels), value in sorted(found):
-                given = dict(labels)
-                family.add_metric([given.get(k, "") for k in names], value)
-            yield family
-        for name, (documentation, bounds) in HISTOGRAMS.items():
-            cumulative, buckets = 0.0, []
-            for le in [*(str(b) for b in bounds), "+Inf"]:
-                cumulative += self.totals.get(series(name, le=le), 0.0)
-                buckets.append((le, cumulative))
-            total = self.totals.get(series(f"{name}_sum"), 0.0)
-            yield HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=total)
-        gauge = GaugeMetricFamily(QUEUE_DEPTH, "Work waiting now, by queue", labels=["queue"])
-        for queue, depth in sorted(self.depths.items()):
-            gauge.add_metric([queue], depth)
-        yield gauge
-        if self.health is not None:
-            yield from _health(self.health)
-
-
-def _health(report: HealthReport) -> Iterator[Metric]:
-    """The health report's figures (`GET /v1/health`) as gauges."""
-    yield GaugeMetricFamily(
-        "relay_workers_alive",
-        "Worker processes with a recent heartbeat",
-        value=report.workers["alive"],
-    )
-    oldest = GaugeMetricFamily(
-        "relay_queue_oldest_due_seconds",
-        "How long the oldest due work has waited (0: none waits)",
-        labels=["queue"],
-    )
-    for queue, name in (
-        ("jobs", "oldest_due_job_seconds"),
-        ("webhooks", "oldest_due_webhook_seconds"),
-    ):
-        oldest.add_metric([queue], report.queues[name] or 0.0)
-    yield oldest
-    redis = report.redis
-    for name, field, documentation in (
-        ("relay_redis_used_memory_bytes", "used_memory", "Redis's used_memory"),
-        ("relay_redis_maxmemory_bytes", "maxmemory", "Redis's maxmemory (0: no limit)"),
-        ("relay_redis_connected_clients", "connected_clients", "Connections Redis has open"),
-        ("relay_redis_maxclients", "maxclients", "Connections Redis allows"),
-        (
-            "relay_redis_rejected_connections",
-            "rejected_connections",
-            "Connections Redis refused since it started",
-        ),
-    ):
-        if redis.get(field) is not None:
-            yield GaugeMetricFamily(name, documentation, value=redis[field])
-    yield GaugeMetricFamily(
-        "relay_health_warnings", "Warnings in the health report", value=len(report.warnings)
-    )
-
-
-def exposition(
-    totals: dict[Series, float], depths: dict[str, int], health: HealthReport | None = None
-) -> bytes:
-    """The metrics in Prometheus's text format."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Snapshot(totals, depths, health))
-    exposed: bytes = generate_latest(registry)
-    return exposed
 
 
 def total(totals: Iterable[tuple[Series, float]], name: str, **labels: str) -> float:

@@ -23,7 +23,9 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.logs import FORMATS
-from service.storage.archive import SCHEMES
+
+# The object stores ARCHIVE_URL may name (service.storage.archive opens them).
+ARCHIVE_SCHEMES = ("file://", "s3://", "gs://", "az://", "azure://", "abfs://", "abfss://")
 
 AUTH_ID_PREFIXES = ("MA", "SA")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -226,7 +228,7 @@ class Settings(BaseSettings):
     @field_validator("archive_url")
     @classmethod
     def _archive_url(cls, value: str) -> str:
-        if not value.startswith(SCHEMES) or value.endswith("://"):
+        if not value.startswith(ARCHIVE_SCHEMES) or value.endswith("://"):
             raise ValueError("must be a file:///path, s3://bucket/prefix, gs://... or az://... URL")
         return value
 

@@ -39,7 +39,7 @@ from service.settings import Settings
 from service.ssrf import RefusedURL
 from service.storage.deliveries import Claimed, Deliveries, DeliveryQueue, Next
 from service.storage.subscriptions import SubscriptionStore
-from service.web.errors import first_problem
+from service.domain.problems import first_problem
 
 log = logging.getLogger("recording_relay.delivery")
 BODY_LOG_BYTES = 4096

@@ -20,17 +20,21 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from service.dashboard.backfills import BackfillPages
-from service.dashboard.pages import TEMPLATES, Dashboard
+from service.dashboard.pages import TEMPLATES, Dashboard, status_of
 from service.dashboard.session import RequireLogin, ServerSessions
+from service.domain.problems import Problem, Throttled
 from service.operations.admin_auth import AdminAuth
+from service.operations.backfills import Backfills
 from service.settings import Settings
 from service.storage.sessions import Sessions
-from service.web.api.backfills import BackfillsAPI
 
 __all__ = ["Dashboard", "create_dashboard"]
 
 
 async def _error_page(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, Problem):
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
+        exc = HTTPException(status_of(exc), str(exc), headers)
     assert isinstance(exc, HTTPException)
     context = {"status_code": exc.status_code, "message": exc.detail, "csrf": "", "page": ""}
     return TEMPLATES.TemplateResponse(
@@ -43,7 +47,7 @@ def create_dashboard(
     dashboard: Dashboard,
     sessions: Sessions,
     admin: AdminAuth,
-    backfills: BackfillsAPI,
+    backfills: Backfills,
 ) -> Starlette:
     """The dashboard as an app of its own, to mount at `/dashboard`."""
     d, b = dashboard, BackfillPages(dashboard, backfills)
@@ -76,7 +80,7 @@ def create_dashboard(
     app = Starlette(
         routes=routes,
         middleware=[session, Middleware(RequireLogin)],
-        exception_handlers={HTTPException: _error_page},
+        exception_handlers={HTTPException: _error_page, Problem: _error_page},
     )
     app.router.redirect_slashes = False  # its redirects would carry the caller's Host
     return app

@@ -1,32 +1,34 @@
 """The dashboard's backfills page: the latest backfills, their progress, a form to start one and
-a button to cancel one that has not ended; through `BackfillsAPI`, as the management API does."""
+a button to cancel one that has not ended; through `service.operations.backfills`, as the
+management API does."""
 
 from __future__ import annotations
 
 from pydantic import ValidationError
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.dashboard.pages import Dashboard
+from service.dashboard.pages import Dashboard, status_of
 from service.dashboard.session import check_csrf
-from service.web.api.backfills import BackfillRequest, BackfillsAPI
-from service.web.errors import first_problem
+from service.domain.problems import Problem, first_problem
+from service.operations.backfills import BackfillRequest, Backfills
 
 
 class BackfillPages:
-    def __init__(self, pages: Dashboard, api: BackfillsAPI) -> None:
+    """The dashboard's backfills page and its two actions."""
+
+    def __init__(self, pages: Dashboard, backfills: Backfills) -> None:
         self.pages = pages
-        self.api = api
+        self.backfills = backfills
 
     async def list(self, request: Request, status_code: int = 200, error: str = "") -> Response:
-        backfills = await self.api.store.recent()
+        backfills = await self.backfills.recent()
         return self.pages.render(
             request,
             "backfills.html",
             status_code,
             backfills=backfills,
-            concurrency=self.api.concurrency,
+            concurrency=self.backfills.concurrency,
             error=error,
         )
 
@@ -38,14 +40,14 @@ class BackfillPages:
             "transcribe": form.get("transcribe") == "true",
         }
         try:
-            backfill = await self.api.start(BackfillRequest.model_validate(asked))
+            backfill = await self.backfills.start(BackfillRequest.model_validate(asked))
         except ValidationError as error:
             return await self.list(request, 422, error=": ".join(first_problem(error, "form")))
-        except HTTPException as error:
-            return await self.list(request, error.status_code, error=error.detail)
+        except Problem as error:
+            return await self.list(request, status_of(error), error=str(error))
         return self.pages.back(request, "/backfills", f"Backfill {backfill.id}: {backfill.status}.")
 
     async def cancel(self, request: Request) -> Response:
         await check_csrf(request)
-        backfill = await self.api.end(request.path_params["backfill_id"])
+        backfill = await self.backfills.end(request.path_params["backfill_id"])
         return self.pages.back(request, "/backfills", f"Backfill {backfill.id}: {backfill.status}.")

@@ -1,6 +1,6 @@
-"""The dashboard's pages and actions. Each page reads through the same stores and API cores as
-the management API (`RecordingsAPI.find/detail`, `DeliveriesAPI.replay_recording/recover_failed`,
-`SubscriptionsAPI.add/change`), so the two cannot disagree; every action is a POST that
+"""The dashboard's pages and actions. Each page reads through the same stores and operations as
+the management API (`service.operations`: `Recordings.find/detail`, `Redelivery.replay/recover`,
+`Subscriptions.add/change`), so the two cannot disagree; every action is a POST that
 carries the session's CSRF token, and answers with a redirect (or, where a secret is shown
 once, the page itself)."""
 
@@ -21,6 +21,15 @@ from starlette.templating import Jinja2Templates
 from service.dashboard.session import MAX_FORM_BYTES, check_csrf, csrf_token, log_in, logged_in
 from service.domain.callbacks import is_recording_id
 from service.domain.media_links import MediaLinks
+from service.domain.problems import (
+    Conflict,
+    Invalid,
+    NotFound,
+    Problem,
+    Throttled,
+    Unauthorized,
+    first_problem,
+)
 from service.domain.subscriptions import (
     RECORDING_EVENTS,
     Subscription,
@@ -29,15 +38,27 @@ from service.domain.subscriptions import (
 )
 from service.operations.admin_auth import AdminAuth
 from service.operations.overview import Overview
-from service.operations.paging import Page
+from service.operations.recordings import STATUSES, Recordings
+from service.operations.redelivery import Redelivery
+from service.operations.subscriptions import Subscriptions
 from service.settings import Settings
 from service.storage.deliveries import Deliveries
 from service.storage.recordings import RecordingState
 from service.storage.subscriptions import SubscriptionStore
-from service.web.api.deliveries import DeliveriesAPI
-from service.web.api.recordings import STATUSES, RecordingsAPI
-from service.web.api.subscriptions import SubscriptionsAPI
-from service.web.errors import first_problem
+
+STATUS: dict[type[Problem], int] = {
+    NotFound: 404,
+    Invalid: 422,
+    Conflict: 409,
+    Unauthorized: 401,
+    Throttled: 429,
+}
+
+
+def status_of(problem: Problem) -> int:
+    """The status of a page that shows a refusal."""
+    return next(code for kind, code in STATUS.items() if isinstance(problem, kind))
+
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 SOURCES = ("callback", "reconciliation", "backfill")
@@ -60,13 +81,15 @@ TEMPLATES.env.filters["pretty"] = lambda doc: json.dumps(doc, indent=2, sort_key
 
 
 class Dashboard:
+    """The dashboard's pages and actions (the backfills' are `BackfillPages`)."""
+
     def __init__(
         self,
         settings: Settings,
         overview: Overview,
-        recordings: RecordingsAPI,
-        deliveries_api: DeliveriesAPI,
-        subscriptions_api: SubscriptionsAPI,
+        recordings: Recordings,
+        redelivery: Redelivery,
+        changes: Subscriptions,
         subscriptions: SubscriptionStore,
         deliveries: Deliveries,
         links: MediaLinks,
@@ -75,8 +98,8 @@ class Dashboard:
         self.settings = settings
         self.overview = overview
         self.recordings = recordings
-        self.deliveries_api = deliveries_api
-        self.subscriptions_api = subscriptions_api
+        self.redelivery = redelivery
+        self.changes = changes
         self.subscriptions = subscriptions
         self.deliveries = deliveries
         self.links = links
@@ -147,8 +170,7 @@ class Dashboard:
                 and (not search or search in (state.recording_id, state.call_uuid))
             )
 
-        page = Page(int(cursor), PAGE_SIZE)
-        found, next_cursor = await self.recordings.find(page, wanted=wanted)
+        found, next_cursor = await self.recordings.find(int(cursor), PAGE_SIZE, wanted=wanted)
         if search and is_recording_id(search) and not found:  # older than the index's page
             state = await self.recordings.store.state(search)
             found = [state] if state is not None else []
@@ -187,7 +209,7 @@ class Dashboard:
         form = await check_csrf(request)
         recording_id = request.path_params["recording_id"]
         only = form.get("subscription_id") or None
-        queued = await self.deliveries_api.replay_recording(recording_id, only)
+        queued = await self.redelivery.replay(recording_id, only)
         return self.back(request, f"/recordings/{recording_id}", f"Replay: {queued} queued.")
 
     # -- subscriptions ---------------------------------------------------------------------
@@ -217,8 +239,8 @@ class Dashboard:
         if events:
             wanted["events"] = events  # type: ignore[assignment]
         try:
-            created = await self.subscriptions_api.add(SubscriptionCreate.model_validate(wanted))
-        except (ValidationError, HTTPException) as error:
+            created = await self.changes.add(SubscriptionCreate.model_validate(wanted))
+        except (ValidationError, Problem) as error:
             status, message = _refusal(error)
             return await self._subscriptions_page(request, status, error=message)
         return self._reveal(request, created, "Created.")
@@ -273,8 +295,8 @@ class Dashboard:
             changes["enabled"] = form["enabled"] == "true"
         try:
             patch = SubscriptionPatch.model_validate(changes)
-            await self.subscriptions_api.change(subscription, patch)
-        except (ValidationError, HTTPException) as error:
+            await self.changes.change(subscription, patch)
+        except (ValidationError, Problem) as error:
             status, message = _refusal(error)
             return await self._subscription_page(request, subscription, status, error=message)
         return self.back(request, f"/subscriptions/{subscription.id}", "Saved.")
@@ -306,17 +328,17 @@ class Dashboard:
             return await self._subscription_page(
                 request, subscription, 422, error="since: out of range"
             )
-        queued = await self.deliveries_api.recover_failed(subscription, since.timestamp())
+        queued = await self.redelivery.recover(subscription, since.timestamp())
         path = f"/subscriptions/{subscription.id}"
         return self.back(request, path, f"Recover: {queued} queued again.")
 
 
-def _refusal(error: ValidationError | HTTPException) -> tuple[int, str]:
+def _refusal(error: ValidationError | Problem) -> tuple[int, str]:
     """A refused form's status and message (naming the field), to show on the form's page."""
     if isinstance(error, ValidationError):
         field, problem = first_problem(error, "form")
         return 422, f"{field}: {problem}"
-    return error.status_code, error.detail
+    return status_of(error), str(error)
 
 
 def _succeeded(attempt: dict[str, Any]) -> bool:

@@ -18,10 +18,16 @@ import hashlib
 import hmac
 import time
 from datetime import UTC, datetime
+from typing import Protocol
 
 from service.domain.events import Media
 from service.settings import Settings
-from service.storage.keyring import Keyring
+
+
+class KeySource(Protocol):
+    """Where a key comes from when the settings give none (`service.storage.keyring`)."""
+
+    async def key(self, name: str) -> bytes: ...
 
 
 class LinkRefused(Exception):
@@ -31,7 +37,7 @@ class LinkRefused(Exception):
 class MediaLinks:
     """Makes and checks media links; `ready()` (once) before either."""
 
-    def __init__(self, settings: Settings, keyring: Keyring) -> None:
+    def __init__(self, settings: Settings, keyring: KeySource) -> None:
         self._key: bytes | None = None
         if settings.media_signing_key is not None:
             self._key = settings.media_signing_key.get_secret_value().encode()

@@ -4,7 +4,7 @@ any of the admin tokens (`ADMIN_TOKENS`), or a separate token (`METRICS_TOKEN` f
 Several tokens may be in use at once, so one can be put in use and the old one retired later.
 Every failed check is logged (the client's address and what it asked for, never what it
 presented) and counted: an address, or everyone together, that fails too often in a minute is
-refused (429) before its token is looked at (`service.storage.sessions.Throttle`).
+refused (`Throttled`, 429) before its token is looked at (`service.storage.sessions.Throttle`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import logging
 from collections.abc import Sequence
 
 from pydantic import SecretStr
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from service.domain.problems import Throttled, Unauthorized
 from service.storage.sessions import Throttle
 
 log = logging.getLogger("recording_relay.auth")
@@ -34,6 +34,9 @@ def fingerprint(token: str) -> str:
 
 
 class AdminAuth:
+    """Who may use the management API, the dashboard and /metrics: the token checks and their
+    throttling."""
+
     def __init__(self, tokens: Sequence[SecretStr], throttle: Throttle) -> None:
         self._tokens = [token.get_secret_value().encode() for token in tokens]
         self.throttle = throttle
@@ -52,12 +55,10 @@ class AdminAuth:
         return any(fingerprint(t.decode()) == token_fingerprint for t in self._tokens)
 
     async def allowed(self, request: Request) -> None:
-        """429 if the request's address, or everyone, has failed too often this minute."""
+        """`Throttled` if the request's address, or everyone, has failed too often this minute."""
         wait = await self.throttle.refused(client_address(request))
         if wait is not None:
-            raise HTTPException(
-                429, "too many failed tokens: try again later", {"Retry-After": str(wait)}
-            )
+            raise Throttled("too many failed tokens: try again later", wait)
 
     async def failed(self, request: Request, what: str) -> None:
         address = client_address(request)
@@ -65,11 +66,10 @@ class AdminAuth:
         await self.throttle.failed(address)
 
     async def check(self, request: Request) -> None:
-        """Raise 401 unless the request carries one of the tokens; 429 if it may not try."""
+        """`Unauthorized` unless the request carries one of the tokens; `Throttled` if it may not
+        try."""
         await self.allowed(request)
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or self.matching(presented) is None:
             await self.failed(request, "missing or wrong bearer token")
-            raise HTTPException(
-                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-            )
+            raise Unauthorized("missing or wrong bearer token")

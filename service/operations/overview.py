@@ -17,11 +17,11 @@ from markupsafe import Markup
 
 from service.domain.subscriptions import Subscription
 from service.metrics import total
+from service.operations.health import DeploymentHealth
 from service.storage import jobs
 from service.storage.deliveries import Deliveries
 from service.storage.metrics import MetricsStore, Series
 from service.storage.subscriptions import SubscriptionStore
-from service.web.health import DeploymentHealth
 
 HEALTH_ATTEMPTS = 100  # the attempts a subscription's success rate is taken over
 

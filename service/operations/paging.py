@@ -9,26 +9,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.datastructures import QueryParams
+
+from service.domain.problems import Invalid
 
 MAX_LIMIT = 100
 
 
 @dataclass(frozen=True)
 class Page:
+    """Which slice of a list a caller asked for."""
+
     offset: int
     limit: int
 
     @classmethod
-    def of(cls, request: Request) -> Page:
-        """The page a request asks for; 422 naming `limit` or `cursor` if either is bad."""
-        raw_limit = request.query_params.get("limit", str(MAX_LIMIT))
-        raw_cursor = request.query_params.get("cursor", "0")
+    def of(cls, query: QueryParams) -> Page:
+        """The page a query asks for; `Invalid` naming `limit` or `cursor` if either is bad."""
+        raw_limit = query.get("limit", str(MAX_LIMIT))
+        raw_cursor = query.get("cursor", "0")
         if not _whole(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
-            raise HTTPException(422, f"limit: must be a whole number from 1 to {MAX_LIMIT}")
+            raise Invalid("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
         if not _whole(raw_cursor) or len(raw_cursor) > 9:
-            raise HTTPException(422, "cursor: not a cursor this API gave out")
+            raise Invalid("cursor", "not a cursor this API gave out")
         return cls(offset=int(raw_cursor), limit=int(raw_limit))
 
     def next(self, total: int) -> str | None:

@@ -40,7 +40,6 @@ from obstore.exceptions import BaseError
 from obstore.store import AzureStore, GCSStore, LocalStore, S3Store, from_url
 
 UPLOAD_PART_BYTES = 5 * 1024 * 1024  # parts of a multipart upload (S3's least)
-SCHEMES = ("file://", "s3://", "gs://", "az://", "azure://", "abfs://", "abfss://")
 
 
 class ArchiveUnavailable(Exception):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from service.domain.problems import first_problem
 from service.domain.subscriptions import (
     ROTATION_OVERLAP_S,
     Subscription,
@@ -27,7 +28,6 @@ from service.domain.subscriptions import (
     parse,
 )
 from service.storage import keys, lua
-from service.web.errors import first_problem
 
 log = logging.getLogger("recording_relay.subscriptions")
 SAVE = lua.source("save_subscription")  # stored unless new and the limit is reached

@@ -24,7 +24,12 @@ from service.domain.media_links import MediaLinks
 from service.logs import configure
 from service.metrics import Recorder
 from service.operations.admin_auth import AdminAuth
+from service.operations.backfills import Backfills
+from service.operations.health import DeploymentHealth
 from service.operations.overview import Overview
+from service.operations.recordings import Recordings
+from service.operations.redelivery import Redelivery
+from service.operations.subscriptions import Subscriptions
 from service.plivo.client import PlivoClient
 from service.settings import Settings, load_settings
 from service.ssrf import URLGuard
@@ -44,7 +49,7 @@ from service.web.api.openapi import openapi
 from service.web.api.recordings import RecordingsAPI
 from service.web.api.subscriptions import SubscriptionsAPI
 from service.web.fast_path import CallbackEndpoint, CallbackRoutes
-from service.web.health import DeploymentHealth, HealthAPI, Readiness, healthz
+from service.web.health import HealthAPI, Readiness, healthz
 from service.web.ingest import Ingest
 from service.web.media import MediaAPI
 from service.web.metrics import MetricsAPI
@@ -86,11 +91,14 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     history = History(archive)
     subscription_store = SubscriptionStore(redis, settings.subscriptions_max)
     fan_out = Deliveries(redis, subscription_store)
-    recordings = RecordingsAPI(store, history, fan_out, admin)
-    subscriptions = SubscriptionsAPI(
-        subscription_store, fan_out, admin, guard or URLGuard(settings.delivery_allow_networks)
+    finding = Recordings(store, history, fan_out)
+    changing = Subscriptions(
+        subscription_store, fan_out, guard or URLGuard(settings.delivery_allow_networks)
     )
-    deliveries = DeliveriesAPI(fan_out, subscription_store, store, history, admin)
+    redelivery = Redelivery(fan_out, subscription_store, store, history)
+    recordings = RecordingsAPI(finding, admin)
+    subscriptions = SubscriptionsAPI(changing, admin)
+    deliveries = DeliveriesAPI(redelivery, changing, admin)
     # Audio not archived yet is proxied from Plivo (media downloads are not API requests: no
     # share of the rate limit).
     plivo = PlivoClient(
@@ -98,7 +106,8 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     )
     media = MediaAPI(store, history, plivo, links)
     backfill_store = BackfillStore(redis, settings.recording_retention_days)
-    backfills = BackfillsAPI(backfill_store, admin, settings.backfill_concurrency)
+    backfill_line = Backfills(backfill_store, settings.backfill_concurrency)
+    backfills = BackfillsAPI(backfill_line, admin)
     sessions = Sessions(redis)
     health = DeploymentHealth(redis, fan_out)
     overview = Overview(metrics_store, subscription_store, fan_out, health)
@@ -107,9 +116,9 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     dashboard = Dashboard(
         settings,
         overview,
-        recordings,
-        deliveries,
-        subscriptions,
+        finding,
+        redelivery,
+        changing,
         subscription_store,
         fan_out,
         links,
@@ -147,7 +156,7 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics.get, methods=["GET"]),
         Route("/dashboard", lambda _: RedirectResponse("/dashboard/", 308), methods=["GET"]),
-        Mount("/dashboard", create_dashboard(settings, dashboard, sessions, admin, backfills)),
+        Mount("/dashboard", create_dashboard(settings, dashboard, sessions, admin, backfill_line)),
         Route("/media/{name}", media.get, methods=["GET"]),
         Route("/v1/backfills", backfills.create, methods=["POST"]),
         Route("/v1/backfills", backfills.list, methods=["GET"]),

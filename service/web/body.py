@@ -1,4 +1,5 @@
-"""Reading a callback's parameters off a request: size limit, content type and encoding.
+"""Reading a request's body: a callback's parameters (size limit, content type and encoding),
+or a management API request's JSON document as its model.
 
 Plivo sends form-encoded POST bodies or GET query strings, and some API callbacks as JSON. All
 values are strings. Anything else is refused with a status and a message that names the problem.
@@ -8,11 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
+from service.domain.problems import Invalid, invalid
 from service.web.http_limits import body_limit, body_too_large
 
 MAX_FIELDS = 500
@@ -141,3 +145,14 @@ async def read_params(request: Request) -> CallbackParams:
     raise HTTPException(
         415, f"unsupported content type {content_type[:60]!r}: use {FORM} or {JSON}"
     )
+
+
+async def read_json(request: Request, model: type[BaseModel]) -> Any:
+    """The request's JSON body as `model`; 400 if it is not JSON, `Invalid` naming the field."""
+    document = json_document(await read_body(request) or b"{}")
+    if not isinstance(document, dict):
+        raise Invalid("body", "must be a JSON object")
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        raise invalid(error) from None

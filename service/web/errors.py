@@ -1,5 +1,7 @@
 """How errors look to callers: JSON `{"error": message}` with the right status, never a trace.
 
+The domain's refusals (`service.domain.problems`) get their status codes here.
+
 A Redis outage is a `503` with `Retry-After`, which makes Plivo retry the callback later.
 """
 
@@ -7,21 +9,21 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
+from service.domain.problems import (
+    Conflict,
+    Invalid,
+    NotFound,
+    Problem,
+    Throttled,
+    Unauthorized,
+)
+
 log = logging.getLogger("recording_relay.errors")
-
-
-def first_problem(error: ValidationError, whole: str) -> tuple[str, str]:
-    """The field a validation error is about (`whole` when it is about the whole document) and
-    what is wrong with it, for a message that names the field."""
-    first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or whole
-    return field, first["msg"].removeprefix("Value error, ")
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -31,6 +33,31 @@ async def http_error(request: Request, exc: Exception) -> Response:
             "%s %s refused: %s %s", request.method, request.url.path, exc.status_code, exc.detail
         )
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+STATUS: dict[type[Problem], int] = {
+    NotFound: 404,
+    Invalid: 422,
+    Conflict: 409,
+    Unauthorized: 401,
+    Throttled: 429,
+}
+
+
+def answer_to(problem: Problem) -> HTTPException:
+    """The status code and headers a domain error is answered with."""
+    status = next(code for kind, code in STATUS.items() if isinstance(problem, kind))
+    headers = None
+    if isinstance(problem, Throttled):
+        headers = {"Retry-After": str(problem.retry_after)}
+    elif isinstance(problem, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    return HTTPException(status, str(problem), headers)
+
+
+async def refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return await http_error(request, answer_to(exc))
 
 
 async def storage_unavailable(request: Request, exc: Exception) -> Response:
@@ -62,6 +89,7 @@ async def unexpected(request: Request, exc: Exception) -> Response:
 
 HANDLERS = {
     HTTPException: http_error,
+    Problem: refused,
     ClientDisconnect: client_gone,
     RedisError: storage_unavailable,
     Exception: unexpected,

@@ -16,68 +16,35 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from pydantic import BaseModel, ConfigDict
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service.operations.admin_auth import AdminAuth
-from service.storage.reconciliation import Backfill, BackfillStore
-from service.web.api.subscriptions import Unprocessable, read_json
-
-
-class BackfillRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    since: str
-    until: str | None = None
-    transcribe: bool = True
+from service.operations.backfills import BackfillRequest, Backfills
+from service.web.body import read_json
 
 
 class BackfillsAPI:
-    def __init__(self, store: BackfillStore, auth: AdminAuth, concurrency: int) -> None:
-        self.store = store
+    """The handlers of `/v1/backfills` and `/v1/backfills/{backfill_id}`."""
+
+    def __init__(self, backfills: Backfills, auth: AdminAuth) -> None:
+        self.backfills = backfills
         self.auth = auth
-        self.concurrency = concurrency
-
-    async def start(self, asked: BackfillRequest) -> Backfill:
-        """The backfill `asked` names, in the line (`Unprocessable` naming a bad bound)."""
-        try:
-            backfill, _ = await self.store.begin(asked.since, asked.until, asked.transcribe)
-        except ValueError as error:
-            field, _, message = str(error).partition(": ")
-            raise Unprocessable(field, message) from None
-        await self.store.wake(self.concurrency)
-        return backfill
-
-    async def end(self, backfill_id: str) -> Backfill:
-        """Cancel a backfill (404 if unknown) and start the next in line."""
-        backfill = await self.store.cancel(backfill_id)
-        if backfill is None:
-            raise HTTPException(404, f"backfill {backfill_id[:80]!r} is unknown to the relay")
-        await self.store.wake(self.concurrency)
-        return backfill
 
     async def create(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
         asked: BackfillRequest = await read_json(request, BackfillRequest)
-        return JSONResponse(asdict(await self.start(asked)), status_code=202)
+        return JSONResponse(asdict(await self.backfills.start(asked)), status_code=202)
 
     async def list(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
-        return JSONResponse({"data": [asdict(b) for b in await self.store.recent()]})
+        return JSONResponse({"data": [asdict(b) for b in await self.backfills.recent()]})
 
     async def get(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
-        return JSONResponse(asdict(await self._find(request)))
+        found = await self.backfills.find(request.path_params["backfill_id"])
+        return JSONResponse(asdict(found))
 
     async def cancel(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
-        return JSONResponse(asdict(await self.end(request.path_params["backfill_id"])))
-
-    async def _find(self, request: Request) -> Backfill:
-        backfill_id = request.path_params["backfill_id"]
-        backfill = await self.store.get(backfill_id)
-        if backfill is None:
-            raise HTTPException(404, f"backfill {backfill_id[:80]!r} is unknown to the relay")
-        return backfill
+        return JSONResponse(asdict(await self.backfills.end(request.path_params["backfill_id"])))

@@ -11,110 +11,68 @@ Re-sent messages keep their `webhook-id`.
 
 from __future__ import annotations
 
-import json
-
 from pydantic import AwareDatetime, BaseModel, ConfigDict
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from service.domain.problems import NotFound
 from service.domain.subscriptions import Subscription
 from service.operations.admin_auth import AdminAuth
 from service.operations.paging import Page
-from service.storage.archive import day_of
-from service.storage.deliveries import Deliveries
-from service.storage.history import History
-from service.storage.recordings import RecordingStore
-from service.storage.subscriptions import SubscriptionStore
-from service.web.api.subscriptions import Unprocessable, read_json
+from service.operations.redelivery import Redelivery
+from service.operations.subscriptions import Subscriptions
+from service.web.body import read_json
 
 
 class ReplayRequest(BaseModel):
+    """What to replay a recording's events to: one subscription, or every one (null)."""
+
     model_config = ConfigDict(extra="forbid")
     subscription_id: str | None = None
 
 
 class RecoverRequest(BaseModel):
+    """From when to send again what failed for a subscription."""
+
     model_config = ConfigDict(extra="forbid")
     since: AwareDatetime
 
 
 class DeliveriesAPI:
+    """Replay, recover and the attempt log."""
+
     def __init__(
-        self,
-        deliveries: Deliveries,
-        subscriptions: SubscriptionStore,
-        store: RecordingStore,
-        history: History,
-        auth: AdminAuth,
+        self, redelivery: Redelivery, subscriptions: Subscriptions, auth: AdminAuth
     ) -> None:
-        self.deliveries = deliveries
+        self.redelivery = redelivery
         self.subscriptions = subscriptions
-        self.store = store
-        self.history = history
         self.auth = auth
 
     async def replay(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
         recording_id = request.path_params["recording_id"]
         wanted: ReplayRequest = await read_json(request, ReplayRequest)
-        queued = await self.replay_recording(recording_id, wanted.subscription_id)
+        queued = await self.redelivery.replay(recording_id, wanted.subscription_id)
         return JSONResponse({"queued": queued}, status_code=202)
-
-    async def replay_recording(self, recording_id: str, only: str | None = None) -> int:
-        """Queue the recording's events again (for subscription `only`, or every one that
-        wants them); how many deliveries were queued. 404 / 422 as `HTTPException`."""
-        if only is not None and not isinstance(await self.subscriptions.get(only), Subscription):
-            raise Unprocessable("subscription_id", "no such subscription")
-        found = await self.store.state(recording_id)
-        if found is None:
-            raise HTTPException(404, f"recording {recording_id[:80]!r} is unknown to the relay")
-        state = await self.history.full(found)
-        queued = 0
-        for body in await self.history.events(state):
-            kind = json.loads(body)["type"]
-            queued += (
-                await self.deliveries.fan_out(recording_id, kind, body, only=only)
-            ).subscriptions
-        return queued
 
     async def recover(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
-        subscription = await self.subscriptions.get(request.path_params["subscription_id"])
+        subscription = await self.subscriptions.store.get(request.path_params["subscription_id"])
         if not isinstance(subscription, Subscription):
-            raise HTTPException(404, "no such subscription (or an unreadable one)")
+            raise NotFound("no such subscription (or an unreadable one)")
         wanted: RecoverRequest = await read_json(request, RecoverRequest)
-        queued = await self.recover_failed(subscription, wanted.since.timestamp())
+        queued = await self.redelivery.recover(subscription, wanted.since.timestamp())
         return JSONResponse({"queued": queued}, status_code=202)
-
-    async def recover_failed(self, subscription: Subscription, since: float) -> int:
-        """Queue again what failed for `subscription` since `since` (epoch s); how many."""
-        failed = await self.deliveries.failed_since(subscription.id, since)
-        queued = 0
-        for delivery in failed:
-            recording_id, kind = delivery["recording_id"], delivery["type"]
-            body: str | None = delivery.get("body")  # an operational event's: Redis keeps it
-            day = ""
-            if body is None:  # a recording's: in its archive
-                state = await self.store.state(recording_id)
-                if state is None:
-                    continue  # past the retention
-                body = await self.history.event(await self.history.full(state), kind)
-                day = day_of(state.accepted_at or 0)
-            if body is not None:
-                await self.deliveries.queue(subscription, recording_id, kind, body, day)
-                queued += 1
-        return queued
 
     async def attempts(self, request: Request) -> JSONResponse:
         """A page of the attempt log: the newest first page, oldest first within it;
         `next_cursor` goes back in time."""
         await self.auth.check(request)
         subscription_id = request.path_params["subscription_id"]
-        page = Page.of(request)
-        if await self.subscriptions.get(subscription_id) is None:
-            raise HTTPException(404, "no such subscription")
-        found, total = await self.deliveries.attempts(
+        page = Page.of(request.query_params)
+        if await self.subscriptions.store.get(subscription_id) is None:
+            raise NotFound("no such subscription")
+        found, total = await self.redelivery.deliveries.attempts(
             subscription_id, skip_newest=page.offset, limit=page.limit
         )
         return JSONResponse({"data": found, "next_cursor": page.next(total)})

@@ -16,10 +16,10 @@ from starlette.responses import JSONResponse
 
 from service.domain.events import Event
 from service.domain.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
+from service.operations.backfills import BackfillRequest
 from service.operations.paging import MAX_LIMIT
 from service.storage.reconciliation import Backfill
 from service.storage.recordings import Status
-from service.web.api.backfills import BackfillRequest
 from service.web.api.deliveries import RecoverRequest, ReplayRequest
 
 ERROR = {"$ref": "#/components/schemas/Error"}

@@ -1,0 +1,63 @@
+"""Adding and changing subscriptions: what the management API and the dashboard share.
+
+A subscription's URL must be one the relay may send to (`service.ssrf`); a stored record the
+relay cannot read answers `Conflict` where it would be shown or changed, and can be deleted.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from service.domain.problems import Conflict, Invalid, NotFound, invalid
+from service.domain.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
+from service.ssrf import RefusedURL, URLGuard
+from service.storage.deliveries import Deliveries
+from service.storage.subscriptions import LimitReached, SubscriptionStore, Unreadable
+
+
+class Subscriptions:
+    """The subscriptions, as an operator changes them."""
+
+    def __init__(self, store: SubscriptionStore, deliveries: Deliveries, guard: URLGuard) -> None:
+        self.store = store
+        self.deliveries = deliveries
+        self.guard = guard
+
+    async def find(self, subscription_id: str) -> Subscription:
+        """The subscription (`NotFound`; `Conflict` if its record is unreadable)."""
+        found = await self.store.get(subscription_id)
+        if found is None:
+            raise NotFound("no such subscription")
+        if isinstance(found, Unreadable):
+            raise Conflict(f"the stored subscription is unreadable ({found.error}); delete it")
+        return found
+
+    async def add(self, wanted: SubscriptionCreate) -> Subscription:
+        """Create a subscription to a URL the relay may send to (`Invalid`, or `Conflict` past
+        the limit)."""
+        await self._check_url(wanted.url)
+        try:
+            return await self.store.create(wanted)
+        except LimitReached as error:
+            raise Conflict(str(error)) from None
+
+    async def change(self, subscription: Subscription, patch: SubscriptionPatch) -> Subscription:
+        """`subscription` with `patch` applied and stored (`Invalid` naming the field)."""
+        if "url" in patch.model_fields_set and patch.url is not None:
+            await self._check_url(patch.url)
+        try:
+            return await self.store.update(subscription, patch)
+        except ValidationError as error:
+            raise invalid(error) from None
+
+    async def remove(self, subscription_id: str) -> None:
+        """Delete a subscription and what waits for it (`NotFound`)."""
+        if not await self.store.delete(subscription_id):
+            raise NotFound("no such subscription")
+        await self.deliveries.drop(subscription_id)
+
+    async def _check_url(self, url: str) -> None:
+        try:
+            await self.guard.check(url)
+        except RefusedURL as error:
+            raise Invalid("url", str(error)) from None
