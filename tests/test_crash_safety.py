@@ -290,7 +290,7 @@ async def test_a_mark_left_without_its_request_is_bought_once_plivo_shows_no_sig
     async with running_relay(redis_url, worker=False, plivo_unknown_request_wait=1) as relay:
         recording_id = await relay.call()
         store = RecordingStore(redis, relay.settings.recording_retention_days)
-        await store.update(recording_id, transcription_requesting=int(time.time() * 1000))
+        await store.mark_transcription(recording_id, int(time.time() * 1000))
         relay.start_worker()
         status = await relay.settled(recording_id)
         assert status["status"] == "transcribed", status
@@ -308,7 +308,7 @@ async def test_a_request_that_reached_plivo_before_its_answer_was_lost_is_not_bo
         recording_id = await relay.call()
         mark = int(time.time() * 1000)
         store = RecordingStore(redis, relay.settings.recording_retention_days)
-        await store.update(recording_id, transcription_requesting=mark)
+        await store.mark_transcription(recording_id, mark)
         bought = await relay.http.post(
             f"{relay.sandbox_url}/v1/Account/{AUTH_ID}/Transcription/{recording_id}/",
             auth=(AUTH_ID, AUTH_TOKEN),

@@ -26,7 +26,7 @@ async def test_recording_numbers_come_back_as_numbers() -> None:
     async with running_sandbox() as plivo:
         recording = plivo.sandbox.state.new_recording(AUTH_ID, 345_100)
         api = client(plivo.url)
-        got = await api.get_recording(AUTH_ID, str(recording["recording_id"]))
+        got = (await api.get_recording(AUTH_ID, str(recording["recording_id"]))).document()
         assert got["recording_duration_ms"] == 345100
         assert isinstance(got["recording_start_ms"], (int, float))
         assert got["recording_type"] == "normal"

@@ -31,6 +31,7 @@ from standardwebhooks.webhooks import Webhook
 
 from service.domain.events import DisabledData, Media, SubscriptionDisabled, now_iso, with_media
 from service.domain.media_links import MediaLinks
+from service.domain.problems import first_problem
 from service.domain.subscriptions import OPERATIONAL, Subscription, changed, parse
 from service.domain.urls import origin
 from service.logs import about
@@ -39,7 +40,6 @@ from service.settings import Settings
 from service.ssrf import RefusedURL
 from service.storage.deliveries import Claimed, Deliveries, DeliveryQueue, Next
 from service.storage.subscriptions import SubscriptionStore
-from service.domain.problems import first_problem
 
 log = logging.getLogger("recording_relay.delivery")
 BODY_LOG_BYTES = 4096

@@ -38,7 +38,7 @@ from workers.attempts_archive import AttemptsArchive
 from workers.delivery import Deliverer
 from workers.dispatcher import Dispatcher
 from workers.job_worker import JobWorker
-from workers.pipeline import Pipeline
+from workers.pipeline import Context, Pipeline
 from workers.reconciliation import ListingOrder, Reconciler
 from workers.redis_outage import outage, redis_loss_is_a_retry, redis_trouble
 
@@ -183,15 +183,17 @@ class WorkerProcess:
         )
         self.attempts_archive = AttemptsArchive(AttemptsLog(redis), self.archive, self.name)
         self.pipeline = Pipeline(
-            settings,
-            self.store,
-            self.plivo,
-            redis,
-            deliveries,
-            self.archive,
-            self.metrics,
-            self.dispatcher,
-            links,
+            Context(
+                settings,
+                self.store,
+                self.plivo,
+                redis,
+                deliveries,
+                self.archive,
+                self.metrics,
+                self.dispatcher,
+                links,
+            )
         )
         # Listing for sweeps and backfills takes at most its share of the account's limit.
         share = RateLimiter(redis, limit, window).share("reconcile", settings.reconcile_rate_share)

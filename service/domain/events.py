@@ -32,6 +32,9 @@ EVENT_TYPES: tuple[EventType, ...] = (COMPLETED, TRANSCRIBED, FAILED, ARCHIVED)
 MEDIA_FIELD = ',"media":'  # how `data.media`, the body's last field, begins in a body
 
 
+EventSource = Literal["callback", "reconciliation", "backfill"]  # `Origin`'s values
+
+
 class Transcript(BaseModel):
     """The three forms of a transcript, each as Plivo returned it, and what it cost."""
 
@@ -81,7 +84,7 @@ class EventData(BaseModel):
     stage: str | None = Field(default=None, description="recording.failed: the step that failed")
     reason: str | None = Field(default=None, description="recording.failed: Plivo's reason")
     archive: ArchiveData | None = Field(default=None, description="recording.archived")
-    source: Literal["callback", "reconciliation", "backfill"] = Field(
+    source: EventSource = Field(
         default="callback",
         description="how the relay learned of the recording: Plivo's callback, or a sweep or "
         "backfill of Plivo's List Recordings API that found it",

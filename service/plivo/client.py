@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from service.domain.recording import PlivoRecording
 from service.logs import about
 from service.metrics import Recorder
 from service.storage.rate_limit import Limiter
@@ -178,9 +179,12 @@ class PlivoClient:
         if self.metrics is not None:
             self.metrics.count("relay_plivo_requests_total", endpoint=endpoint, status=status)
 
-    async def get_recording(self, auth_id: str, recording_id: str) -> dict[str, Any]:
+    async def get_recording(self, auth_id: str, recording_id: str) -> PlivoRecording:
+        """Plivo's Recording object, less its `api_id`."""
         response = await self._request(auth_id, "GET", f"Recording/{recording_id}/")
-        return numbers(response.json())
+        document = numbers(response.json())
+        document.pop("api_id", None)
+        return PlivoRecording.model_validate(document)
 
     async def recordings_page(
         self, auth_id: str, offset: int, limit: int, **filters: str
@@ -251,11 +255,6 @@ class PlivoClient:
         except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as error:
             reason = f"no whole answer from Plivo's media ({type(error).__name__})"
             raise PlivoError(UNREACHABLE, reason) from error
-
-
-def audio_format(recording: dict[str, Any]) -> str:
-    """The format of a Recording object's audio: `wav` or `mp3` (Plivo's two)."""
-    return "wav" if recording.get("recording_format") == "wav" else "mp3"
 
 
 def _message(response: httpx.Response) -> str:

@@ -72,7 +72,7 @@ class History:
         """The recording callback that started it, from the state or, once final, the
         archive."""
         if state.callback is not None:
-            return json.loads(state.callback)
+            return state.callback.model_dump(mode="json")
         if not state.archived:
             return None
         raw = await self.archive.get(f"{prefix(state)}/callback.json")

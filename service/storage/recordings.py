@@ -32,6 +32,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError
 
 from service.domain.callbacks import RecordingCallback, TranscriptionCallback, is_recording_id
+from service.domain.recording import PlivoRecording
 from service.settings import Settings
 from service.storage import connections, jobs, keys, lua
 from service.storage.batch import Batcher
@@ -104,9 +105,9 @@ class AudioCopy:
 class RecordingState:
     """A recording's state, as its hash in Redis holds it (`keys.recording`), typed.
 
-    Each step's time is epoch ms, or None before the step. `callback` (the recording callback's
-    JSON), `recording` (Plivo's Recording object's JSON) and `events` (each event's body) are
-    held while the recording is in flight; once it is final they are in the archive.
+    Each step's time is epoch ms, or None before the step. `callback` (the recording callback),
+    `recording` (Plivo's Recording object) and `events` (each event's body) are held while the
+    recording is in flight; once it is final they are in the archive.
     """
 
     recording_id: str
@@ -126,8 +127,8 @@ class RecordingState:
     source: str = "callback"  # how the relay learned of it: callback, reconciliation, backfill
     call_uuid: str | None = None  # once the callback or Plivo's Recording object gave it
     plivo_requests: int = 0
-    callback: str | None = None
-    recording: str | None = None
+    callback: RecordingCallback | None = None  # the callback that started it
+    recording: PlivoRecording | None = None  # once fetched from Plivo
     audio: list[AudioCopy] = field(default_factory=list)  # the archived copies of its audio
     events: dict[str, str] = field(default_factory=dict)  # event type -> body, in flight
     emitted: set[str] = field(default_factory=set)  # event types sent
@@ -143,8 +144,10 @@ class RecordingState:
         state.source = raw.get("source", "callback")
         state.call_uuid = raw.get("call_uuid") or None
         state.plivo_requests = int(raw.get("plivo_requests", 0))
-        state.callback = raw.get("callback")
-        state.recording = raw.get("recording")
+        if "callback" in raw:
+            state.callback = RecordingCallback.model_validate_json(raw["callback"])
+        if "recording" in raw:
+            state.recording = PlivoRecording.model_validate_json(raw["recording"])
         for name, value in raw.items():
             kind, colon, rest = name.partition(":")
             if colon and kind == "event":
@@ -328,8 +331,51 @@ class RecordingStore:
         decoded = {k.decode(): v.decode() for k, v in raw.items()}
         return RecordingState.from_hash(recording_id, decoded)
 
-    async def update(self, recording_id: str, **fields: str | int | float) -> None:
-        fields["updated_at"] = int(time.time() * 1000)
+    # -- the pipeline's writes, one a step ---------------------------------------------------
+
+    async def note_error(self, recording_id: str, error: str) -> None:
+        """What went wrong last (the recording goes on, or waits to)."""
+        await self._write(recording_id, last_error=error)
+
+    async def ignore(self, recording_id: str, reason: str) -> None:
+        """The recording is not for the relay to process (`Status.IGNORED`)."""
+        await self._write(recording_id, status=Status.IGNORED, last_error=reason)
+
+    async def details_fetched(self, state: RecordingState, recording: PlivoRecording) -> None:
+        """Plivo's Recording object is in (`Status.DETAILS_FETCHED`), with the source and call
+        that the dashboard's filters and search read."""
+        callback = state.callback
+        call_uuid = recording.call_uuid or (callback.call_uuid if callback else None) or ""
+        await self._write(
+            state.recording_id,
+            recording=recording.model_dump_json(exclude_unset=True),
+            details_at=now_ms(),
+            status=Status.DETAILS_FETCHED,
+            source=str(callback.origin if callback else "callback"),
+            call_uuid=call_uuid,
+        )
+        state.recording = recording
+
+    async def mark_transcription(self, recording_id: str, mark: int) -> None:
+        """A transcription is about to be bought (never cleared: see `workers.pipeline`)."""
+        await self._write(recording_id, transcription_requesting=mark)
+
+    async def transcription_requested(self, recording_id: str, at: int) -> None:
+        """The one transcription is Plivo's to make (`Status.TRANSCRIBING`)."""
+        await self._write(recording_id, transcription_requested_at=at, status=Status.TRANSCRIBING)
+
+    async def audio_archived(self, state: RecordingState, copies: list[AudioCopy]) -> None:
+        """The archive holds these copies of the audio, checked whole."""
+        fields = dict(c.field() for c in copies)
+        await self._write(state.recording_id, **fields, audio_archived_at=now_ms())
+        state.audio = copies
+
+    async def deleted_from_plivo(self, recording_id: str) -> None:
+        """Plivo no longer holds the recording (the retention policy)."""
+        await self._write(recording_id, deleted_at=now_ms())
+
+    async def _write(self, recording_id: str, **fields: str | int) -> None:
+        fields["updated_at"] = now_ms()
         await self.redis.hset(keys.recording(recording_id), mapping=fields)  # type: ignore[misc]
 
     async def add_requests(self, recording_id: str, count: int) -> None:
@@ -395,3 +441,8 @@ class RecordingStore:
     async def callbacks(self, recording_id: str) -> list[str]:
         raw = await self.redis.lrange(keys.recording_callbacks(recording_id), 0, -1)  # type: ignore[misc]
         return [item.decode() for item in raw]
+
+
+def now_ms() -> int:
+    """The time as the state keeps it: epoch milliseconds."""
+    return int(time.time() * 1000)

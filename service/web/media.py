@@ -13,7 +13,6 @@ Plivo's credentials.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -91,8 +90,7 @@ class MediaAPI:
     async def _from_plivo(
         self, state: RecordingState, original: bool, byte_range: str | None
     ) -> Response:
-        recording = json.loads(state.recording or "null")
-        url = (recording or {}).get("recording_url")
+        url = state.recording.recording_url if state.recording else None
         if not url or state.deleted_at is not None:
             raise HTTPException(404, "the recording's audio is not available")
         stack = AsyncExitStack()
