@@ -7,9 +7,9 @@ import time
 
 from redis.asyncio import Redis
 
+from service.domain.attempts import Attempt, Outcome
 from service.domain.subscriptions import Subscription, SubscriptionCreate
 from service.storage.deliveries import (
-    ATTEMPT_DEFAULTS,
     WINDOW,
     Claimed,
     Claims,
@@ -40,8 +40,8 @@ async def setup(
     return queue, Deliveries(redis, subscriptions, slots), subs
 
 
-def attempt(status: int | None) -> dict[str, object]:
-    return {"at": time.time(), "status_code": status}
+def attempt(status: int | None) -> Attempt:
+    return Attempt(at=time.time(), status_code=status)
 
 
 async def claim(queue: DeliveryQueue) -> list[Claimed]:
@@ -55,14 +55,14 @@ async def test_a_recordings_next_event_waits_for_the_first_to_settle(redis: Redi
     first = await claim(queue)
     assert [c.type for c in first] == [COMPLETED]
     assert await claim(queue) == []  # the second waits for the first
-    await queue.settle(first[0], "retry", attempt(500), retry_in=60)
+    await queue.settle(first[0], Outcome.RETRY, attempt(500), retry_in=60)
     assert await claim(queue) == []  # a retrying head still holds the line
     await redis.zadd(f"rr:queue:{sub.id}", {"rec-1": 0})  # its retry comes due
     await redis.zadd("rr:deliveries:due", {sub.id: 0})
     [again] = await claim(queue)
     assert (again.type, again.attempts) == (COMPLETED, 1)
     # Settled, it hands its worker the next event at once, in the slot it frees.
-    second = (await queue.settle(again, "succeeded", attempt(200))).then
+    second = (await queue.settle(again, Outcome.SUCCEEDED, attempt(200))).then
     assert second is not None
     assert (second.type, second.body, second.attempts) == (TRANSCRIBED, '{"n": 2}', 0)
     assert await claim(queue) == []  # held by the worker: no one else takes it
@@ -75,7 +75,7 @@ async def test_a_worker_that_takes_no_more_leaves_the_next_event_to_the_queue(
     await deliveries.fan_out("rec-1", COMPLETED, "{}")
     await deliveries.fan_out("rec-1", TRANSCRIBED, "{}")
     [first] = await claim(queue)
-    settled = await queue.settle(first, "succeeded", attempt(200), chain=False)
+    settled = await queue.settle(first, Outcome.SUCCEEDED, attempt(200), chain=False)
     assert settled.then is None and settled.woke  # due now: the dispatcher looks again
     [second] = await claim(queue)
     assert second.type == TRANSCRIBED
@@ -101,21 +101,20 @@ async def test_a_full_subscriber_waits_and_a_freed_slot_lets_the_next_go(redis: 
     taken = await claim(queue)
     assert len(taken) == 2
     assert await claim(queue) == []
-    settled = await queue.settle(taken[0], "succeeded", attempt(200))
+    settled = await queue.settle(taken[0], Outcome.SUCCEEDED, attempt(200))
     assert settled.woke  # a slot freed for what waited: the dispatcher looks again at once
     [freed] = await claim(queue)
     assert freed.recording_id not in {c.recording_id for c in taken}
     log, _ = await deliveries.attempts(sub.id)
     assert log == [
-        {
-            **ATTEMPT_DEFAULTS,
-            "at": log[0]["at"],
-            "status_code": 200,
-            "subscription_id": sub.id,
-            "recording_id": taken[0].recording_id,
-            "type": COMPLETED,
-            "msg_id": taken[0].msg_id,
-        }
+        Attempt(
+            at=log[0].at,
+            status_code=200,
+            subscription_id=sub.id,
+            recording_id=taken[0].recording_id,
+            type=COMPLETED,
+            msg_id=taken[0].msg_id,
+        )
     ]
 
 
@@ -133,9 +132,9 @@ async def test_what_a_dead_worker_held_is_due_again(redis: Redis) -> None:
     assert again.msg_id == lost.msg_id  # the same webhook-id: subscribers de-duplicate
     assert await redis.zscore("rr:workers", WORKER) is None
     # The dead worker's late answer changes nothing the second attempt owns.
-    await queue.settle(lost, "succeeded", attempt(200))
+    await queue.settle(lost, Outcome.SUCCEEDED, attempt(200))
     assert await redis.hget("rr:deliveries:in-flight", sub.id) == b"1"
-    await other.settle(again, "succeeded", attempt(200))
+    await other.settle(again, Outcome.SUCCEEDED, attempt(200))
     assert await redis.hget("rr:deliveries:in-flight", sub.id) == b"0"
     assert await redis.keys("rr:pending:*") == []
 
@@ -153,7 +152,7 @@ async def test_a_spent_delivery_is_failed_and_listed_for_recover(redis: Redis) -
     queue, deliveries, [sub] = await setup(redis)
     await deliveries.fan_out("rec-1", COMPLETED, "{}")
     [claimed] = await claim(queue)
-    await queue.settle(claimed, "failed", attempt(503), counts=True)
+    await queue.settle(claimed, Outcome.FAILED, attempt(503), counts=True)
     [failed] = await deliveries.failed_since(sub.id, 0)
     assert (failed["recording_id"], failed["type"]) == ("rec-1", COMPLETED)
     assert await deliveries.failing_since(sub.id) is not None
@@ -176,12 +175,12 @@ async def test_one_body_is_kept_however_many_subscribers_and_freed_by_the_last(
     taken = [c for c in taken if c.recording_id == "rec-1"]
     assert len(taken) == 40 and {c.body for c in taken} == {body}
     for claimed in taken[:-1]:
-        await queue.settle(claimed, "succeeded", attempt(200))
+        await queue.settle(claimed, Outcome.SUCCEEDED, attempt(200))
     assert await redis.exists("rr:body:rec-1:c")  # one subscriber still has it to receive
-    await queue.settle(taken[-1], "succeeded", attempt(200))
+    await queue.settle(taken[-1], Outcome.SUCCEEDED, attempt(200))
     assert not await redis.exists("rr:body:rec-1:c")
     for claimed in first:
-        await queue.settle(claimed, "succeeded", attempt(200))
+        await queue.settle(claimed, Outcome.SUCCEEDED, attempt(200))
     assert await redis.keys("rr:body:*") == []
     assert await redis.keys("rr:pending:*") == []
 
@@ -210,7 +209,7 @@ async def test_the_attempt_window_is_bounded(redis: Redis) -> None:
     for n in range(2 * WINDOW):
         await deliveries.fan_out(f"rec-{n}", COMPLETED, "{}")
     for claimed in (await queue.claim(2 * WINDOW)).taken:
-        await queue.settle(claimed, "succeeded", attempt(200))
+        await queue.settle(claimed, Outcome.SUCCEEDED, attempt(200))
     _, kept = await deliveries.attempts(sub.id)
     assert WINDOW <= kept <= 1.2 * WINDOW
 
@@ -222,7 +221,7 @@ async def test_the_queue_says_when_it_next_has_work(redis: Redis) -> None:
     claims = await queue.claim(10)
     [claimed] = claims.taken
     assert claims.next_due is None  # in flight: its settling says what comes next
-    await queue.settle(claimed, "retry", attempt(500), retry_in=120)
+    await queue.settle(claimed, Outcome.RETRY, attempt(500), retry_in=120)
     claims = await queue.claim(10)
     assert claims.taken == []
     assert claims.next_due is not None

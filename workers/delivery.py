@@ -3,11 +3,9 @@
 Standard Webhooks headers, signed over the exact bytes sent with every current secret of the
 subscription. The body is the event as it was emitted, with a fresh media link (`data.media`,
 `service.domain.media_links`) in each attempt, so a late retry or a replay never carries a dead one.
-Only 2xx is success. Otherwise the delivery is due again along
-`DELIVERY_RETRY_SCHEDULE` (with +/-20% jitter, and never sooner than a `Retry-After`), until the
-schedule is spent: then it is marked failed, stays visible and can be replayed. `410 Gone`
-disables the subscription at once; one failing for `DELIVERY_DISABLE_AFTER` without a success
-is disabled and a `subscription.disabled` event goes to those that asked for it.
+Only 2xx is success; what follows from any answer is `service.domain.attempts.decide` (the
+retry schedule, `410 Gone`, `DELIVERY_DISABLE_AFTER`). A disabled subscription's
+`subscription.disabled` event goes to those that asked for it.
 
 Which delivery is attempted when (order, per-subscriber slots, leases) is the delivery queue's
 business (`service.storage.deliveries`); running attempts side by side is the dispatcher's
@@ -23,12 +21,12 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import httpx
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
+from service.domain.attempts import Attempt, Decision, Outcome, RetryPolicy, decide
 from service.domain.events import DisabledData, Media, SubscriptionDisabled, now_iso, with_media
 from service.domain.media_links import MediaLinks
 from service.domain.problems import first_problem
@@ -47,10 +45,10 @@ BODY_LOG_BYTES = 4096
 
 @dataclass(frozen=True)
 class Settled:
-    """How an attempt ended (`succeeded`, `retry`, `failed` or `dropped`) and what settling it
-    led to (`Next`: a delivery due now, or the recording's next event to attempt at once)."""
+    """How an attempt ended and what settling it led to (`Next`: a delivery due now, or the
+    recording's next event to attempt at once)."""
 
-    outcome: str
+    outcome: Outcome
     next: Next
 
 
@@ -73,6 +71,8 @@ def _parsed(url: str) -> httpx.URL:
 
 
 class Deliverer:
+    """Attempts claimed deliveries and settles each."""
+
     def __init__(
         self,
         settings: Settings,
@@ -96,6 +96,7 @@ class Deliverer:
         # process is stopping: it would only be released again).
         self.chain = True
         self.links = links
+        self.policy = RetryPolicy(settings.delivery_retry_schedule, settings.delivery_disable_after)
         timeout = settings.delivery_timeout
         self.timeout = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
 
@@ -104,16 +105,31 @@ class Deliverer:
         dropped: its subscription was deleted)."""
         settled = Settled(*await self._deliver(claimed))
         self.metrics.count("relay_webhook_attempts_total", outcome=settled.outcome)
-        if settled.outcome == "succeeded" and claimed.queued_at:
+        if settled.outcome == Outcome.SUCCEEDED and claimed.queued_at:
             self.metrics.observe(
                 "relay_webhook_delivery_seconds", max(0.0, time.time() - claimed.queued_at)
             )
         return settled
 
-    async def _deliver(self, claimed: Claimed) -> tuple[str, Next]:
-        settle = functools.partial(self.queue.settle, chain=self.chain)
+    async def _deliver(self, claimed: Claimed) -> tuple[Outcome, Next]:
+        """The attempt, what follows from it (`decide`), and its one settling."""
+        attempt, decision = await self._attempt_and_decide(claimed)
+        if decision.disable is not None:
+            await self._disable(claimed.subscription_id, decision.disable)
+        settled = await self.queue.settle(
+            claimed,
+            decision.outcome,
+            attempt,
+            retry_in=decision.retry_in,
+            counts=decision.counts,
+            chain=self.chain,
+        )
+        return decision.outcome, settled
+
+    async def _attempt_and_decide(self, claimed: Claimed) -> tuple[Attempt, Decision]:
+        """Attempt `claimed` if it can be, and decide what follows."""
         if not claimed.subscription:  # deleted with its logs: nothing is kept of this one
-            return "dropped", await settle(claimed, "dropped", self._record(claimed))
+            return _unsent(), Decision(Outcome.DROPPED)
         try:
             subscription = parse(claimed.subscription)
         except ValidationError as unreadable:
@@ -126,75 +142,31 @@ class Deliverer:
                 reason,
                 extra=_about(claimed, error=reason),
             )
-            return "failed", await settle(claimed, "failed", self._record(claimed, reason))
+            return _unsent(reason), Decision(Outcome.FAILED)
         if not subscription.enabled:
-            attempt = self._record(claimed, "subscription disabled")
-            return "failed", await settle(claimed, "failed", attempt)
+            return _unsent("subscription disabled"), Decision(Outcome.FAILED)
         if not claimed.body:  # only a Redis that lost data forgets a body still owed
-            attempt = self._record(claimed, "the event's body is gone from Redis: replay it")
-            return "failed", await settle(claimed, "failed", attempt)
+            reason = "the event's body is gone from Redis: replay it"
+            return _unsent(reason), Decision(Outcome.FAILED)
         attempt = await self._attempt(subscription, claimed)
-        status = attempt["status_code"]
-        if status is not None and 200 <= status < 300:
-            woke = await settle(claimed, "succeeded", attempt)
-            log.debug(
-                "delivery %s to %s: succeeded",
-                claimed.msg_id,
-                subscription.id,
-                extra=_about(claimed, status=status),
-            )
-            return "succeeded", woke
-        error = attempt["error"] or f"HTTP {status}"
-        log.warning(
-            "delivery %s to %s: attempt %d failed: %s",
-            claimed.msg_id,
-            subscription.id,
-            claimed.attempts + 1,
-            error,
-            extra=_about(claimed, status=status, error=error),
-        )
-        if status == 410:
-            await self._disable(subscription, "the endpoint answered 410 Gone")
-            return "failed", await settle(claimed, "failed", attempt, counts=True)
-        # Settling a failed attempt starts the run of failures if this is its first.
-        since = await self.deliveries.failing_since(subscription.id) or time.time()
-        if time.time() - since >= self.settings.delivery_disable_after:
-            await self._disable(subscription, "failing without a success for too long")
-            return "failed", await settle(claimed, "failed", attempt, counts=True)
-        schedule = self.settings.delivery_retry_schedule
-        attempts = claimed.attempts + 1
-        if attempts >= len(schedule):
-            woke = await settle(claimed, "failed", attempt, counts=True)
-            log.info(
-                "delivery %s to %s: failed, schedule spent",
-                claimed.msg_id,
-                subscription.id,
-                extra=_about(claimed, status=status, error=error),
-            )
-            return "failed", woke
-        delay = schedule[attempts] * random.uniform(0.8, 1.2)
-        if attempt.get("retry_after") is not None:
-            delay = max(delay, attempt["retry_after"])
-        return "retry", await settle(claimed, "retry", attempt, retry_in=delay, counts=True)
+        failing_for = 0.0
+        if not attempt.succeeded and not attempt.gone:
+            # Settling a failed attempt starts the run of failures if this is its first.
+            since = await self.deliveries.failing_since(subscription.id)
+            failing_for = time.time() - since if since is not None else 0.0
+        jitter = random.uniform(0.8, 1.2)
+        decision = decide(attempt, claimed.attempts, failing_for, self.policy, jitter)
+        _log(claimed, attempt, decision)
+        return attempt, decision
 
-    def _record(self, claimed: Claimed, error: str | None = None) -> dict[str, Any]:
-        """An attempt as the attempt logs keep it (each without what it says itself)."""
-        return {
-            "at": round(time.time(), 3),
-            "status_code": None,
-            "latency_ms": 0.0,
-            "error": error,
-            "response_body": "",
-        }
-
-    async def _attempt(self, subscription: Subscription, claimed: Claimed) -> dict[str, Any]:
+    async def _attempt(self, subscription: Subscription, claimed: Claimed) -> Attempt:
         def fresh(media: Media) -> Media:
             return self.links.link(claimed.recording_id, media.format)
 
         await self.links.ready()
         msg_id, body = claimed.msg_id, with_media(claimed.body, fresh)
         timestamp = int(time.time())
-        record = self._record(claimed)
+        record = _unsent()
         started = time.monotonic()
         try:
             headers = {
@@ -214,7 +186,7 @@ class Deliverer:
             async with asyncio.timeout(self.settings.delivery_timeout):
                 response = await self.transport.handle_async_request(request)
                 try:
-                    record["status_code"] = response.status_code
+                    record.status_code = response.status_code
                     received = b""
                     async for chunk in response.aiter_raw():
                         received += chunk
@@ -222,22 +194,23 @@ class Deliverer:
                             break
                 finally:
                     await response.aclose()
-            record["response_body"] = received[:BODY_LOG_BYTES].decode(errors="replace")
-            record["retry_after"] = _seconds(response.headers.get("retry-after", ""))
+            record.response_body = received[:BODY_LOG_BYTES].decode(errors="replace")
+            record.retry_after = _seconds(response.headers.get("retry-after", ""))
         except RefusedURL as error:  # from the guarded transport, on the address resolved
-            record["error"] = f"refused: {error}"
+            record.error = f"refused: {error}"
         except (httpx.TimeoutException, TimeoutError):
-            record["error"] = f"no answer within {self.settings.delivery_timeout:g} s"
+            record.error = f"no answer within {self.settings.delivery_timeout:g} s"
         except httpx.HTTPError as error:
-            record["error"] = f"{type(error).__name__}: {error}"[:300]
+            record.error = f"{type(error).__name__}: {error}"[:300]
         except Exception as error:  # whatever it is, the attempt failed: settle it as one
             log.exception("delivery %s to %s: unexpected error", msg_id, subscription.id)
-            record["error"] = f"{type(error).__name__}: {error}"[:300]
-        record["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
+            record.error = f"{type(error).__name__}: {error}"[:300]
+        record.latency_ms = round((time.monotonic() - started) * 1000, 1)
         return record
 
-    async def _disable(self, claimed: Subscription, reason: str) -> None:
-        subscription = await self.subscriptions.get(claimed.id)  # as it is now
+    async def _disable(self, subscription_id: str, reason: str) -> None:
+        """Disable the subscription and tell those who asked (`subscription.disabled`)."""
+        subscription = await self.subscriptions.get(subscription_id)  # as it is now
         if not isinstance(subscription, Subscription) or not subscription.enabled:
             return
         disabled = changed(
@@ -262,6 +235,40 @@ class Deliverer:
         )
         pseudo_recording = f"subscription:{subscription.id}:{int(time.time())}"
         await self.deliveries.fan_out(pseudo_recording, OPERATIONAL, event.model_dump_json())
+
+
+def _unsent(error: str | None = None) -> Attempt:
+    """An attempt's record before (or instead of) a request."""
+    return Attempt(at=round(time.time(), 3), error=error)
+
+
+def _log(claimed: Claimed, attempt: Attempt, decision: Decision) -> None:
+    """A line for an attempt that was made: debug when it succeeded, else a warning."""
+    status = attempt.status_code
+    if attempt.succeeded:
+        log.debug(
+            "delivery %s to %s: succeeded",
+            claimed.msg_id,
+            claimed.subscription_id,
+            extra=_about(claimed, status=status),
+        )
+        return
+    error = attempt.error or f"HTTP {status}"
+    log.warning(
+        "delivery %s to %s: attempt %d failed: %s",
+        claimed.msg_id,
+        claimed.subscription_id,
+        claimed.attempts + 1,
+        error,
+        extra=_about(claimed, status=status, error=error),
+    )
+    if decision.outcome == Outcome.FAILED and decision.disable is None:
+        log.info(
+            "delivery %s to %s: failed, schedule spent",
+            claimed.msg_id,
+            claimed.subscription_id,
+            extra=_about(claimed, status=status, error=error),
+        )
 
 
 def _about(claimed: Claimed, **more: object) -> dict[str, object]:

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 
+from service.domain.attempts import Outcome
 from service.storage import keys
 from service.storage.deliveries import Claimed, DeliveryQueue
 from service.storage.wakeups import IDLE_LOOK, Wakeups
@@ -138,6 +139,6 @@ class Dispatcher:
             self._start(settled.next.then)  # the recording's next event, in the same slot
         # Look at the queue again if something is due now, if there is room for what waited
         # for it, or to learn when a retry comes due.
-        woke = settled is not None and (settled.next.woke or settled.outcome == "retry")
+        woke = settled is not None and (settled.next.woke or settled.outcome == Outcome.RETRY)
         if self._more or woke:
             self.wakeups.wake(keys.WAKE_DELIVERIES)

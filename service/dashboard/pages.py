@@ -267,7 +267,7 @@ class Dashboard:
             raise HTTPException(422, f"outcome: must be one of {', '.join(OUTCOMES)}")
         log, total = await self.deliveries.attempts(subscription.id)
         if outcome is not None:
-            log = [a for a in log if _succeeded(a) == (outcome == "succeeded")]
+            log = [a for a in log if a.succeeded == (outcome == "succeeded")]
         return self.render(
             request,
             "subscription.html",
@@ -339,7 +339,3 @@ def _refusal(error: ValidationError | Problem) -> tuple[int, str]:
         field, problem = first_problem(error, "form")
         return 422, f"{field}: {problem}"
     return status_of(error), str(error)
-
-
-def _succeeded(attempt: dict[str, Any]) -> bool:
-    return 200 <= (attempt.get("status_code") or 0) < 300

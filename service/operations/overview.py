@@ -126,7 +126,7 @@ class Overview:
         found = []
         for subscription in subscriptions:
             log, _ = await self.deliveries.attempts(subscription.id, limit=HEALTH_ATTEMPTS)
-            succeeded = sum(1 for a in log if 200 <= (a.get("status_code") or 0) < 300)
+            succeeded = sum(1 for a in log if a.succeeded)
             found.append(
                 Health(
                     subscription=subscription,

@@ -90,7 +90,7 @@ class Recordings:
             "callback": callback,
             "other_callbacks": [json.loads(c) for c in await self.store.callbacks(recording_id)],
             "events": [json.loads(e) for e in await self.history.events(state)],
-            "attempts": attempts,
+            "attempts": [attempt.model_dump() for attempt in attempts],
         }
 
 

@@ -52,6 +52,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.domain.attempts import Attempt, Outcome
 from service.domain.events import ARCHIVED, COMPLETED, FAILED, TRANSCRIBED
 from service.domain.subscriptions import OPERATIONAL, Subscription
 from service.storage import keys as keys_
@@ -75,9 +76,6 @@ WINDOW = 100  # attempts each subscription keeps in Redis (it may hold up to a f
 ARCHIVE_EVERY = 5.0  # seconds between moves of attempts to the archive, at most
 PUT_OFF = 60.0  # seconds before a subscription with full slots is looked at again, at most
 
-# What an attempt's record holds when it is left out: each log keeps attempts without their
-# empty fields and without what the log itself says (its subscription, or its recording).
-ATTEMPT_DEFAULTS: dict[str, Any] = {"status_code": None, "error": None, "response_body": ""}
 
 FAN_OUT = lua.source("fan_out")
 CLAIM = lua.source("claim")
@@ -103,14 +101,15 @@ def encode_attempt(attempt: dict[str, Any], leave_out: str) -> str:
     return json.dumps(kept, separators=(",", ":"))
 
 
-def decode_attempt(raw: str | bytes | dict[str, Any], **known: str) -> dict[str, Any]:
-    """An attempt as the API shows it, from a log's record and what the log says (`known`)."""
+def decode_attempt(raw: str | bytes | dict[str, Any], **known: str) -> Attempt:
+    """An attempt from a log's record and what the log says (`known`). Each log keeps attempts
+    without their empty fields and without what the log itself says (its subscription, or its
+    recording)."""
     record = raw if isinstance(raw, dict) else json.loads(raw)
-    attempt = {**ATTEMPT_DEFAULTS, **known, **record}
-    attempt.pop("day", None)
+    attempt = {**known, **record}
     if "recording_id" in attempt and "type" in attempt:
         attempt["msg_id"] = message_id(attempt["recording_id"], attempt["type"])
-    return attempt
+    return Attempt.model_validate(attempt)
 
 
 @dataclass(frozen=True)
@@ -247,7 +246,7 @@ class Deliveries:
 
     async def attempts(
         self, subscription_id: str, skip_newest: int = 0, limit: int = -1
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[Attempt], int]:
         """A subscription's attempt window, oldest first: all of it, or the `limit` attempts
         before the `skip_newest` newest; and how many it holds."""
         key = keys_.attempts(subscription_id)
@@ -259,7 +258,7 @@ class Deliveries:
             raw, total = await pipe.execute()
         return [decode_attempt(item, subscription_id=subscription_id) for item in raw], int(total)
 
-    async def recording_attempts(self, recording_id: str) -> list[dict[str, Any]]:
+    async def recording_attempts(self, recording_id: str) -> list[Attempt]:
         """The recording's attempts on their way to the archive (the last few seconds')."""
         raw = await self.redis.lrange(keys_.ATTEMPTS_TO_ARCHIVE, 0, -1)  # type: ignore[misc]
         records = [json.loads(item) for item in raw]
@@ -330,12 +329,12 @@ SETTLE_PREFIXES = (
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Settling:
     """An attempt's outcome, as `settle` records it."""
 
     claimed: Claimed
-    outcome: str  # succeeded | failed | retry | dropped
-    attempt: dict[str, Any]
+    outcome: Outcome
+    attempt: Attempt
     retry_in: float = 0.0
     counts: bool = False  # a failure of the subscriber's (towards DELIVERY_DISABLE_AFTER)
     chain: bool = True  # the caller takes the recording's next event for the subscriber
@@ -374,7 +373,7 @@ class DeliveryQueue:
         self._settle = redis.register_script(SETTLE)
         self._release = redis.register_script(RELEASE)
         # Attempts that end together are settled together: one script call.
-        self._settle_batch: Batcher[Outcome, Next] = Batcher(self._settle_all)
+        self._settle_batch: Batcher[Settling, Next] = Batcher(self._settle_all)
 
     async def claim(self, limit: int) -> Claims:
         """Take up to `limit` due deliveries; release what a dead worker held, if any."""
@@ -427,8 +426,8 @@ class DeliveryQueue:
     async def settle(
         self,
         claimed: Claimed,
-        outcome: str,
-        attempt: dict[str, Any],
+        outcome: Outcome,
+        attempt: Attempt,
         retry_in: float = 0.0,
         counts: bool = False,
         chain: bool = True,
@@ -437,7 +436,7 @@ class DeliveryQueue:
         `dropped` (its subscription is deleted: nothing is recorded). `counts`: the subscriber
         failed (towards `DELIVERY_DISABLE_AFTER`). `chain`: the caller takes the recording's
         next event for the subscriber, if there is one, at once."""
-        recorded = Outcome(claimed, outcome, attempt, retry_in, counts, chain)
+        recorded = Settling(claimed, outcome, attempt, retry_in, counts, chain)
         deadline = claimed.claimed_at + self.lapse - 1
         delay = 0.1
         while True:  # Redis may be restarting or full: settle once it is back, not send twice
@@ -451,7 +450,7 @@ class DeliveryQueue:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def _settle_all(self, outcomes: list[Outcome]) -> list[Next]:
+    async def _settle_all(self, outcomes: list[Settling]) -> list[Next]:
         now = int(time.time() * 1000)
         args: list[str | int | float] = [
             now,
@@ -463,7 +462,7 @@ class DeliveryQueue:
         ]
         for o in outcomes:
             c = o.claimed
-            recorded = {**o.attempt, "recording_id": c.recording_id, "type": c.type}
+            recorded = {**o.attempt.record(), "recording_id": c.recording_id, "type": c.type}
             archived = {**recorded, "subscription_id": c.subscription_id, "day": c.day}
             args += [
                 c.subscription_id,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from service.domain.attempts import Attempt
 from service.domain.events import EVENT_TYPES
 from service.storage.archive import Archive, day_of, recording_prefix
 from service.storage.deliveries import decode_attempt
@@ -43,7 +44,7 @@ class History:
         whole.plivo_requests += state.plivo_requests  # those made after it was final
         return whole
 
-    async def attempts(self, state: RecordingState) -> list[dict[str, Any]]:
+    async def attempts(self, state: RecordingState) -> list[Attempt]:
         """The webhook attempts the archive holds of the recording, oldest first (Redis holds
         the latest few seconds': `Deliveries.recording_attempts`)."""
         raw = await self.archive.get(f"{prefix(state)}/{ATTEMPTS}")

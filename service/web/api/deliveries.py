@@ -75,4 +75,5 @@ class DeliveriesAPI:
         found, total = await self.redelivery.deliveries.attempts(
             subscription_id, skip_newest=page.offset, limit=page.limit
         )
-        return JSONResponse({"data": found, "next_cursor": page.next(total)})
+        data = [attempt.model_dump() for attempt in found]
+        return JSONResponse({"data": data, "next_cursor": page.next(total)})
