@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.requests import Request
@@ -21,6 +22,7 @@ from service.operations.admin_auth import AdminAuth
 from service.operations.health import DeploymentHealth
 from service.storage import server
 from service.storage.archive import Archive
+from service.web.api.operation import documented
 
 POLICY_LOOK = 30.0  # seconds /readyz trusts its last reading of the eviction policy
 
@@ -82,6 +84,50 @@ class Readiness:
         return self._policy[1]
 
 
+class Heartbeat(BaseModel):
+    """A worker's last heartbeat."""
+
+    worker: str = Field(description="the PaaS's name for the process (DYNO, ...) and its pid")
+    last_heartbeat: float = Field(description="epoch seconds")
+    seconds_ago: float
+    alive: bool = Field(description="it beat within the last 30 s")
+
+
+class Workers(BaseModel):
+    """The workers, by their heartbeats."""
+
+    alive: int
+    heartbeats: list[Heartbeat] = Field(description="the last day's workers, newest first")
+
+
+class Queues(BaseModel):
+    """How long the oldest due work has waited."""
+
+    oldest_due_job_seconds: float | None = Field(description="null: no job waits to start")
+    oldest_due_webhook_seconds: float | None = Field(description="null: no webhook waits")
+
+
+class RedisFigures(BaseModel):
+    """Redis's memory and connections."""
+
+    used_memory: int
+    maxmemory: int = Field(description="0: no limit")
+    maxmemory_policy: str = Field(description="anything but noeviction loses work")
+    connected_clients: int
+    maxclients: int | None
+    rejected_connections: int = Field(description="since Redis started")
+    evicted_keys: int = Field(description="since Redis started")
+
+
+class HealthReport(BaseModel):
+    """The deployment's health (`service.operations.health.HealthReport`)."""
+
+    workers: Workers
+    queues: Queues
+    redis: RedisFigures
+    warnings: list[str] = Field(description="what to act on, in sentences; empty when all is well")
+
+
 class HealthAPI:
     """`GET /v1/health`, behind the admin token."""
 
@@ -89,6 +135,11 @@ class HealthAPI:
         self.health = health
         self.auth = auth
 
+    @documented(
+        "getHealth",
+        {200: ("the health report", HealthReport)},
+        summary="The deployment's health: workers, queues, Redis, warnings",
+    )
     async def get(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
         return JSONResponse((await self.health.report()).as_dict())

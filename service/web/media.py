@@ -28,12 +28,22 @@ from service.plivo.client import NotFound, PlivoClient, PlivoError
 from service.storage.archive import ArchiveUnavailable
 from service.storage.history import History, prefix
 from service.storage.recordings import RecordingState, RecordingStore
+from service.web.api.operation import ERROR, documented
 
 log = logging.getLogger("recording_relay.media")
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 STORE_LINK_SECONDS = 300  # a redirect is followed at once: the store's link need not last
 PROXIED_HEADERS = ("content-type", "content-length", "content-range", "accept-ranges", "etag")
 CHUNK_BYTES = 256 * 1024
+
+
+AUDIO = {
+    "description": "the audio",
+    "content": {
+        kind: {"schema": {"type": "string", "format": "binary"}}
+        for kind in ("audio/mpeg", "audio/wav")
+    },
+}
 
 
 class MediaAPI:
@@ -46,6 +56,31 @@ class MediaAPI:
         self.plivo = plivo
         self.links = links
 
+    @documented(
+        "getMedia",
+        {
+            200: AUDIO,
+            206: {**AUDIO, "description": "the part asked for with Range"},
+            307: "to a short-lived signed URL of the bucket",
+            400: ("a type other than original", ERROR),
+            403: ("not a link the relay signed, or an expired one", ERROR),
+            404: ("an unknown recording, or audio it cannot have", ERROR),
+            416: "a range outside the audio",
+            502: ("Plivo did not serve audio not yet archived", ERROR),
+            503: ("Redis or the archive is unreachable", ERROR),
+        },
+        summary="A recording's audio, by the signed link in its events' data.media",
+        query=tuple(
+            {"name": name, "in": "query", "required": False, "schema": schema}
+            for name, schema in [
+                ("expires", {"type": "string"}),
+                ("signature", {"type": "string"}),
+                ("type", {"type": "string", "enum": ["original"]}),
+            ]
+        ),
+        path_parameters={"name": "<recording_id>.<format>"},
+        public=True,
+    )
     async def get(self, request: Request) -> Response:
         name = request.path_params["name"]
         query = request.query_params

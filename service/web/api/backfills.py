@@ -16,12 +16,33 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service.operations.admin_auth import AdminAuth
 from service.operations.backfills import BackfillRequest, Backfills
+from service.storage.reconciliation import Backfill
+from service.web.api.operation import BAD_BODY, ERROR, documented
 from service.web.body import read_json
+
+UNKNOWN = {404: ("no such backfill", ERROR)}
+LINKS = {
+    "GetBackfill": {
+        "operationId": "getBackfill",
+        "parameters": {"backfill_id": "$response.body#/id"},
+    },
+    "CancelBackfill": {
+        "operationId": "cancelBackfill",
+        "parameters": {"backfill_id": "$response.body#/id"},
+    },
+}
+
+
+class BackfillList(BaseModel):
+    """The latest backfills, newest first."""
+
+    data: list[Backfill]
 
 
 class BackfillsAPI:
@@ -31,20 +52,48 @@ class BackfillsAPI:
         self.backfills = backfills
         self.auth = auth
 
+    @documented(
+        "createBackfill",
+        {
+            202: (
+                "in the line (queued or running), or asked for before and not ended",
+                Backfill,
+            ),
+            **BAD_BODY,
+        },
+        summary="Take up the recordings of a past window the relay never saw",
+        body=BackfillRequest,
+        extra={"links": LINKS},
+    )
     async def create(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
         asked: BackfillRequest = await read_json(request, BackfillRequest)
         return JSONResponse(asdict(await self.backfills.start(asked)), status_code=202)
 
+    @documented(
+        "listBackfills",
+        {200: ("the backfills", BackfillList)},
+        summary="The latest 50 backfills, newest first",
+    )
     async def list(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
         return JSONResponse({"data": [asdict(b) for b in await self.backfills.recent()]})
 
+    @documented(
+        "getBackfill",
+        {200: ("its window, status and counts", Backfill), **UNKNOWN},
+        summary="A backfill's progress",
+    )
     async def get(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
         found = await self.backfills.find(request.path_params["backfill_id"])
         return JSONResponse(asdict(found))
 
+    @documented(
+        "cancelBackfill",
+        {200: ("cancelled (an ended one: as it is)", Backfill), **UNKNOWN},
+        summary="Cancel a backfill (a running one stops after the page at hand)",
+    )
     async def cancel(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
         return JSONResponse(asdict(await self.backfills.end(request.path_params["backfill_id"])))

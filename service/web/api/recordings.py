@@ -12,14 +12,76 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from service.domain.attempts import Attempt
+from service.domain.events import Event
 from service.domain.problems import Invalid
 from service.operations.admin_auth import AdminAuth
 from service.operations.paging import Page
 from service.operations.recordings import STATUSES, Recordings, summary
+from service.web.api.operation import ERROR, PAGE, documented
+
+FILTERS = (
+    *PAGE,
+    {
+        "name": "status",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": list(STATUSES)},
+    },
+    *(
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string", "format": "date-time"},
+        }
+        for name in ("since", "until")
+    ),
+)
+
+
+class RecordingSummary(BaseModel):
+    """A recording as a list shows it."""
+
+    recording_id: str
+    status: str | None
+    accepted_at: int | None = Field(description="epoch ms")
+    updated_at: int | None = Field(description="epoch ms")
+    archived: bool
+    last_error: str | None
+
+
+class RecordingList(BaseModel):
+    """A page of recordings."""
+
+    data: list[RecordingSummary] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as `cursor` for older recordings")
+
+
+class RecordingStatus(BaseModel):
+    """All the relay knows of a recording (`service.operations.recordings.Recordings.detail`)."""
+
+    recording_id: str
+    status: str | None = Field(
+        description="queued, details_fetched, transcribing, transcribed, failed, ignored or "
+        "not_transcribed (backfilled without transcription)"
+    )
+    source: str = Field(description="callback, reconciliation or backfill")
+    steps: dict[str, int | None] = Field(description="each step's time, epoch ms")
+    plivo_requests: int
+    last_error: str | None
+    archived: bool
+    audio: list[dict[str, Any]] | None = Field(description="the archived audio: key, size, sha256")
+    callback: dict[str, Any] | None
+    other_callbacks: list[dict[str, Any]]
+    events: list[Event]
+    attempts: list[Attempt]
 
 
 class RecordingsAPI:
@@ -29,6 +91,15 @@ class RecordingsAPI:
         self.recordings = recordings
         self.auth = auth
 
+    @documented(
+        "listRecordings",
+        {
+            200: ("a page of recordings", RecordingList),
+            422: ("a bad filter, limit or cursor", ERROR),
+        },
+        summary="The recordings of the retention window, newest first",
+        query=FILTERS,
+    )
     async def list(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
         page = Page.of(request.query_params)
@@ -41,8 +112,19 @@ class RecordingsAPI:
         found, cursor = await self.recordings.find(
             page.offset, page.limit, since, until, lambda s: status in (None, s.status)
         )
-        return JSONResponse({"data": [summary(s) for s in found], "next_cursor": cursor})
+        listed = RecordingList.model_validate(
+            {"data": [summary(s) for s in found], "next_cursor": cursor}
+        )
+        return JSONResponse(listed.model_dump())
 
+    @documented(
+        "getRecording",
+        {
+            200: ("the recording's state", RecordingStatus),
+            404: ("a recording the relay does not know", ERROR),
+        },
+        summary="A recording's pipeline state, steps, Plivo requests and events",
+    )
     async def get(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
         return JSONResponse(await self.recordings.detail(request.path_params["recording_id"]))
