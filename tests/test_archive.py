@@ -54,10 +54,7 @@ async def relay_with_subscriber(
 ) -> AsyncIterator[Relay]:
     admit = {"delivery_allow_networks": "127.0.0.0/8", "archive_url": archive_url}
     async with running_relay(redis_url, **admit) as relay, serve(receiver.app()) as url:
-        created = await relay.http.post(
-            f"{relay.url}/v1/subscriptions", json={"url": f"{url}/hook"}, headers=ADMIN
-        )
-        assert created.status_code == 201
+        await relay.subscribe(f"{url}/hook")
         yield relay
 
 
@@ -159,6 +156,7 @@ async def test_a_recording_is_archived_whole_and_redis_keeps_only_a_little(
             assert served.status_code == 200 and served.content == audio
 
 
+@pytest.mark.slow  # waits seconds on the relay's own timers
 async def test_an_archive_failing_for_a_while_makes_the_work_wait_and_loses_nothing(
     redis_url: str, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,9 +196,7 @@ async def test_recover_after_the_recording_is_final_reads_the_archive(
     settings = {"delivery_retry_schedule": "0"}  # one attempt, then failed
     admit = {"delivery_allow_networks": "127.0.0.0/8", "archive_url": archive_url}
     async with running_relay(redis_url, **admit, **settings) as relay, serve(receiver.app()) as url:
-        created = await relay.http.post(
-            f"{relay.url}/v1/subscriptions", json={"url": f"{url}/hook"}, headers=ADMIN
-        )
+        created = await relay.subscribe(f"{url}/hook")
         recording_id = await relay.call()
         assert (await relay.settled(recording_id))["archived"] is True
 
@@ -209,13 +205,13 @@ async def test_recover_after_the_recording_is_final_reads_the_archive(
             return [a["status_code"] for a in status["attempts"]] == [500, 500, 500]
 
         await eventually(all_failed, what="every webhook failed")
-        subscription_id = created.json()["id"]
+        subscription_id = created["id"]
         # Listed for recover; their bodies are read from the archive then.
         assert await redis.zcard(f"rr:failed:{subscription_id}") == 3
         assert await redis.keys("rr:body:*") == []
         receiver.answers = [200]
         recovered = await relay.http.post(
-            f"{relay.url}/v1/subscriptions/{created.json()['id']}/recover",
+            f"{relay.url}/v1/subscriptions/{created['id']}/recover",
             json={"since": "2000-01-01T00:00:00Z"},
             headers=ADMIN,
         )

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
@@ -97,6 +98,7 @@ async def test_backfills_run_one_at_a_time_in_order_and_a_cancelled_one_never_ru
         assert again.status_code == 200 and again.json()["status"] == "done"
 
 
+@pytest.mark.slow  # waits seconds on the relay's own timers
 async def test_a_running_backfill_cancelled_stops_after_the_page_at_hand(
     redis_url: str, redis: Redis
 ) -> None:

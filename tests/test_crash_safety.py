@@ -24,7 +24,7 @@ from tests.support.pipeline_env import Relay, running_relay, start_worker, worke
 from tests.support.receivers import Receiver
 from tests.support.redis_crash import RedisCrash, redis_crash
 from tests.support.servers import serve
-from tests.support.settings import ADMIN_TOKEN, AUTH_ID, AUTH_TOKEN
+from tests.support.settings import AUTH_ID, AUTH_TOKEN
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -75,12 +75,7 @@ async def test_redis_crash_and_restart_from_its_aof_loses_no_webhook(tmp_path: P
         async with running_relay(server.url, worker=False, delivery_allow_networks=admit) as relay:
             receiver = Receiver(answers=[503])
             async with serve(receiver.app()) as url:
-                response = await relay.http.post(
-                    f"{relay.url}/v1/subscriptions",
-                    json={"url": f"{url}/hook"},
-                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-                )
-                assert response.status_code == 201
+                await relay.subscribe(f"{url}/hook")
                 env = worker_env(
                     relay,
                     # A job waits for Redis for 4 s of it. A claim of a job or a webhook
@@ -126,12 +121,7 @@ async def test_a_worker_killed_mid_webhook_leaves_it_to_another(redis_url: str) 
     async with running_relay(redis_url, worker=False, delivery_allow_networks=admit) as relay:
         receiver = Receiver(hang=True)
         async with serve(receiver.app()) as url:
-            response = await relay.http.post(
-                f"{relay.url}/v1/subscriptions",
-                json={"url": f"{url}/hook", "events": ["recording.completed"]},
-                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            )
-            assert response.status_code == 201
+            await relay.subscribe(f"{url}/hook", events=["recording.completed"])
             # The lease of an attempt lapses DELIVERY_TIMEOUT + 10 s after it was claimed.
             env = worker_env(relay, DELIVERY_ALLOW_NETWORKS=admit, DELIVERY_TIMEOUT="1")
             first = await start_worker(env)
@@ -240,12 +230,7 @@ async def test_redis_lost_as_a_failed_webhook_is_settled_holds_nothing_back(
         ) as (relay, crash),
         serve(receiver.app()) as url,
     ):
-        created = await relay.http.post(
-            f"{relay.url}/v1/subscriptions",
-            json={"url": f"{url}/hook", "events": ["recording.completed"]},
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        )
-        assert created.status_code == 201, created.text
+        await relay.subscribe(f"{url}/hook", events=["recording.completed"])
         recording_id = await relay.call()
 
         async def delivered() -> bool:
@@ -334,12 +319,7 @@ async def test_workers_killed_over_and_over_lose_nothing_and_buy_each_transcript
         running_relay(redis_url, worker=False, delivery_allow_networks=admit) as relay,
         serve(receiver.app()) as url,
     ):
-        created = await relay.http.post(
-            f"{relay.url}/v1/subscriptions",
-            json={"url": f"{url}/hook"},
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        )
-        assert created.status_code == 201
+        await relay.subscribe(f"{url}/hook")
         env = worker_env(
             relay,
             PLIVO_UNKNOWN_REQUEST_WAIT="1",

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import jsonschema
 from standardwebhooks.webhooks import Webhook
 
-from tests.support.pipeline_env import Relay, running_relay
+from tests.support.pipeline_env import running_relay, subscriber
 from tests.support.receivers import Receiver
 from tests.support.servers import serve
 from tests.support.settings import ADMIN_TOKEN
@@ -22,19 +20,6 @@ EVENTS_SCHEMA = json.loads(
     (Path(__file__).parent.parent / "docs/events.v1.schema.json").read_text()
 )
 FAST = {"delivery_allow_networks": "127.0.0.0/8", "delivery_retry_schedule": "0,0.2,0.2"}
-
-
-@asynccontextmanager
-async def subscriber(
-    relay: Relay, receiver: Receiver, query: str = "", **fields: object
-) -> AsyncIterator[dict]:
-    async with serve(receiver.app()) as url:
-        hook = f"{url}/hook{query}"
-        response = await relay.http.post(
-            f"{relay.url}/v1/subscriptions", json={"url": hook, **fields}, headers=ADMIN
-        )
-        assert response.status_code == 201, response.text
-        yield response.json()
 
 
 async def received(receiver: Receiver, count: int, within: float = 20) -> None:
@@ -209,10 +194,7 @@ async def test_an_inward_address_is_refused_at_delivery_after_dns(redis_url: str
         async with serve(receiver.app()) as url:
             # Admitted when it was made; the workers no longer admit loopback.
             hook = url.replace("127.0.0.1", "localhost") + "/hook"
-            response = await relay.http.post(
-                f"{relay.url}/v1/subscriptions", json={"url": hook}, headers=ADMIN
-            )
-            assert response.status_code == 201, response.text
+            await relay.subscribe(hook)
             relay.settings = relay.settings.model_copy(update={"delivery_allow_networks": ()})
             relay.start_worker()
             recording_id = await relay.call()

@@ -111,6 +111,7 @@ async def test_huge_header_blocks_in_parallel_do_not_grow_the_process(web: WebPr
     assert web.rss_kib() - before < 16 * 1024  # 8 x 4 MiB would be 32 MiB
 
 
+@pytest.mark.slow  # waits seconds on the relay's own timers
 @pytest.mark.parametrize(
     "partial",
     [

@@ -77,10 +77,7 @@ async def test_calls_recorded_while_the_relay_was_down_reach_every_subscriber_on
     settings = {"reconcile_interval": str(interval), "delivery_allow_networks": "127.0.0.0/8"}
     receiver = Receiver()
     async with running_relay(redis_url, **settings) as relay, serve(receiver.app()) as url:
-        created = await relay.http.post(
-            f"{relay.url}/v1/subscriptions", json={"url": f"{url}/hook"}, headers=ADMIN
-        )
-        assert created.status_code == 201
+        await relay.subscribe(f"{url}/hook")
 
         async def watermarked() -> bool:  # the first sweep: from now on
             return bool(await redis.exists(keys.reconcile_watermark(SUB_AUTH_ID)))

@@ -38,10 +38,7 @@ async def subscribed(relay: Relay, count: int) -> AsyncIterator[list[Receiver]]:
     async with AsyncExitStack() as stack:
         for receiver in receivers:
             url = await stack.enter_async_context(serve(receiver.app()))
-            created = await relay.http.post(
-                f"{relay.url}/v1/subscriptions", json={"url": f"{url}/hook"}, headers=ADMIN
-            )
-            assert created.status_code == 201, created.text
+            await relay.subscribe(f"{url}/hook")
         yield receivers
 
 

@@ -118,15 +118,12 @@ async def test_an_unreadable_record_is_reported_skipped_and_deletable(
     async with running_relay(redis_url, delivery_allow_networks=admit) as relay:
         receiver = Receiver()
         async with serve(receiver.app()) as url:
-            good = await relay.http.post(
-                f"{relay.url}/v1/subscriptions", json={"url": f"{url}/hook"}, headers=ADMIN
-            )
-            assert good.status_code == 201
+            good = await relay.subscribe(f"{url}/hook")
             broken = json.dumps({"id": "sub_broken", "url": "http://x/\r\n", "description": None})
             await redis.hset(KEY, "sub_broken", broken)  # as by hand, or an older version
             listed = await relay.http.get(f"{relay.url}/v1/subscriptions", headers=ADMIN)
             assert listed.status_code == 200
-            assert [s["id"] for s in listed.json()["data"]] == [good.json()["id"]]
+            assert [s["id"] for s in listed.json()["data"]] == [good["id"]]
             assert [u["id"] for u in listed.json()["unreadable"]] == ["sub_broken"]
             shown = await relay.http.get(f"{relay.url}/v1/subscriptions/sub_broken", headers=ADMIN)
             assert shown.status_code == 409 and "unreadable" in shown.json()["error"]

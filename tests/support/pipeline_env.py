@@ -20,6 +20,7 @@ from sandbox.state import Faults
 from service.local.embedded_redis import free_port
 from service.settings import Settings
 from service.web.app import create_app
+from tests.support.receivers import Receiver
 from tests.support.servers import serve
 from tests.support.settings import (
     ADMIN_TOKEN,
@@ -35,6 +36,8 @@ from workers.worker import WorkerProcess
 
 @dataclass
 class Relay:
+    """A running relay: its settings, URL, sandbox, a client, and its worker."""
+
     settings: Settings
     url: str
     sandbox_url: str
@@ -57,6 +60,18 @@ class Relay:
         assert response.status_code == 200, response.text
         assert (response.json()["callback_status"] == 200) is heard, response.text
         return str(response.json()["recording_id"])
+
+    async def subscribe(self, url: str, **fields: Any) -> dict[str, Any]:
+        """Subscribe `url` (a receiver's, on loopback) through the management API; the
+        subscription, its secret included."""
+        response = await self.http.post(
+            f"{self.url}/v1/subscriptions",
+            json={"url": url, **fields},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
 
     async def status(self, recording_id: str) -> httpx.Response:
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -143,3 +158,13 @@ def worker_env(relay: Relay, **extra: str) -> dict[str, str]:
         "LOG_LEVEL": "warning",
         **extra,
     }
+
+
+@asynccontextmanager
+async def subscriber(
+    relay: Relay, receiver: Receiver, query: str = "", **fields: Any
+) -> AsyncIterator[dict[str, Any]]:
+    """`receiver` served on loopback and subscribed to `relay` (at `/hook<query>`, with
+    `fields`); the subscription."""
+    async with serve(receiver.app()) as url:
+        yield await relay.subscribe(f"{url}/hook{query}", **fields)
