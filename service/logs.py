@@ -46,6 +46,8 @@ def about(**fields: object) -> dict[str, Any]:
 
 
 class OneLineFormatter(logging.Formatter):
+    """Each record as one line of text, its fields escaped: no caller's string can forge a line."""
+
     def formatMessage(self, record: logging.LogRecord) -> str:
         return super().formatMessage(record).translate(ESCAPES)
 

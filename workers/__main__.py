@@ -26,7 +26,7 @@ from service.logs import configure
 from service.settings import Settings, load_settings
 from service.storage import connections, jobs, server
 from service.storage.archive import require
-from service.storage.reconciliation import Backfill
+from service.storage.reconciliation import Backfill, BackfillStatus
 from workers.worker import WorkerProcess
 
 HOLD_MS = 30_000  # the command's hold on its backfill's job, renewed every 10 s
@@ -89,7 +89,7 @@ async def backfill(settings: Settings, since: str, until: str | None, transcribe
             await jobs.let_go(redis, jobs.RUN_BACKFILL, job.id, holder)
         await process.close_clients()
     print(f"backfill {job.id} {job.status}: {job.summary()}")
-    return 0 if job.status == "done" else 1
+    return 0 if job.status == BackfillStatus.DONE else 1
 
 
 def main() -> None:

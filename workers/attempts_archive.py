@@ -32,6 +32,8 @@ def _same(attempt: dict[str, Any]) -> tuple[object, ...]:
 
 
 class AttemptsArchive:
+    """Moves the attempt logs from Redis to the archive, a few seconds behind."""
+
     def __init__(self, attempts: AttemptsLog, archive: Archive, holder: str) -> None:
         self.attempts = attempts
         self.archive = archive

@@ -30,6 +30,8 @@ log = logging.getLogger("recording_relay.dispatcher")
 
 
 class Dispatcher:
+    """Claims due webhook deliveries and attempts them side by side, up to its concurrency."""
+
     def __init__(
         self, queue: DeliveryQueue, deliverer: Deliverer, concurrency: int, wakeups: Wakeups
     ) -> None:

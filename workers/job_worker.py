@@ -38,6 +38,8 @@ LOCKS_LOOKED = 20  # due jobs whose locks one look reads at most
 
 
 class JobWorker(Worker):
+    """arq's worker, woken by a notice when a job is queued instead of polling."""
+
     def __init__(self, wakeups: Wakeups, **options: Any) -> None:
         if options.get("burst") or options.get("cron_jobs") or options.get("keep_result", 0):
             raise ValueError("JobWorker runs neither in burst mode, cron jobs nor kept results")

@@ -41,7 +41,7 @@ from service.metrics import Recorder
 from service.plivo.client import PlivoClient
 from service.settings import Settings
 from service.storage import jobs
-from service.storage.reconciliation import Backfill, BackfillStore, SweepState
+from service.storage.reconciliation import Backfill, BackfillStatus, BackfillStore, SweepState
 from service.storage.recordings import Outcome, RecordingStore
 
 log = logging.getLogger("recording_relay.reconciliation")
@@ -63,6 +63,8 @@ class ListingOrder(Exception):
 
 @dataclass
 class Counts:
+    """What a sweep or backfill found: how many, how many already known, how many queued."""
+
     found: int = 0
     known: int = 0
     queued: int = 0
@@ -89,6 +91,8 @@ def added(recording: dict[str, Any]) -> datetime:
 
 
 class Reconciler:
+    """Sweeps and backfills: Plivo's List Recordings compared with what the relay saw."""
+
     def __init__(
         self,
         settings: Settings,
@@ -202,7 +206,7 @@ class Reconciler:
         since = datetime.fromisoformat(backfill.since)
         until = datetime.fromisoformat(backfill.until)
         units = [(a, lo, hi) for lo, hi in slices(since, until) for a in self.accounts]
-        backfill.status = "running"
+        backfill.status = BackfillStatus.RUNNING
         if not await self.backfills.save(backfill):
             return backfill
         while backfill.slice < len(units):
@@ -232,7 +236,7 @@ class Reconciler:
             backfill.cursor = ""
             if not await self.backfills.save(backfill):
                 return backfill
-        backfill.status = "done"
+        backfill.status = BackfillStatus.DONE
         await self.backfills.save(backfill)
         progress(backfill)
         log.info("backfill %s done: %s", backfill.id, backfill.summary())

@@ -30,7 +30,7 @@ from service.storage.heartbeats import Heartbeats
 from service.storage.keyring import Keyring
 from service.storage.metrics import MetricsStore
 from service.storage.rate_limit import RateLimiter
-from service.storage.reconciliation import BackfillStore, SweepState
+from service.storage.reconciliation import BackfillStatus, BackfillStore, SweepState
 from service.storage.recordings import RecordingStore
 from service.storage.subscriptions import SubscriptionStore
 from service.storage.wakeups import Wakeups
@@ -76,10 +76,10 @@ async def run_backfill(ctx: dict[str, Any], backfill_id: str) -> str:
     except PlivoError as error:
         if error.transient:
             raise Retry(defer=10) from error
-        backfill.status, backfill.error = "failed", str(error)
+        backfill.status, backfill.error = BackfillStatus.FAILED, str(error)
     except ListingOrder as error:
-        backfill.status, backfill.error = "failed", str(error)
-    if backfill.status == "failed":
+        backfill.status, backfill.error = BackfillStatus.FAILED, str(error)
+    if backfill.status == BackfillStatus.FAILED:
         await backfills.save(backfill)
     if backfill.status == "running":
         raise Retry(defer=0)

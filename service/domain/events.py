@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -30,6 +31,16 @@ FAILED: EventType = "recording.failed"
 ARCHIVED: EventType = "recording.archived"
 EVENT_TYPES: tuple[EventType, ...] = (COMPLETED, TRANSCRIBED, FAILED, ARCHIVED)
 MEDIA_FIELD = ',"media":'  # how `data.media`, the body's last field, begins in a body
+
+
+class Stage(StrEnum):
+    """The step of a recording's pipeline that failed (`recording.failed`'s `stage`)."""
+
+    FETCH_RECORDING = "fetch_recording"
+    REQUEST_TRANSCRIPTION = "request_transcription"
+    COLLECT_TRANSCRIPTION = "collect_transcription"
+    TRANSCRIPTION = "transcription"  # Plivo's transcription itself failed, or never came
+    DELETE_RECORDING = "delete_recording"
 
 
 EventSource = Literal["callback", "reconciliation", "backfill"]  # `Origin`'s values

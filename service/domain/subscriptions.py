@@ -47,6 +47,8 @@ def new_secret() -> str:
 
 
 class SubscriptionCreate(BaseModel):
+    """A subscription as asked for (`POST /v1/subscriptions`)."""
+
     model_config = ConfigDict(extra="forbid")
 
     url: URL

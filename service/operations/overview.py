@@ -28,6 +28,8 @@ HEALTH_ATTEMPTS = 100  # the attempts a subscription's success rate is taken ove
 
 @dataclass(frozen=True)
 class Counts:
+    """The recordings and webhooks of a period, as the overview counts them."""
+
     accepted: int
     transcribed: int
     failed: int
@@ -36,6 +38,8 @@ class Counts:
 
 @dataclass(frozen=True)
 class Health:
+    """One subscription's health: its recent attempts, its failing run, what waits for it."""
+
     subscription: Subscription
     attempts: int  # of the last HEALTH_ATTEMPTS
     succeeded: int
@@ -99,6 +103,8 @@ def chart(values: list[float | None], title: str, unit: str) -> Markup:
 
 
 class Overview:
+    """The dashboard's overview and `/metrics`' queue depths, read from Redis."""
+
     def __init__(
         self,
         metrics: MetricsStore,

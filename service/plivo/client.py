@@ -59,6 +59,8 @@ class PlivoError(Exception):
 
 
 class NotFound(PlivoError):
+    """Plivo answered 404: it has no such object (or not yet)."""
+
     pass
 
 
@@ -100,6 +102,8 @@ def numbers(document: dict[str, Any]) -> dict[str, Any]:
 
 
 class PlivoClient:
+    """Plivo's REST API over httpx: retries, the shared rate limit, numbers as numbers."""
+
     def __init__(
         self,
         base_url: str,

@@ -56,6 +56,8 @@ def recording_prefix(recording_id: str, day: str) -> str:
 
 
 class Archive:
+    """The object store that keeps every recording: local files, S3, GCS or Azure."""
+
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
         if url.startswith("file://"):

@@ -35,6 +35,8 @@ def this_process() -> str:
 
 @dataclass(frozen=True)
 class Beat:
+    """A worker's last heartbeat."""
+
     worker: str
     at: float  # epoch seconds
 
@@ -43,6 +45,8 @@ class Beat:
 
 
 class Heartbeats:
+    """The workers' heartbeats in Redis: who is alive, and who died holding work."""
+
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 

@@ -24,6 +24,8 @@ ATTEMPTS = "attempts.json"  # its webhook attempts (`workers.attempts_archive`)
 
 
 class History:
+    """A recording's past as the archive keeps it: its state, events and attempts."""
+
     def __init__(self, archive: Archive) -> None:
         self.archive = archive
 

@@ -17,6 +17,8 @@ from service.storage import keys
 
 
 class Keyring:
+    """Keys the relay makes for itself and keeps in Redis (the media links' key)."""
+
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._known: dict[str, bytes] = {}

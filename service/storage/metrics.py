@@ -38,6 +38,8 @@ def _values(raw: dict[bytes, bytes]) -> dict[Series, float]:
 
 
 class MetricsStore:
+    """The deployment's metric totals in Redis, added to by every process."""
+
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 

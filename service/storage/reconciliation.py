@@ -21,13 +21,13 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from redis.asyncio import Redis
 
 from service.storage import jobs, keys, lua
 
 BACKFILL_REACH = timedelta(days=3653)
-ENDED = ("done", "failed", "cancelled")
 SAVE = lua.source("save_backfill")
 
 
@@ -43,6 +43,8 @@ def iso(moment: datetime) -> str:
 
 
 class SweepState:
+    """Whose turn it is to sweep Plivo's list, and how far each account's sweep got."""
+
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
 
@@ -65,6 +67,19 @@ class SweepState:
         await self.redis.set(keys.reconcile_watermark(auth_id), iso(to))
 
 
+class BackfillStatus(StrEnum):
+    """Where a backfill is: in the line, walked by a worker, or ended (the last three)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ENDED = (BackfillStatus.DONE, BackfillStatus.FAILED, BackfillStatus.CANCELLED)
+
+
 @dataclass
 class Backfill:
     """A backfill's window (`since` to `until`, ISO 8601, UTC) and progress."""
@@ -73,7 +88,7 @@ class Backfill:
     since: str
     until: str
     transcribe: bool = True
-    status: str = "queued"  # queued, running, done, failed, cancelled
+    status: BackfillStatus = BackfillStatus.QUEUED
     slice: int = 0  # the (account, 30-day slice) pairs fully handled
     cursor: str = ""  # in the current one, the add_time down to which pages are handled
     found: int = 0
@@ -98,6 +113,8 @@ class Backfill:
 
 
 class BackfillStore:
+    """The backfills in Redis: their line, their progress, their history."""
+
     def __init__(self, redis: Redis, retention_days: int) -> None:
         self.redis = redis
         self.ttl = retention_days * 86_400
@@ -163,7 +180,7 @@ class BackfillStore:
         backfill = await self.get(backfill_id)
         if backfill is None or backfill.ended:
             return backfill
-        backfill.status = "cancelled"
+        backfill.status = BackfillStatus.CANCELLED
         await self._write(backfill, "end")
         return await self.get(backfill_id)
 
@@ -183,7 +200,8 @@ class BackfillStore:
         )
         if refused:
             status = refused.decode() if isinstance(refused, bytes) else str(refused)
-            backfill.status = "cancelled" if status == "gone" else status
+            gone = status == "gone"
+            backfill.status = BackfillStatus.CANCELLED if gone else BackfillStatus(status)
             return False
         return True
 
@@ -195,7 +213,7 @@ def _read(backfill_id: str, raw: dict[bytes, bytes]) -> Backfill:
         since=fields["since"],
         until=fields["until"],
         transcribe=fields.get("transcribe") == "1",
-        status=fields.get("status", "queued"),
+        status=BackfillStatus(fields.get("status", BackfillStatus.QUEUED)),
         slice=int(fields.get("slice", 0)),
         cursor=fields.get("cursor", ""),
         found=int(fields.get("found", 0)),

@@ -205,6 +205,8 @@ class RecordingState:
 
 
 class Outcome(StrEnum):
+    """What accepting a callback came to."""
+
     QUEUED = "queued"  # first sight of a finished recording: its pipeline starts
     DUPLICATE = "duplicate"  # the recording was already accepted
     RECORDED = "recorded"  # a progress event: logged, nothing to do yet

@@ -32,6 +32,8 @@ def pack(*parts: Arg) -> bytes:
 
 
 class Script:
+    """A Lua script run by its SHA on one held connection, loaded again when Redis forgot it."""
+
     def __init__(self, redis: Redis, source: str) -> None:
         self.redis = redis
         self.source = source

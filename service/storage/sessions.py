@@ -26,6 +26,8 @@ SESSION_HOURS = 8
 
 
 class Sessions:
+    """The dashboard's server-side sessions in Redis."""
+
     def __init__(self, redis: Redis, hours: float = SESSION_HOURS) -> None:
         self.redis = redis
         self.seconds = int(hours * 3600)
@@ -60,6 +62,8 @@ class Sessions:
 
 
 class Throttle:
+    """Counts failed token checks per address and in all, and says who must wait."""
+
     def __init__(self, redis: Redis, per_address: int = 10, in_all: int = 100) -> None:
         self.redis = redis
         self.per_address = per_address  # failed checks a client address may make a minute

@@ -46,6 +46,8 @@ class LimitReached(Exception):
 
 
 class SubscriptionStore:
+    """The subscriptions in Redis: one hash field each, read whole."""
+
     def __init__(self, redis: Redis, limit: int = 1000) -> None:
         self.redis = redis
         self.limit = limit

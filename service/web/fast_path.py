@@ -22,6 +22,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class CallbackEndpoint:
+    """One of Plivo's callback paths: its handler and the methods it takes."""
+
     def __init__(self, handler: Handler, methods: tuple[str, ...]) -> None:
         self.handler = handler
         self.methods = methods

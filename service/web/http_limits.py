@@ -50,6 +50,8 @@ class HeadTooLarge(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol with a bounded request head and a deadline for each request."""
+
     max_head_bytes = MAX_HEAD_BYTES
     timeout = 10.0
 

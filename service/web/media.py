@@ -47,6 +47,8 @@ AUDIO = {
 
 
 class MediaAPI:
+    """`GET /media/{name}`: a recording's audio, by a signed link."""
+
     def __init__(
         self, store: RecordingStore, history: History, plivo: PlivoClient, links: MediaLinks
     ) -> None:

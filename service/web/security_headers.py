@@ -31,6 +31,8 @@ PRIVATE = ("/dashboard", "/v1/")
 
 
 class SecurityHeaders:
+    """Adds the security headers to every response."""
+
     def __init__(self, app: ASGIApp, https: bool = False) -> None:
         self.app = app
         self.https = https  # the public URL is https

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 
+from service.domain.events import Stage
 from service.plivo.client import PlivoError, count_requests, take_count
 from service.storage.archive import ArchiveUnavailable
 from service.storage.recordings import now_ms
@@ -52,7 +53,11 @@ class Pipeline:
             except ArchiveUnavailable as error:  # nothing is lost: every write is repeated
                 await ctx.retry_later(recording_id, None, error, job_try)
             except PlivoError as error:
-                stage = "fetch_recording" if state.details_at is None else "request_transcription"
+                stage = (
+                    Stage.FETCH_RECORDING
+                    if state.details_at is None
+                    else Stage.REQUEST_TRANSCRIPTION
+                )
                 accepted = (state.accepted_at or now_ms()) / 1000
                 if error.transient and time.time() - accepted < ctx.settings.plivo_outage_window:
                     await ctx.retry_later(recording_id, stage, error, job_try)
@@ -73,7 +78,7 @@ class Pipeline:
                 defer = collect_step.poll_in(ctx, job_try)
                 await ctx.retry_later(recording_id, None, error, job_try, defer)
             except PlivoError as error:
-                stage = "collect_transcription"
+                stage = Stage.COLLECT_TRANSCRIPTION
                 if error.transient and not collect_step.past_deadline(ctx, state):
                     # The collector's tries are mostly polls: an outage is retried at the next
                     # poll, not on a backoff grown by every poll before it.

@@ -12,6 +12,7 @@ from service.domain.events import (
     ArchiveData,
     ArchivedObject,
     EventData,
+    Stage,
     Transcript,
 )
 from service.domain.urls import redacted
@@ -31,7 +32,7 @@ async def emit(
     state: RecordingState,
     kind: events.EventType,
     transcription: Transcript | None = None,
-    stage: str | None = None,
+    stage: Stage | None = None,
     reason: str | None = None,
     archive: ArchiveData | None = None,
 ) -> None:
@@ -124,7 +125,7 @@ async def finish(ctx: Context, state: RecordingState, status: Status, **fields: 
     ctx.metrics.count("relay_recordings_total", status=status)
 
 
-async def fail(ctx: Context, state: RecordingState, stage: str, reason: str) -> None:
+async def fail(ctx: Context, state: RecordingState, stage: Stage, reason: str) -> None:
     """`recording.failed` at `stage`, with what there is of the recording kept and
     announced."""
     if state.details_at is not None and state.audio_archived_at is None:

@@ -15,7 +15,7 @@ from arq import Retry
 
 from service.domain import events
 from service.domain.callbacks import TranscriptionCallback
-from service.domain.events import Transcript
+from service.domain.events import Stage, Transcript
 from service.plivo.client import NotFound
 from service.storage.recordings import RecordingState, Status, now_ms
 from workers.pipeline import announce, retention
@@ -28,7 +28,7 @@ async def collect(ctx: Context, state: RecordingState, job_try: int) -> str:
     """Collect the transcription if it is ready; what it came to."""
     callback = await ctx.transcription_callback(state)
     if callback is not None and callback.error:
-        await announce.fail(ctx, state, "transcription", callback.error)
+        await announce.fail(ctx, state, Stage.TRANSCRIPTION, callback.error)
         return "failed"
     if callback is not None:
         main = from_callback(callback)
@@ -39,7 +39,7 @@ async def collect(ctx: Context, state: RecordingState, job_try: int) -> str:
         main = polled
         if main.get("status") not in (None, "success"):
             reason = str(main.get("error") or f"transcription {main.get('status')}")
-            await announce.fail(ctx, state, "transcription", reason)
+            await announce.fail(ctx, state, Stage.TRANSCRIPTION, reason)
             return "failed"
     auth_id, recording_id = state.auth_id, state.recording_id
     raw = await ctx.plivo.get_transcription(auth_id, recording_id, "raw")
@@ -83,7 +83,7 @@ async def wait(ctx: Context, state: RecordingState, job_try: int) -> str:
     deadline."""
     if past_deadline(ctx, state):
         deadline = ctx.settings.transcription_deadline
-        await announce.fail(ctx, state, "transcription", f"deadline of {deadline:g} s passed")
+        await announce.fail(ctx, state, Stage.TRANSCRIPTION, f"deadline of {deadline:g} s passed")
         return "failed"
     if await ctx.transcription_callback(state) is not None:
         raise Retry(defer=0)  # it came while we polled: go again at once

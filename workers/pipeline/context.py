@@ -15,6 +15,7 @@ from arq import Retry
 from arq.connections import ArqRedis
 
 from service.domain.callbacks import RecordingCallback, TranscriptionCallback
+from service.domain.events import Stage
 from service.domain.media_links import MediaLinks
 from service.metrics import Recorder
 from service.plivo.client import NotFound, PlivoClient
@@ -67,7 +68,7 @@ class Context:
     async def retry_later(
         self,
         recording_id: str,
-        stage: str | None,
+        stage: Stage | None,
         error: Exception,
         job_try: int,
         defer: float | None = None,

@@ -8,6 +8,7 @@ import logging
 
 from arq import Retry
 
+from service.domain.events import Stage
 from service.plivo.client import NotFound, PlivoError, count_requests, take_count
 from service.storage import jobs
 from service.storage.archive import ArchiveUnavailable
@@ -39,7 +40,7 @@ async def delete(ctx: Context, recording_id: str, job_try: int = 1) -> str:
         state = await ctx.history.full(found)
         problem = await unverified(ctx, state)
     except ArchiveUnavailable as error:
-        await ctx.retry_later(recording_id, "delete_recording", error, job_try)
+        await ctx.retry_later(recording_id, Stage.DELETE_RECORDING, error, job_try)
     if problem is not None:
         reason = f"not deleted from Plivo: {problem}"
         await ctx.store.note_error(recording_id, reason)
@@ -53,7 +54,7 @@ async def delete(ctx: Context, recording_id: str, job_try: int = 1) -> str:
         except PlivoError as error:
             if not error.transient:
                 raise
-            await ctx.retry_later(recording_id, "delete_recording", error, job_try)
+            await ctx.retry_later(recording_id, Stage.DELETE_RECORDING, error, job_try)
         finally:
             await ctx.store.add_requests(recording_id, take_count())
     await ctx.store.deleted_from_plivo(recording_id)

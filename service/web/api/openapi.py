@@ -36,15 +36,12 @@ class Components:
         """A reference to `model`'s schema (a pydantic model or a dataclass), added once."""
         name = model.__name__
         if name not in self.schemas:
-            if isinstance(model, type) and issubclass(model, BaseModel):
-                schema = model.model_json_schema(
-                    ref_template="#/components/schemas/{model}",
-                    mode="validation" if mode == "validation" else "serialization",
-                )
-                self.schemas.update(schema.pop("$defs", {}))
-            else:
-                assert dataclasses.is_dataclass(model), model
-                schema = TypeAdapter(model).json_schema()
+            assert issubclass(model, BaseModel) or dataclasses.is_dataclass(model), model
+            schema = TypeAdapter(model).json_schema(
+                ref_template="#/components/schemas/{model}",
+                mode="validation" if mode == "validation" else "serialization",
+            )
+            self.schemas.update(schema.pop("$defs", {}))
             self.schemas[name] = schema
         return {"$ref": f"#/components/schemas/{name}"}
 
