@@ -114,25 +114,45 @@ def api_answer(body: dict[str, Any], status: int = 200) -> JSONResponse:
 
 
 GREETING = ["hello", "thanks", "for", "calling", "how", "can", "I", "help"]
+# The default call: two speakers, word timings, and what REDACT removes (a card number spoken
+# digit by digit, the test Visa 4111 1111 1111 1111, and an email address).
+CONVERSATION = [
+    ("Speaker 0", "Hello, thanks for calling. How can I help?"),
+    (
+        "Speaker 1",
+        "I would like to pay with my card, it is four one one one one one one one "
+        "one one one one one one one one.",
+    ),
+    ("Speaker 0", "Thank you. The receipt goes to jane.doe@example.com, is that right?"),
+    ("Speaker 1", "Yes, that is right."),
+]
+WORD_MS, GAP_MS = 400, 50
 
 
-def transcript_text(recording_id: str, length: int = len(GREETING)) -> dict[str, Any]:
-    """The three forms of a (made-up, deterministic) transcript of `length` words."""
-    words = [GREETING[n % len(GREETING)] for n in range(length)]
-    if length == len(GREETING):
-        text = "Hello, thanks for calling. How can I help?"
-        diarized = "\nSpeaker 0: Hello, thanks for calling.\n\nSpeaker 1: How can I help?"
-    else:  # turns of 25 words, speakers alternating
-        turns = [" ".join(words[n : n + 25]) + "." for n in range(0, length, 25)]
-        text = " ".join(turns)
-        diarized = "".join(f"\nSpeaker {n % 2}: {turn}\n" for n, turn in enumerate(turns))
+def transcript_text(recording_id: str, length: int | None = None) -> dict[str, Any]:
+    """The three forms of a (made-up, deterministic) transcript: the default conversation, or
+    `length` words in turns of 25, speakers alternating."""
+    if length is None:
+        turns = CONVERSATION
+    else:
+        words = [GREETING[n % len(GREETING)] for n in range(length)]
+        turns = [
+            (f"Speaker {n % 2}", " ".join(words[i : i + 25]) + ".")
+            for n, i in enumerate(range(0, length, 25))
+        ]
+    spoken = [word.strip(".,?") for _, said in turns for word in said.split()]
     return {
-        "transcription": f"{text} ({recording_id[:8]})",
+        "transcription": f"{' '.join(said for _, said in turns)} ({recording_id[:8]})",
         "raw": [
-            {"word": word, "start_ms": 400 * n, "end_ms": 400 * n + 350, "confidence": 0.97}
-            for n, word in enumerate(words)
+            {
+                "word": word,
+                "start_ms": WORD_MS * n,
+                "end_ms": WORD_MS * n + WORD_MS - GAP_MS,
+                "confidence": 0.97,
+            }
+            for n, word in enumerate(spoken)
         ],
-        "diarized": diarized,
+        "diarized": "".join(f"\n{speaker}: {said}\n" for speaker, said in turns),
     }
 
 

@@ -25,7 +25,7 @@ class Faults:
     rate_limit: int | None = None
     rate_window: float = 5.0
     # Words in each transcript (8: a greeting; about 750: a 5-minute call, as bench/memory uses).
-    transcript_words: int = 8
+    transcript_words: int | None = None  # None: the default conversation
     # Bytes of each recording's audio (5 minutes of mp3 are about 2.4 MB, 4 hours 115 MB).
     media_bytes: int = 64 * 1024
     # Seconds between chunks (256 KiB) of audio: a slow download, to cut short in tests.

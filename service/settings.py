@@ -28,6 +28,8 @@ from service.logs import FORMATS
 ARCHIVE_SCHEMES = ("file://", "s3://", "gs://", "az://", "azure://", "abfs://", "abfss://")
 
 AUTH_ID_PREFIXES = ("MA", "SA")
+# What REDACT may name (service.domain.redaction.Kind, one for each).
+REDACTABLE = ("card", "ssn", "email", "phone")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -85,6 +87,9 @@ class Settings(BaseSettings):
     archive_url: str
     # Also archive the pre-denoised recording (`?type=original`, India-region accounts).
     archive_original: bool = False
+    # What is removed from transcripts before anything is kept or sent: any of REDACTABLE,
+    # comma-separated, or `none` (service.domain.redaction). Card numbers by default (PCI DSS).
+    redact: Annotated[tuple[str, ...], NoDecode] = ("card",)
     # Audio transfers (Plivo to the archive) one worker process runs at once: each holds up to
     # one upload part (5 MiB) in memory, whatever the recording's length.
     audio_transfers: int = Field(default=4, ge=1, le=64)
@@ -244,6 +249,19 @@ class Settings(BaseSettings):
                 raise ValueError("must be a comma-separated list of SAUTHID:token pairs")
             pairs[auth_id] = token
         return pairs
+
+    @field_validator("redact", mode="before")
+    @classmethod
+    def _parse_redact(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        names = [part.strip().lower() for part in value.split(",") if part.strip()]
+        if names == ["none"]:
+            return ()
+        unknown = [name for name in names if name not in REDACTABLE]
+        if unknown or not names:
+            raise ValueError(f"must be none or any of {','.join(REDACTABLE)}, comma-separated")
+        return tuple(dict.fromkeys(names))
 
     @field_validator("transcription_poll_schedule", "delivery_retry_schedule", mode="before")
     @classmethod

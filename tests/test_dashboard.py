@@ -108,3 +108,20 @@ async def test_pages_refuse_bad_filters_and_unknown_ids_with_a_page_that_says_so
             answer = await client.get(path)
             assert answer.status_code == status, path
             assert message in answer.text and "<html" in answer.text, path
+
+
+async def test_a_transcribed_recordings_page_shows_its_turns_redacted_without_javascript(
+    redis_url: str,
+) -> None:
+    async with running_relay(redis_url, **FAST) as relay:
+        recording_id = await relay.call()
+        assert (await relay.settled(recording_id))["status"] == "transcribed"
+        async with logged_in(relay) as (client, _):
+            page = await client.get(f"/dashboard/recordings/{recording_id}")
+    assert page.status_code == 200
+    turns = re.findall(r'<li data-start="(\d+)" data-end="(\d+)"', page.text)
+    assert len(turns) == 4 and turns[0][0] == "0"
+    assert page.text.count('<span class="speaker">Speaker 1</span>') == 2
+    assert '<mark class="redacted">[card]</mark>' in page.text
+    assert "four one one" not in page.text
+    assert re.search(r'<track kind="captions"[^>]*\.transcript\.vtt\?expires=', page.text)

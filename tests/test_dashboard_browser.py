@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.support.pipeline_env import running_relay
+from tests.support.pipeline_env import running_relay, subscriber
 from tests.support.receivers import Receiver
 from tests.support.servers import serve
 from tests.support.settings import ADMIN_TOKEN
 from tests.support.waiting import eventually
-from tests.test_delivery import FAST, received, subscriber
+from tests.test_delivery import FAST, received
 
 pytestmark = pytest.mark.slow
 
@@ -110,6 +110,20 @@ async def test_an_operator_finds_a_recording_replays_it_and_manages_subscription
             await expect(page.locator(".timeline")).to_contain_text("transcribed")
             await expect(page.locator("audio")).to_have_attribute("src", re.compile("signature="))
             await expect(page.locator("table.attempts")).to_contain_text(webhook_id)
+            # The transcript beside the player: the turns, the card redacted, the WebVTT track;
+            # selecting a turn plays the recording from there and marks it.
+            turns = page.locator("#turns li")
+            await expect(turns).to_have_count(4)
+            await expect(page.locator(".transcript mark.redacted")).to_have_text("[card]")
+            await expect(page.locator("#player track")).to_have_attribute(
+                "src", re.compile(r"\.transcript\.vtt\?expires=")
+            )
+            second = turns.nth(1)
+            await second.click()
+            await expect(second).to_have_class(re.compile("current"))
+            start = int(await second.get_attribute("data-start") or "-1")
+            heard = await page.evaluate("document.getElementById('player').currentTime")
+            assert start > 0 and heard == start / 1000
             await shot(page, "recording")
 
             await page.get_by_role("button", name="Replay its events").click()

@@ -96,10 +96,11 @@ async def test_a_rerun_never_pays_for_a_second_transcription(redis_url: str) -> 
         relay.faults.transcription_delay = 60  # it stays transcribing
         recording_id = await relay.call()
 
-        async def transcribing() -> bool:
-            return (await relay.status(recording_id)).json()["status"] == "transcribing"
+        async def transcribing() -> bool:  # and the job done with the audio: it ran whole
+            status = (await relay.status(recording_id)).json()
+            return status["status"] == "transcribing" and bool(status["steps"]["audio_archived_at"])
 
-        await eventually(transcribing, what="the transcription bought")
+        await eventually(transcribing, what="the transcription bought, the audio archived")
         # As if a worker died after asking Plivo and the job ran again:
         await relay.worker.pipeline.process(recording_id)  # type: ignore[union-attr]
         route = "POST /v1/Account/{auth_id}/Transcription/{recording_id}/"

@@ -11,6 +11,11 @@ work; this finds and queues it), with progress, and a summary at the end. Interr
 command resumes where it stopped (`workers.reconciliation`). It walks at once, whatever the
 turn of the backfills asked for through the API, and no worker walks the same one meanwhile.
 Its exit status: 0 done, 1 failed or cancelled (or a worker walks it now), 2 a bad window.
+
+`python -m workers retranscribe --since 2026-10-01 [--until 2026-11-01]` brings the transcripts
+the archive holds for those days up to today's `REDACT` and transcript forms, asking Plivo
+nothing (`workers.retranscribe`); interrupted, the same command resumes. Exit status: 0 done,
+2 a bad window.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ import argparse
 import asyncio
 import secrets
 import sys
+from datetime import UTC, date, datetime
 
 from tqdm import tqdm
 
+from service.domain.redaction import Kind, Redactor
 from service.logs import configure
 from service.settings import Settings, load_settings
 from service.storage import connections, jobs, server
 from service.storage.archive import require
 from service.storage.reconciliation import Backfill, BackfillStatus
+from workers.retranscribe import Counts, Retranscriber
 from workers.worker import WorkerProcess
 
 HOLD_MS = 30_000  # the command's hold on its backfill's job, renewed every 10 s
@@ -92,6 +100,41 @@ async def backfill(settings: Settings, since: str, until: str | None, transcribe
     return 0 if job.status == BackfillStatus.DONE else 1
 
 
+async def retranscribe(settings: Settings, since: str, until: str | None) -> int:
+    """Retranscribe the window's archived recordings here, showing progress; the exit status."""
+    try:
+        first = date.fromisoformat(since)
+        last = date.fromisoformat(until) if until else datetime.now(UTC).date()
+    except ValueError as error:
+        print(f"retranscribe: --since and --until are dates (2026-10-01): {error}", file=sys.stderr)
+        return 2
+    if last < first:
+        print("retranscribe: --until is before --since", file=sys.stderr)
+        return 2
+    process = WorkerProcess(settings)  # its clients; it takes no jobs
+    redactor = Redactor(Kind(name) for name in settings.redact)
+    terminal = sys.stderr.isatty()
+    bar = tqdm(desc="recordings", unit=" seen", disable=not terminal)
+
+    def progress(now: Counts) -> None:
+        if terminal:
+            bar.update(now.seen - bar.n)
+            bar.set_postfix(rewritten=now.rewritten, redacted=now.redacted)
+
+    try:
+        done = await Retranscriber(process.archive, process.redis, redactor).run(
+            first, last, progress
+        )
+    finally:
+        bar.close()
+        await process.close_clients()
+    print(
+        f"retranscribe {first} to {last}: {done.seen} recordings looked at, {done.rewritten} "
+        f"rewritten, {done.redacted} items redacted"
+    )
+    return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m workers")
     commands = parser.add_subparsers(dest="command")
@@ -103,11 +146,18 @@ def main() -> None:
         action="store_true",
         help="archive and announce the recordings without buying transcriptions",
     )
+    command = commands.add_parser(
+        "retranscribe", help="redact and rebuild the archived transcripts of past days"
+    )
+    command.add_argument("--since", required=True, help="ISO 8601 date (UTC)")
+    command.add_argument("--until", help="ISO 8601 date (UTC); default: today")
     args = parser.parse_args()
     settings = load_settings()
     configure(settings.log_level, settings.log_format)
     require(settings.archive_url)
     server.require(settings.redis_url_for_logs, connections.web(settings))
+    if args.command == "retranscribe":
+        raise SystemExit(asyncio.run(retranscribe(settings, args.since, args.until)))
     if args.command == "backfill":
         transcribe = not args.no_transcribe
         raise SystemExit(asyncio.run(backfill(settings, args.since, args.until, transcribe)))

@@ -161,7 +161,8 @@ class Deliverer:
 
     async def _attempt(self, subscription: Subscription, claimed: Claimed) -> Attempt:
         def fresh(media: Media) -> Media:
-            return self.links.link(claimed.recording_id, media.format)
+            forms = tuple(media.transcript or ())
+            return self.links.link(claimed.recording_id, media.format, transcript=forms)
 
         await self.links.ready()
         msg_id, body = claimed.msg_id, with_media(claimed.body, fresh)

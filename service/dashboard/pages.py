@@ -7,11 +7,13 @@ once, the page itself)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup, escape
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -65,6 +67,7 @@ SOURCES = ("callback", "reconciliation", "backfill")
 EVENT_CHOICES = (*RECORDING_EVENTS, "subscription.disabled")
 OUTCOMES = ("succeeded", "failed")
 PAGE_SIZE = 50
+MARKER = re.compile(r"\[(?:card|ssn|email|phone)\]")  # what REDACT leaves in place
 
 
 def _when(value: float | None, unit: float = 1.0) -> str:
@@ -77,6 +80,9 @@ def _when(value: float | None, unit: float = 1.0) -> str:
 
 TEMPLATES.env.filters["when"] = _when
 TEMPLATES.env.filters["when_ms"] = lambda value: _when(value, 1000)
+TEMPLATES.env.filters["marked"] = lambda text: Markup(
+    MARKER.sub(r'<mark class="redacted">\g<0></mark>', str(escape(text)))
+)
 TEMPLATES.env.filters["pretty"] = lambda doc: json.dumps(doc, indent=2, sort_keys=True)
 
 
@@ -189,8 +195,17 @@ class Dashboard:
         detail = await self.recordings.detail(request.path_params["recording_id"])
         events = detail["events"]
         media = next((e["data"]["media"] for e in events if e["data"].get("media")), None)
+        transcript = next(
+            (e["data"]["transcript"] for e in events if e["data"].get("transcript")), None
+        )
+        timed = bool(transcript and transcript.get("timed"))
         links = await self.links.ready()
-        link = links.link(detail["recording_id"], media["format"]).url if media else None
+        fresh = None
+        if media:
+            forms = ("vtt",) if timed else ()
+            fresh = links.link(detail["recording_id"], media["format"], transcript=forms)
+        link = fresh.url if fresh else None
+        track = (fresh.transcript or {}).get("vtt") if fresh else None
         by_subscriber: dict[str, list[dict[str, Any]]] = {}
         for attempt in detail["attempts"]:
             by_subscriber.setdefault(attempt["subscription_id"], []).append(attempt)
@@ -200,6 +215,8 @@ class Dashboard:
             "recording.html",
             r=detail,
             media_link=link,
+            track=track,
+            transcript=transcript,
             link_hours=round(self.settings.media_link_ttl / 3600, 1),
             attempts=by_subscriber,
             subscriptions=subscriptions,

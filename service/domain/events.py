@@ -3,7 +3,8 @@
 Every event is `{"type", "timestamp", "data"}` (Standard Webhooks' convention). `data` always
 has `recording_id`, `call_uuid`, `recording` (Plivo's Recording object, numbers as numbers, or
 null when it could not be fetched) and `callback` (the original callback parameters);
-`recording.transcribed` adds `transcription`, `recording.failed` adds `stage` and `reason`,
+`recording.transcribed` adds `transcription` (Plivo's documents, redacted) and `transcript`
+(`service.domain.transcript`), `recording.failed` adds `stage` and `reason`,
 `recording.archived` (sent once the audio and the documents are in the archive) adds `archive`.
 Every one ends with `media`: a signed link to the audio (`service.domain.media_links`), fresh
 in each webhook attempt, or null when the recording could not be fetched from Plivo.
@@ -20,6 +21,8 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from service.domain.transcript import ReadableTranscript
 
 SCHEMA_VERSION = 1
 EventType = Literal[
@@ -82,6 +85,11 @@ class Media(BaseModel):
     url: str
     format: str = Field(description="mp3 or wav, as Plivo recorded it")
     expires_at: str = Field(description="ISO 8601, UTC: ask for a replay for a new link")
+    transcript: dict[str, str] | None = Field(
+        default=None,
+        description="recording.transcribed: signed links to the transcript by form: json, txt, "
+        "and vtt (WebVTT) when it is timed",
+    )
 
 
 class EventData(BaseModel):
@@ -102,6 +110,10 @@ class EventData(BaseModel):
     )
     transcribe: bool = Field(
         default=True, description="false: backfilled without transcription (none is bought)"
+    )
+    transcript: ReadableTranscript | None = Field(
+        default=None,
+        description="recording.transcribed: who said what and when, redacted as REDACT says",
     )
     media: Media | None = Field(description="always the last field: see `with_media`")
 

@@ -6,7 +6,9 @@ seconds>&signature=<HMAC-SHA256, base64url>`, signed over the file name and the 
 independent of the admin tokens) and valid for `MEDIA_LINK_TTL`
 seconds. Every event about a recording carries one (`data.media`); every webhook attempt,
 replay and recovery carries a fresh one. `?type=original` may be added to a link to ask for the
-pre-denoised copy: it is the same recording, so it is not part of what is signed.
+pre-denoised copy: it is the same recording, so it is not part of what is signed. A
+transcribed recording's links also name its transcript, `<recording_id>.transcript.<form>`
+(`json`, `txt`, `vtt`), signed the same way.
 
 `service.web.media` serves the links.
 """
@@ -17,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -52,15 +55,30 @@ class MediaLinks:
             self._key = await self.keyring.key("media")
         return self
 
-    def link(self, recording_id: str, audio_format: str, now: float | None = None) -> Media:
-        """A link to the recording's audio, valid for `MEDIA_LINK_TTL` from `now`."""
+    def link(
+        self,
+        recording_id: str,
+        audio_format: str,
+        now: float | None = None,
+        transcript: Iterable[str] = (),
+    ) -> Media:
+        """A link to the recording's audio, valid for `MEDIA_LINK_TTL` from `now`, and to its
+        transcript in each of the forms named (`json`, `txt`, `vtt`)."""
         expires = int(time.time() if now is None else now) + self.ttl
-        name = f"{recording_id}.{audio_format}"
+        forms = {
+            form: self.url(f"{recording_id}.transcript.{form}", expires) for form in transcript
+        }
         return Media(
-            url=f"{self.base}/{name}?expires={expires}&signature={self._sign(name, expires)}",
+            url=self.url(f"{recording_id}.{audio_format}", expires),
             format=audio_format,
             expires_at=datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z"),
+            transcript=forms or None,
         )
+
+    def url(self, name: str, expires: int) -> str:
+        """The signed URL of `name` (`<recording_id>.<format>`, or
+        `<recording_id>.transcript.<form>`), valid until `expires` (epoch seconds)."""
+        return f"{self.base}/{name}?expires={expires}&signature={self._sign(name, expires)}"
 
     def check(self, name: str, expires: str | None, signature: str | None) -> None:
         """`LinkRefused` unless `name` (`<recording_id>.<format>`) with these query values is a

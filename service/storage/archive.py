@@ -12,9 +12,12 @@ day can be listed, copied or expired by a bucket lifecycle rule, and a query eng
     recordings/2026/11/25/<recording_id>/
         callback.json        the recording callback that started it (normalised, raw params in)
         recording.json       Plivo's Recording object, numbers as numbers
-        transcription.json   Plivo's `transcription` result (or its callback), as returned
-        raw.json             Plivo's `raw` result, as returned
-        diarized.json        Plivo's `diarized` result, as returned
+        transcription.json   Plivo's `transcription` result (or its callback), redacted
+        raw.json             Plivo's `raw` result, redacted
+        diarized.json        Plivo's `diarized` result, redacted
+        transcript.json      the transcript as people read it (`service.domain.transcript`)
+        transcript.txt       the same, one turn a paragraph
+        transcript.vtt       the same as WebVTT, when timed
         audio.<format>       the audio (mp3 or wav, as Plivo recorded it), streamed from Plivo
         audio.original.<format>  the pre-denoised audio, with ARCHIVE_ORIGINAL (where there is one)
         events/<type>.json   each event as it was emitted (each attempt refreshes its media link)

@@ -134,6 +134,13 @@ def backfill(backfill_id: str) -> str:
 
 
 BACKFILL_LINE = "rr:backfills:line"
+
+
+def retranscribe(window: str) -> str:
+    """How far `python -m workers retranscribe` got over a window: the last recording done."""
+    return f"rr:retranscribe:{window}"
+
+
 BACKFILL_HISTORY = "rr:backfills"
 
 

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.domain.callbacks import InvalidCallback, parse_recording, parse_transcription
+from service.domain.redaction import Redactor, redact_callback
 from service.metrics import Recorder, series
 from service.storage.metrics import Series
 from service.storage.recordings import ForeignRecording, Outcome, RecordingStore
@@ -41,9 +42,16 @@ class Ingest:
     metrics off the hot path at thousands of callbacks a second: one increment a callback.
     """
 
-    def __init__(self, auth: PlivoAuth, store: RecordingStore, metrics: Recorder) -> None:
+    def __init__(
+        self,
+        auth: PlivoAuth,
+        store: RecordingStore,
+        metrics: Recorder,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.auth = auth
         self.store = store
+        self.redactor = redactor or Redactor(())
         self.counts: Counter[tuple[str, str]] = Counter()  # (kind, outcome), since the start
         self._reported: Counter[tuple[str, str]] = Counter()
         self._taken: Counter[tuple[str, str]] = Counter()
@@ -127,6 +135,7 @@ class Ingest:
             callback = parse_transcription(params.merged(), auth_id, time.time())
         except InvalidCallback as error:
             raise HTTPException(400, str(error)) from None
+        callback = redact_callback(self.redactor, callback)  # nothing said is kept unredacted
         try:
             await self.store.save_transcription(callback)
         except ForeignRecording:

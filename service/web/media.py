@@ -31,7 +31,14 @@ from service.storage.recordings import RecordingState, RecordingStore
 from service.web.api.operation import ERROR, documented
 
 log = logging.getLogger("recording_relay.media")
-CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
+CONTENT_TYPES = {
+    "mp3": "audio/mpeg",
+    "wav": "audio/wav",
+    "transcript.json": "application/json",
+    "transcript.txt": "text/plain; charset=utf-8",
+    "transcript.vtt": "text/vtt; charset=utf-8",
+}
+TRANSCRIPT_FORMS = ("transcript.json", "transcript.txt", "transcript.vtt")
 STORE_LINK_SECONDS = 300  # a redirect is followed at once: the store's link need not last
 PROXIED_HEADERS = ("content-type", "content-length", "content-range", "accept-ranges", "etag")
 CHUNK_BYTES = 256 * 1024
@@ -80,7 +87,7 @@ class MediaAPI:
                 ("type", {"type": "string", "enum": ["original"]}),
             ]
         ),
-        path_parameters={"name": "<recording_id>.<format>"},
+        path_parameters={"name": "<recording_id>.<format> or <recording_id>.transcript.<form>"},
         public=True,
     )
     async def get(self, request: Request) -> Response:
@@ -94,7 +101,7 @@ class MediaAPI:
         if variant not in (None, "original"):
             raise HTTPException(400, "type: the only other copy is type=original")
         original = variant == "original"
-        recording_id, _, audio_format = name.rpartition(".")
+        recording_id, _, audio_format = name.partition(".")
         found = await self.store.state(recording_id)
         if found is None:
             raise HTTPException(404, f"recording {recording_id} is unknown to the relay")
@@ -102,6 +109,8 @@ class MediaAPI:
             state = await self.history.full(found)
         except ArchiveUnavailable as error:
             raise HTTPException(503, str(error)) from None
+        if audio_format in TRANSCRIPT_FORMS:
+            return await self._from_archive(f"{prefix(state)}/{audio_format}", audio_format)
         key = _archived(state, audio_format, original)
         if key is not None:
             return await self._from_archive(key, audio_format)
@@ -121,7 +130,7 @@ class MediaAPI:
                 raise HTTPException(503, str(error)) from None
         if not path.is_file():
             log.error("media: the archive's %s is missing", key)
-            raise HTTPException(404, "the archive no longer holds this recording's audio")
+            raise HTTPException(404, f"the archive holds no {audio_format} of this recording")
         return FileResponse(path, media_type=CONTENT_TYPES.get(audio_format))
 
     async def _from_plivo(

@@ -15,6 +15,7 @@ from service.domain.events import (
     Stage,
     Transcript,
 )
+from service.domain.transcript import ReadableTranscript
 from service.domain.urls import redacted
 from service.logs import about
 from service.plivo.client import PlivoError, take_count
@@ -35,6 +36,7 @@ async def emit(
     stage: Stage | None = None,
     reason: str | None = None,
     archive: ArchiveData | None = None,
+    transcript: ReadableTranscript | None = None,
 ) -> None:
     """Send the recording's `kind` event, once: kept in its state before it is archived or
     sent (a re-run after a crash sends the same bytes), then queued for every subscriber."""
@@ -47,7 +49,10 @@ async def emit(
         callback, recording = started_by(state), state.recording
         media = None
         if recording is not None:  # known to Plivo: its audio can be had
-            media = ctx.links.link(recording_id, recording.audio_format)
+            forms = (
+                () if transcript is None else ("json", "txt", "vtt")[: 3 if transcript.timed else 2]
+            )
+            media = ctx.links.link(recording_id, recording.audio_format, transcript=forms)
         data = EventData(
             recording_id=recording_id,
             call_uuid=(recording.call_uuid if recording else None) or callback.call_uuid,
@@ -57,6 +62,7 @@ async def emit(
             stage=stage,
             reason=reason,
             archive=archive,
+            transcript=transcript,
             source=callback.origin.value,
             transcribe=callback.transcribe,
             media=media,

@@ -8,6 +8,7 @@ the queue, holding no worker. Once `TRANSCRIPTION_DEADLINE` passes, the recordin
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -16,11 +17,15 @@ from arq import Retry
 from service.domain import events
 from service.domain.callbacks import TranscriptionCallback
 from service.domain.events import Stage, Transcript
+from service.domain.redaction import redact_documents
+from service.domain.transcript import ReadableTranscript, build, files
 from service.plivo.client import NotFound
+from service.storage.history import prefix
 from service.storage.recordings import RecordingState, Status, now_ms
 from workers.pipeline import announce, retention
 from workers.pipeline.context import Context
 
+log = logging.getLogger("recording_relay.pipeline")
 PENDING = ("in-progress", "pending", "processing")  # Plivo's words for "not ready yet"
 
 
@@ -44,9 +49,15 @@ async def collect(ctx: Context, state: RecordingState, job_try: int) -> str:
     auth_id, recording_id = state.auth_id, state.recording_id
     raw = await ctx.plivo.get_transcription(auth_id, recording_id, "raw")
     diarized = await ctx.plivo.get_transcription(auth_id, recording_id, "diarized")
-    for name, document in (("transcription", main), ("raw", raw), ("diarized", diarized)):
+    documents = {"transcription": main, "raw": raw, "diarized": diarized}
+    for document in documents.values():
         document.pop("api_id", None)
+    # Before the first byte is kept or sent.
+    redacted = redact_documents(ctx.redactor, documents.values())
+    readable = readable_transcript(main, raw, diarized, redacted)
+    for name, document in documents.items():
         await ctx.keep(state, name, document)
+    await keep_transcript(ctx, state, readable)
     transcript = Transcript(
         transcription=main,
         raw=raw,
@@ -55,7 +66,9 @@ async def collect(ctx: Context, state: RecordingState, job_try: int) -> str:
         rate=main.get("rate", raw.get("rate")),
     )
     # The event and the request count are in before the status says it is done.
-    await announce.emit(ctx, state, events.TRANSCRIBED, transcription=transcript)
+    await announce.emit(
+        ctx, state, events.TRANSCRIBED, transcription=transcript, transcript=readable
+    )
     await announce.archive_inventory(ctx, state)
     await retention.schedule_deletion(
         ctx, recording_id
@@ -100,6 +113,39 @@ def past_deadline(ctx: Context, state: RecordingState) -> bool:
     """Whether the transcription has been waited for longer than `TRANSCRIPTION_DEADLINE`."""
     requested = (state.transcription_requested_at or now_ms()) / 1000
     return time.time() - requested > ctx.settings.transcription_deadline
+
+
+def readable_transcript(
+    main: dict[str, Any], raw: dict[str, Any], diarized: dict[str, Any], redacted: dict[str, int]
+) -> ReadableTranscript:
+    """The transcript as people read it; one that cannot be derived says so, and the recording
+    goes on."""
+    try:
+        return build(
+            main.get("transcription"),
+            raw.get("transcription"),
+            diarized.get("transcription"),
+            redacted,
+        )
+    except Exception as error:  # a shape nobody foresaw: said in the event, never a failure
+        log.exception("the transcript could not be read; the recording goes on without it")
+        return ReadableTranscript(
+            text=main["transcription"] if isinstance(main.get("transcription"), str) else "",
+            turns=[],
+            speakers=0,
+            words=0,
+            timed=False,
+            redacted=redacted,
+            problems=[f"the transcript could not be read: {type(error).__name__}"],
+        )
+
+
+async def keep_transcript(
+    ctx: Context, state: RecordingState, readable: ReadableTranscript
+) -> None:
+    """The transcript in the archive, in the forms people use (`transcript.files`)."""
+    for name, data in files(readable).items():
+        await ctx.archive.put(f"{prefix(state)}/{name}", data)
 
 
 def from_callback(callback: TranscriptionCallback) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from arq.connections import ArqRedis
 from service.domain.callbacks import RecordingCallback, TranscriptionCallback
 from service.domain.events import Stage
 from service.domain.media_links import MediaLinks
+from service.domain.redaction import Kind, Redactor
 from service.metrics import Recorder
 from service.plivo.client import NotFound, PlivoClient
 from service.settings import Settings
@@ -52,11 +53,13 @@ class Context:
     dispatch: Dispatch
     links: MediaLinks
     history: History = field(init=False)
+    redactor: Redactor = field(init=False)  # REDACT
     # Bounds the memory audio takes: a transfer holds one upload part at most.
     audio_transfers: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
         self.history = History(self.archive)
+        self.redactor = Redactor(Kind(name) for name in self.settings.redact)
         self.audio_transfers = asyncio.Semaphore(self.settings.audio_transfers)
 
     @property
