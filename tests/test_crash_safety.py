@@ -61,8 +61,8 @@ async def test_killed_worker_loses_nothing(redis_url: str, redis: Redis) -> None
                 # Whatever the kill interrupted, the re-run left the archive whole.
                 assert status["archived"] is True
                 prefix = f"recordings/{day_of(status['steps']['accepted_at'])}/{recording_id}"
-                # Eight documents, the audio and the final state.
-                assert len(await archive.keys(prefix)) == 10
+                # Eight documents, the transcript's three forms, the audio and the final state.
+                assert len(await archive.keys(prefix)) == 13
         finally:
             second.send_signal(signal.SIGTERM)
             await second.wait()
