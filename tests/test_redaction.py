@@ -116,3 +116,26 @@ def test_unknown_shapes_are_redacted_string_by_string() -> None:
 
 def test_redact_names_the_kinds_the_redactor_knows() -> None:
     assert set(REDACTABLE) == {kind.value for kind in Kind}
+
+
+def test_aws_transcribe_items_are_redacted_across_words_too() -> None:
+    said = [
+        "call",
+        "me",
+        "at",
+        "four",
+        "one",
+        "five",
+        "five",
+        "five",
+        "five",
+        "zero",
+        "one",
+        "three",
+        "four",
+    ]
+    items = [{"start_time": str(n), "alternatives": [{"content": w}]} for n, w in enumerate(said)]
+    redacted, counts = redact_value(ALL, {"items": items})
+    assert counts[Kind.PHONE] == 1
+    contents = [item["alternatives"][0]["content"] for item in redacted["items"]]
+    assert contents[:4] == ["call", "me", "at", "[phone]"] and set(contents[4:]) == {""}

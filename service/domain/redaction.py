@@ -253,30 +253,42 @@ def redact_value(redactor: Redactor, value: Any) -> tuple[Any, dict[Kind, int]]:
     value = copy.deepcopy(value)
     found = word_list(value)
     if found is not None:
-        keys = [_text_key(word) for word in found]
-        texts = [str(word[key]) if key else "" for word, key in zip(found, keys, strict=True)]
+        slots = [_text_slot(word) for word in found]
+        texts = [str(slot[0][slot[1]]) if slot else "" for slot in slots]
         redacted, counts = redactor.words(texts)
-        for word, key, text in zip(found, keys, redacted, strict=True):
-            if key:
-                word[key] = text
-    return _walk(redactor, value, counts), counts
+        for slot, text in zip(slots, redacted, strict=True):
+            if slot:
+                slot[0][slot[1]] = text
+    return _walk(redactor, value, counts, done=found), counts
 
 
-def _text_key(word: dict[str, Any]) -> str | None:
-    return next((key for key in WORD_KEYS if isinstance(word.get(key), str)), None)
+def _text_slot(word: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """Where a word object keeps its text: one of `WORD_KEYS`, or AWS Transcribe's
+    `alternatives[0].content`."""
+    key = next((key for key in WORD_KEYS if isinstance(word.get(key), str)), None)
+    if key is not None:
+        return word, key
+    alternatives = word.get("alternatives")
+    first = alternatives[0] if isinstance(alternatives, list) and alternatives else None
+    if isinstance(first, dict) and isinstance(first.get("content"), str):
+        return first, "content"
+    return None
 
 
-def _walk(redactor: Redactor, value: Any, counts: dict[Kind, int]) -> Any:
-    """Every string in `value` redacted (what a word list left: other fields, other shapes)."""
+def _walk(redactor: Redactor, value: Any, counts: dict[Kind, int], done: object = None) -> Any:
+    """Every string in `value` redacted (what a word list left: other fields, other shapes);
+    `done`, the word list redacted already, as it is."""
+    if value is done:
+        return value
     if isinstance(value, str):
         text, found = redactor.text(value)
         for kind, count in found.items():
             counts[kind] += count
         return text
     if isinstance(value, list):
-        return [_walk(redactor, item, counts) for item in value]
+        return [_walk(redactor, item, counts, done) for item in value]
     if isinstance(value, dict):
-        return {key: _walk(redactor, item, counts) for key, item in value.items()}
+        return {key: _walk(redactor, item, counts, done) for key, item in value.items()}
     return value
 
 
