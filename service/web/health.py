@@ -142,4 +142,5 @@ class HealthAPI:
     )
     async def get(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
-        return JSONResponse((await self.health.report()).as_dict())
+        report = HealthReport.model_validate((await self.health.report()).as_dict())
+        return JSONResponse(report.model_dump(mode="json"))

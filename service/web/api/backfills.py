@@ -77,7 +77,8 @@ class BackfillsAPI:
     )
     async def list(self, request: Request) -> JSONResponse:
         await self.auth.check(request)
-        return JSONResponse({"data": [asdict(b) for b in await self.backfills.recent()]})
+        listed = BackfillList(data=await self.backfills.recent())
+        return JSONResponse(listed.model_dump(mode="json"))
 
     @documented(
         "getBackfill",
