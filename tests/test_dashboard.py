@@ -125,3 +125,31 @@ async def test_a_transcribed_recordings_page_shows_its_turns_redacted_without_ja
     assert '<mark class="redacted">[card]</mark>' in page.text
     assert "four one one" not in page.text
     assert re.search(r'<track kind="captions"[^>]*\.transcript\.vtt\?expires=', page.text)
+
+
+async def test_a_subscriptions_filter_is_edited_on_its_page_and_tried_on_recent_events(
+    redis_url: str,
+) -> None:
+    async with running_relay(redis_url, **FAST) as relay:
+        recording_id = await relay.call()
+        assert (await relay.settled(recording_id))["status"] == "transcribed"
+        subscription = await relay.subscribe("http://127.0.0.1:9/hook")
+        page = f"/dashboard/subscriptions/{subscription['id']}"
+        async with logged_in(relay) as (client, csrf):
+            bad = await client.post(page, data={"csrf": csrf, "filter": "{not json"})
+            assert bad.status_code == 422 and "filter: not JSON" in bad.text
+            wrong = await client.post(page, data={"csrf": csrf, "filter": '{"a": {"$x": 1}}'})
+            assert wrong.status_code == 422 and "a.$x" in wrong.text
+            spec = '{"type": {"$in": ["recording.completed", "recording.archived"]}}'
+            saved = await client.post(page, data={"csrf": csrf, "filter": spec})
+            assert saved.status_code == 303
+            shown = await client.get(page, params={"preview": "1"})
+        assert "2 of the last 3 events would have gone to it" in shown.text
+        assert re.search(r"recording\.transcribed</code>.*?<td>no</td>", shown.text, re.S)
+        stored = await relay.http.get(
+            f"{relay.url}/v1/subscriptions/{subscription['id']}",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        assert stored.json()["filter"] == {
+            "type": {"$in": ["recording.completed", "recording.archived"]}
+        }

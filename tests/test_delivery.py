@@ -209,3 +209,30 @@ async def test_an_inward_address_is_refused_at_delivery_after_dns(redis_url: str
             assert "loopback" in attempt["error"]
             assert attempt["status_code"] is None
             assert receiver.got == []
+
+
+async def test_a_filter_on_content_keeps_what_does_not_match_from_its_subscriber(
+    redis_url: str,
+) -> None:
+    async with running_relay(redis_url, **FAST) as relay:
+        everything, backfills_only, transcribed_only = Receiver(), Receiver(), Receiver()
+        only_backfills = {"data.source": "backfill"}
+        only_transcribed = {
+            "$and": [{"type": "recording.transcribed"}, {"data.source": "callback"}]
+        }
+        async with (
+            subscriber(relay, everything),
+            subscriber(relay, backfills_only, filter=only_backfills) as filtered_out,
+            subscriber(relay, transcribed_only, filter=only_transcribed),
+        ):
+            recording_id = await relay.call()
+            await received(everything, 3)
+            await received(transcribed_only, 1)
+            assert (await relay.settled(recording_id))["status"] == "transcribed"
+            types = [json.loads(r.body)["type"] for r in transcribed_only.got]
+            assert types == ["recording.transcribed"]
+            assert backfills_only.got == []
+            log = await relay.http.get(
+                f"{relay.url}/v1/subscriptions/{filtered_out['id']}/attempts", headers=ADMIN
+            )
+            assert log.json()["data"] == []  # nothing queued or attempted for it

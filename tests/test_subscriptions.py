@@ -151,4 +151,23 @@ async def test_openapi_document_describes_the_api(api: httpx.AsyncClient) -> Non
         assert all(code == "204" or "content" in answers[code] for code in ok), (path, method)
     create = document["components"]["schemas"]["SubscriptionCreate"]
     assert create["additionalProperties"] is False
-    assert set(create["properties"]) == {"url", "events", "description"}
+    assert set(create["properties"]) == {"url", "events", "description", "filter"}
+
+
+async def test_a_bad_filter_is_422_naming_its_place_and_a_good_one_is_kept(
+    api: httpx.AsyncClient,
+) -> None:
+    refused = await api.post(
+        "/v1/subscriptions", json={"url": HOOK, "filter": {"data.source": {"$regex": "x"}}}
+    )
+    assert refused.status_code == 422
+    assert "filter" in refused.json()["error"] and "$regex" in refused.json()["error"]
+    assert (await api.get("/v1/subscriptions")).json()["data"] == []
+    spec = {"data.recording.recording_duration_ms": {"$gte": 30000}}
+    created = await api.post("/v1/subscriptions", json={"url": HOOK, "filter": spec})
+    assert created.status_code == 201 and created.json()["filter"] == spec
+    sid = created.json()["id"]
+    cleared = await api.patch(f"/v1/subscriptions/{sid}", json={"filter": {}})
+    assert cleared.status_code == 200 and cleared.json()["filter"] == {}
+    nulled = await api.patch(f"/v1/subscriptions/{sid}", json={"filter": None})
+    assert nulled.status_code == 422 and "filter" in nulled.json()["error"]

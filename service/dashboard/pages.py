@@ -67,6 +67,7 @@ SOURCES = ("callback", "reconciliation", "backfill")
 EVENT_CHOICES = (*RECORDING_EVENTS, "subscription.disabled")
 OUTCOMES = ("succeeded", "failed")
 PAGE_SIZE = 50
+PREVIEW_EVENTS = 50  # the events a subscription's filter is tried on
 MARKER = re.compile(r"\[(?:card|ssn|email|phone)\]")  # what REDACT leaves in place
 
 
@@ -285,6 +286,16 @@ class Dashboard:
         log, total = await self.deliveries.attempts(subscription.id)
         if outcome is not None:
             log = [a for a in log if a.succeeded == (outcome == "succeeded")]
+        preview = None
+        if request.query_params.get("preview"):
+            preview = [
+                {
+                    "type": e["type"],
+                    "recording_id": e["data"].get("recording_id"),
+                    "received": subscription.wants(e["type"]) and subscription.accepts(e),
+                }
+                for e in await self.recordings.recent_events(PREVIEW_EVENTS)
+            ]
         return self.render(
             request,
             "subscription.html",
@@ -295,6 +306,7 @@ class Dashboard:
             outcome=outcome or "",
             event_choices=EVENT_CHOICES,
             failing_since=await self.deliveries.failing_since(subscription.id),
+            preview=preview,
             **context,
         )
 
@@ -310,6 +322,12 @@ class Dashboard:
             changes["events"] = (await request.form()).getlist("events")
         if "enabled" in form:
             changes["enabled"] = form["enabled"] == "true"
+        if "filter" in form:
+            try:
+                changes["filter"] = json.loads(str(form["filter"]).strip() or "{}")
+            except ValueError:
+                error = "filter: not JSON (an object, or {} for every event)"
+                return await self._subscription_page(request, subscription, 422, error=error)
         try:
             patch = SubscriptionPatch.model_validate(changes)
             await self.changes.change(subscription, patch)

@@ -12,10 +12,11 @@ import base64
 import functools
 import secrets
 import time
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from service.domain import content_filter
 from service.domain.events import EVENT_TYPES
 from service.domain.text import PlainText
 from service.domain.urls import check_url
@@ -42,6 +43,23 @@ Description = Annotated[PlainText, Field(max_length=500)]
 Events = Annotated[list[EventFilter], Field(min_length=1)]
 
 
+def _checked_filter(spec: dict[str, Any]) -> dict[str, Any]:
+    content_filter.check(spec)
+    return spec
+
+
+Filter = Annotated[
+    dict[str, Any],
+    Field(
+        description="which events of its types it receives, by their content: dotted paths "
+        "to a value or to operators ($eq, $ne, $gt, $gte, $lt, $lte, $in, $nin, $prefix, "
+        "$exists), combined with $and, $or, $not; {} receives them all",
+        json_schema_extra={"examples": [{"data.recording.recording_duration_ms": {"$gte": 30000}}]},
+    ),
+    AfterValidator(_checked_filter),
+]
+
+
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
@@ -54,6 +72,7 @@ class SubscriptionCreate(BaseModel):
     url: URL
     events: Events = Field(default_factory=lambda: [*RECORDING_EVENTS])
     description: Description = ""
+    filter: Filter = Field(default_factory=dict)
 
 
 class SubscriptionPatch(BaseModel):
@@ -65,6 +84,7 @@ class SubscriptionPatch(BaseModel):
     events: Events | None = None
     description: Description | None = None
     enabled: bool | None = None
+    filter: Filter | None = None
 
 
 class Subscription(BaseModel):
@@ -77,6 +97,7 @@ class Subscription(BaseModel):
     events: Events
     description: Description
     enabled: bool = True
+    filter: Filter = Field(default_factory=dict)
     secret: str
     previous_secret: str | None = None
     previous_secret_expires_at: float | None = None
@@ -95,6 +116,10 @@ class Subscription(BaseModel):
 
     def wants(self, event_type: str) -> bool:
         return self.enabled and event_type in self.events
+
+    def accepts(self, event: dict[str, Any]) -> bool:
+        """Whether the event's content passes the subscription's filter."""
+        return not self.filter or content_filter.matches(self.filter, event)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -64,6 +64,21 @@ class Recordings:
                 break
         return found, str(offset) if offset < total else None
 
+    async def recent_events(self, count: int = 50) -> list[dict[str, Any]]:
+        """The latest `count` events about recordings, the newest recording's first (to try a
+        subscription's filter on)."""
+        found: list[dict[str, Any]] = []
+        offset, window = 0, 20
+        while len(found) < count:
+            rows, total = await self.store.recent(0.0, float("inf"), offset, window)
+            for state in rows:
+                whole = await self.history.full(state)
+                found += [json.loads(body) for body in reversed(await self.history.events(whole))]
+            offset += window
+            if offset >= total:
+                break
+        return found[:count]
+
     async def detail(self, recording_id: str) -> dict[str, Any]:
         """Everything the relay knows of a recording (`NotFound` if nothing)."""
         found = await self.store.state(recording_id)

@@ -181,6 +181,9 @@ class Deliveries:
             for s in await self.subscriptions.all()
             if (only is None or s.id == only) and s.wants(event_type)
         ]
+        if any(s.filter for s in wanted):  # read the event only for a filter that asks
+            event = json.loads(body)
+            wanted = [s for s in wanted if s.accepts(event)]
         code = CODES[event_type]
         now = int(time.time() * 1000)
         handed = await self._fan_out(

@@ -60,6 +60,7 @@ class SubscriptionStore:
             url=request.url,
             events=list(dict.fromkeys(request.events)),
             description=request.description,
+            filter=request.filter,
             secret=new_secret(),
             created_at=now,
             updated_at=now,
