@@ -8,6 +8,9 @@
 2. Isolation: events are fanned out at a steady rate to 10 subscriptions, and the receiver
    notes each webhook's latency (arrival minus queueing). Once with all 10 healthy, once with
    one of them hanging until `DELIVERY_TIMEOUT`; the p99 latency of the other 9 is compared.
+3. Filters on content (run between the two): N events fanned out (the relay's `fan_out`, as
+   the pipeline calls it) to one subscription without a filter, then with one of three
+   conditions that all hold; the factor is the filtered fan-out's time over the plain one's.
 
 The worker and the baseline run pinned to CPU 0, Redis and the receiver to CPU 1 (`taskset`).
 
@@ -179,6 +182,24 @@ class Bench:
             os.sched_setaffinity(0, before)
         return await self.rate("/hook/0", len(bodies))
 
+    # -- 3. filters on content ------------------------------------------------------------------
+
+    async def fan_out_seconds(self, bodies: list[str], spec: dict[str, object]) -> float:
+        """Seconds to fan `bodies` out to one subscription with filter `spec` ({}: none), as
+        the pipeline does for each event it emits (no worker: the webhooks wait)."""
+        arq, deliveries, subscriptions = await self.fresh()
+        await subscriptions.create(
+            SubscriptionCreate(
+                url=f"{self.receiver}/hook/0", events=["recording.completed"], filter=spec
+            )
+        )
+        started = time.perf_counter()
+        for index, body in enumerate(bodies):
+            await deliveries.fan_out(f"rec-{index}", "recording.completed", body, day=DAY)
+        elapsed = time.perf_counter() - started
+        await arq.aclose()
+        return elapsed
+
     # -- 2. isolation --------------------------------------------------------------------------
 
     async def latencies(self, hanging: bool, rate: float, seconds: float) -> list[float]:
@@ -243,6 +264,23 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                 f"  ratio {relay / bare:.2f}"
             )
         print(f"  median ratio: {statistics.median(ratios):.2f} (goal >= 0.60)")
+        spec: dict[str, object] = {
+            "type": "recording.completed",
+            "data.recording.queued_at": {"$gt": 0},
+            "data.recording.recording_type": {"$exists": False},
+        }
+        print(f"filters: {args.deliveries} events fanned out to one subscription, without and with")
+        print(f"  a filter of three conditions that all hold ({spec})")
+        costs = []
+        for round_ in range(1, args.rounds + 1):
+            plain = await bench.fan_out_seconds(bodies, {})
+            filtered = await bench.fan_out_seconds(bodies, spec)
+            costs.append(filtered / plain)
+            print(
+                f"  round {round_}: plain {len(bodies) / plain:7.0f}/s"
+                f"  filtered {len(bodies) / filtered:7.0f}/s  x{filtered / plain:.2f}"
+            )
+        print(f"  median cost of the filter: x{statistics.median(costs):.2f} (goal <= 1.10)")
 
         print(
             f"isolation: {args.rate:g} events/s for {args.seconds:g} s to 10 subscriptions; "
