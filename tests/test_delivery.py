@@ -236,3 +236,36 @@ async def test_a_filter_on_content_keeps_what_does_not_match_from_its_subscriber
                 f"{relay.url}/v1/subscriptions/{filtered_out['id']}/attempts", headers=ADMIN
             )
             assert log.json()["data"] == []  # nothing queued or attempted for it
+
+
+async def test_a_subscriptions_headers_go_with_every_attempt_and_are_never_shown(
+    redis_url: str,
+) -> None:
+    async with running_relay(redis_url, **FAST) as relay:
+        receiver = Receiver()
+        secret_key = "k-" + "7" * 30
+        async with subscriber(relay, receiver, headers={"X-Api-Key": secret_key}) as created:
+            assert created["headers"] == {"X-Api-Key": "***"}
+            await relay.call()
+            await received(receiver, 3)
+            assert {r.headers["x-api-key"] for r in receiver.got} == {secret_key}
+            assert all(r.headers["webhook-id"].startswith("msg_") for r in receiver.got)
+            url = f"{relay.url}/v1/subscriptions"
+            shown = [
+                (await relay.http.get(f"{url}/{created['id']}", headers=ADMIN)).text,
+                (await relay.http.get(url, headers=ADMIN)).text,
+            ]
+            assert all(
+                secret_key not in text and '"X-Api-Key":"***"' in text.replace(" ", "")
+                for text in shown
+            )
+            for bad, named in [
+                ({"Webhook-Signature": "x"}, "the relay's to send"),
+                ({"X-Api-Key": "a\r\nInjected: 1"}, "no control characters"),
+                ({"Bad Name": "x"}, "is not a header name"),
+            ]:
+                refused = await relay.http.post(
+                    url, json={"url": "http://127.0.0.1:9/h", "headers": bad}, headers=ADMIN
+                )
+                assert refused.status_code == 422 and named in refused.json()["error"], refused.text
+                assert "Injected" not in refused.text

@@ -171,6 +171,7 @@ class Deliverer:
         started = time.monotonic()
         try:
             headers = {
+                **subscription.headers,  # none of the names below (`RESERVED_HEADERS`)
                 "content-type": "application/json",
                 "user-agent": "recording-relay",
                 "webhook-id": msg_id,

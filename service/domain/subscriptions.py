@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 import secrets
 import time
 from typing import Annotated, Any, Literal
@@ -48,6 +49,54 @@ def _checked_filter(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}")
+# Headers a subscription may not set: what signs and frames the webhook, and hop-by-hop ones.
+RESERVED_HEADERS = frozenset(
+    {
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "host",
+        "user-agent",
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+MAX_HEADERS = 20
+
+
+def _checked_headers(headers: dict[str, str]) -> dict[str, str]:
+    if len(headers) > MAX_HEADERS:
+        raise ValueError(f"at most {MAX_HEADERS} headers")
+    for name, value in headers.items():
+        if not HEADER_NAME.fullmatch(name):
+            raise ValueError(f"{name[:40]!r} is not a header name")
+        if name.lower() in RESERVED_HEADERS:
+            raise ValueError(f"{name} is the relay's to send, not a subscription's")
+        if len(value) > 1000 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError(f"{name}: a value of at most 1000 characters, no control characters")
+    return headers
+
+
+Headers = Annotated[
+    dict[str, str],
+    Field(
+        description="sent with every attempt (an API key, ...); write-only: answers show each "
+        'value as "***"',
+        json_schema_extra={"examples": [{"X-Api-Key": "..."}]},
+    ),
+    AfterValidator(_checked_headers),
+]
 Filter = Annotated[
     dict[str, Any],
     Field(
@@ -73,6 +122,7 @@ class SubscriptionCreate(BaseModel):
     events: Events = Field(default_factory=lambda: [*RECORDING_EVENTS])
     description: Description = ""
     filter: Filter = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
 
 
 class SubscriptionPatch(BaseModel):
@@ -85,6 +135,7 @@ class SubscriptionPatch(BaseModel):
     description: Description | None = None
     enabled: bool | None = None
     filter: Filter | None = None
+    headers: Headers | None = None
 
 
 class Subscription(BaseModel):
@@ -98,6 +149,7 @@ class Subscription(BaseModel):
     description: Description
     enabled: bool = True
     filter: Filter = Field(default_factory=dict)
+    headers: Headers = Field(default_factory=dict)
     secret: str
     previous_secret: str | None = None
     previous_secret_expires_at: float | None = None

@@ -61,6 +61,7 @@ class SubscriptionStore:
             events=list(dict.fromkeys(request.events)),
             description=request.description,
             filter=request.filter,
+            headers=request.headers,
             secret=new_secret(),
             created_at=now,
             updated_at=now,

@@ -48,8 +48,11 @@ class SubscriptionList(BaseModel):
 
 
 def public(subscription: Subscription) -> dict[str, Any]:
-    """A subscription as the API shows it (its secret included: the API is admin-only)."""
-    return subscription.model_dump(exclude={"previous_secret"})
+    """A subscription as the API shows it: its signing secret included (the API is
+    admin-only), its headers' values never."""
+    shown = subscription.model_dump(exclude={"previous_secret"})
+    shown["headers"] = dict.fromkeys(subscription.headers, "***")
+    return shown
 
 
 class SubscriptionsAPI:
@@ -94,7 +97,8 @@ class SubscriptionsAPI:
             next_cursor=page.next(len(found)),
             unreadable=[{"id": u.id, "error": u.error} for u in unreadable],
         )
-        return JSONResponse(listed.model_dump(exclude={"data": {"__all__": {"previous_secret"}}}))
+        shown = listed.model_dump(exclude={"data"})
+        return JSONResponse({"data": [public(s) for s in listed.data], **shown})
 
     @documented(
         "getSubscription", {200: ("the subscription", Subscription), **UNKNOWN, **UNREADABLE}
