@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime
 
 from tqdm import tqdm
 
-from service.domain.redaction import Kind, Redactor
+from service.domain.redaction import Redactor
 from service.logs import configure
 from service.settings import Settings, load_settings
 from service.storage import connections, jobs, server
@@ -112,7 +112,7 @@ async def retranscribe(settings: Settings, since: str, until: str | None) -> int
         print("retranscribe: --until is before --since", file=sys.stderr)
         return 2
     process = WorkerProcess(settings)  # its clients; it takes no jobs
-    redactor = Redactor(Kind(name) for name in settings.redact)
+    redactor = Redactor.named(settings.redact)
     terminal = sys.stderr.isatty()
     bar = tqdm(desc="recordings", unit=" seen", disable=not terminal)
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -20,9 +21,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from service.dashboard.backfills import BackfillPages
-from service.dashboard.pages import TEMPLATES, Dashboard, status_of
+from service.dashboard.pages import TEMPLATES, AnswerTo, Dashboard
 from service.dashboard.session import RequireLogin, ServerSessions
-from service.domain.problems import Problem, Throttled
+from service.domain.problems import Problem
 from service.operations.admin_auth import AdminAuth
 from service.operations.backfills import Backfills
 from service.settings import Settings
@@ -31,15 +32,19 @@ from service.storage.sessions import Sessions
 __all__ = ["Dashboard", "create_dashboard"]
 
 
-async def _error_page(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, Problem):
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
-        exc = HTTPException(status_of(exc), str(exc), headers)
-    assert isinstance(exc, HTTPException)
-    context = {"status_code": exc.status_code, "message": exc.detail, "csrf": "", "page": ""}
-    return TEMPLATES.TemplateResponse(
-        request, "error.html", context, status_code=exc.status_code, headers=exc.headers
-    )
+def _error_pages(answer_to: AnswerTo) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The page of a refusal: an HTTP error, or a domain error answered as the web layer says."""
+
+    async def error_page(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, Problem):
+            exc = answer_to(exc)
+        assert isinstance(exc, HTTPException)
+        context = {"status_code": exc.status_code, "message": exc.detail, "csrf": "", "page": ""}
+        return TEMPLATES.TemplateResponse(
+            request, "error.html", context, status_code=exc.status_code, headers=exc.headers
+        )
+
+    return error_page
 
 
 def create_dashboard(
@@ -77,10 +82,11 @@ def create_dashboard(
         admin=admin,
         https=(settings.public_base_url or "").startswith("https://"),
     )
+    error_page = _error_pages(dashboard.answer_to)
     app = Starlette(
         routes=routes,
         middleware=[session, Middleware(RequireLogin)],
-        exception_handlers={HTTPException: _error_page, Problem: _error_page},
+        exception_handlers={HTTPException: error_page, Problem: error_page},
     )
     app.router.redirect_slashes = False  # its redirects would carry the caller's Host
     return app

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.dashboard.pages import Dashboard, status_of
+from service.dashboard.pages import Dashboard
 from service.dashboard.session import check_csrf
 from service.domain.problems import Problem, first_problem
 from service.operations.backfills import BackfillRequest, Backfills
@@ -44,7 +44,8 @@ class BackfillPages:
         except ValidationError as error:
             return await self.list(request, 422, error=": ".join(first_problem(error, "form")))
         except Problem as error:
-            return await self.list(request, status_of(error), error=str(error))
+            answer = self.pages.answer_to(error)
+            return await self.list(request, answer.status_code, error=answer.detail)
         return self.pages.back(request, "/backfills", f"Backfill {backfill.id}: {backfill.status}.")
 
     async def cancel(self, request: Request) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,7 @@ from service.dashboard.session import MAX_FORM_BYTES, check_csrf, csrf_token, lo
 from service.domain.callbacks import is_recording_id
 from service.domain.media_links import MediaLinks
 from service.domain.problems import (
-    Conflict,
-    Invalid,
-    NotFound,
     Problem,
-    Throttled,
-    Unauthorized,
     first_problem,
 )
 from service.domain.subscriptions import (
@@ -48,18 +44,9 @@ from service.storage.deliveries import Deliveries
 from service.storage.recordings import RecordingState
 from service.storage.subscriptions import SubscriptionStore
 
-STATUS: dict[type[Problem], int] = {
-    NotFound: 404,
-    Invalid: 422,
-    Conflict: 409,
-    Unauthorized: 401,
-    Throttled: 429,
-}
-
-
-def status_of(problem: Problem) -> int:
-    """The status of a page that shows a refusal."""
-    return next(code for kind, code in STATUS.items() if isinstance(problem, kind))
+# How a refusal is answered (`service.web.errors.answer_to`, handed in by the app: the web
+# layer is the one home of status codes).
+AnswerTo = Callable[[Problem], HTTPException]
 
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -101,6 +88,7 @@ class Dashboard:
         deliveries: Deliveries,
         links: MediaLinks,
         admin: AdminAuth,
+        answer_to: AnswerTo,
     ) -> None:
         self.settings = settings
         self.overview = overview
@@ -111,6 +99,15 @@ class Dashboard:
         self.deliveries = deliveries
         self.links = links
         self.admin = admin
+        self.answer_to = answer_to
+
+    def _refusal(self, error: ValidationError | Problem) -> tuple[int, str]:
+        """A refused form's status and message (naming the field), for the form's page."""
+        if isinstance(error, ValidationError):
+            field, problem = first_problem(error, "form")
+            return 422, f"{field}: {problem}"
+        answer = self.answer_to(error)
+        return answer.status_code, answer.detail
 
     def render(
         self, request: Request, name: str, status_code: int = 200, **context: Any
@@ -259,7 +256,7 @@ class Dashboard:
         try:
             created = await self.changes.add(SubscriptionCreate.model_validate(wanted))
         except (ValidationError, Problem) as error:
-            status, message = _refusal(error)
+            status, message = self._refusal(error)
             return await self._subscriptions_page(request, status, error=message)
         return self._reveal(request, created, "Created.")
 
@@ -332,7 +329,7 @@ class Dashboard:
             patch = SubscriptionPatch.model_validate(changes)
             await self.changes.change(subscription, patch)
         except (ValidationError, Problem) as error:
-            status, message = _refusal(error)
+            status, message = self._refusal(error)
             return await self._subscription_page(request, subscription, status, error=message)
         return self.back(request, f"/subscriptions/{subscription.id}", "Saved.")
 
@@ -366,11 +363,3 @@ class Dashboard:
         queued = await self.redelivery.recover(subscription, since.timestamp())
         path = f"/subscriptions/{subscription.id}"
         return self.back(request, path, f"Recover: {queued} queued again.")
-
-
-def _refusal(error: ValidationError | Problem) -> tuple[int, str]:
-    """A refused form's status and message (naming the field), to show on the form's page."""
-    if isinstance(error, ValidationError):
-        field, problem = first_problem(error, "form")
-        return 422, f"{field}: {problem}"
-    return status_of(error), str(error)

@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from service.domain.callbacks import TranscriptionCallback
-from service.domain.transcript import WORD_KEYS, word_list
+from service.domain.transcript import text_slot, word_list
 
 
 class Kind(StrEnum):
@@ -185,6 +185,11 @@ class Redactor:
     def __init__(self, kinds: Iterable[Kind]) -> None:
         self.kinds = frozenset(kinds)
 
+    @classmethod
+    def named(cls, names: Iterable[str]) -> Redactor:
+        """The redactor of `REDACT`'s names (`Settings.redact`, checked there)."""
+        return cls(Kind(name) for name in names)
+
     def spans(self, text: str) -> list[Span]:
         """What is to be redacted in `text`, in order, none overlapping."""
         if not self.kinds or not text:
@@ -253,26 +258,13 @@ def redact_value(redactor: Redactor, value: Any) -> tuple[Any, dict[Kind, int]]:
     value = copy.deepcopy(value)
     found = word_list(value)
     if found is not None:
-        slots = [_text_slot(word) for word in found]
+        slots = [text_slot(word) for word in found]
         texts = [str(slot[0][slot[1]]) if slot else "" for slot in slots]
         redacted, counts = redactor.words(texts)
         for slot, text in zip(slots, redacted, strict=True):
             if slot:
                 slot[0][slot[1]] = text
     return _walk(redactor, value, counts, done=found), counts
-
-
-def _text_slot(word: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
-    """Where a word object keeps its text: one of `WORD_KEYS`, or AWS Transcribe's
-    `alternatives[0].content`."""
-    key = next((key for key in WORD_KEYS if isinstance(word.get(key), str)), None)
-    if key is not None:
-        return word, key
-    alternatives = word.get("alternatives")
-    first = alternatives[0] if isinstance(alternatives, list) and alternatives else None
-    if isinstance(first, dict) and isinstance(first.get("content"), str):
-        return first, "content"
-    return None
 
 
 def _walk(redactor: Redactor, value: Any, counts: dict[Kind, int], done: object = None) -> Any:

@@ -21,6 +21,7 @@ SPEAKER = re.compile(r"(?:^|\n)\s*(Speaker\s+[\w-]+)\s*:\s*", re.IGNORECASE)
 WORD_KEYS = ("word", "punctuated_word", "text", "content", "token")
 TIMES = (("start_ms", "end_ms", 1.0), ("start", "end", 1000.0), ("start_time", "end_time", 1000.0))
 SEARCH_DEPTH = 6
+FORMS = ("json", "txt", "vtt")  # the transcript's forms in the archive, `transcript.<form>`
 
 
 class Turn(BaseModel):
@@ -67,9 +68,14 @@ class ReadableTranscript(BaseModel):
         return "\n".join(cues)
 
 
+def forms(readable: ReadableTranscript) -> tuple[str, ...]:
+    """The forms the archive keeps it in: `json` and `txt`, and `vtt` when it is timed."""
+    return FORMS if readable.timed else FORMS[:2]
+
+
 def files(readable: ReadableTranscript) -> dict[str, bytes]:
-    """The transcript in the forms the archive keeps: `transcript.json` (the model),
-    `transcript.txt` (a turn a paragraph) and, when timed, `transcript.vtt` (WebVTT)."""
+    """The transcript in its `forms`, by their names in the archive: `transcript.json` (the
+    model), `transcript.txt` (a turn a paragraph) and, when timed, `transcript.vtt` (WebVTT)."""
     kept = {
         "transcript.json": readable.model_dump_json().encode(),
         "transcript.txt": readable.plain().encode(),
@@ -128,7 +134,7 @@ def turns_of(diarized: str) -> list[Turn]:
 def word_list(raw: Any, depth: int = 0) -> list[dict[str, Any]] | None:
     """The list of word objects in `raw`, wherever a known shape keeps it; None if none."""
     words = isinstance(raw, list) and raw and all(isinstance(w, dict) for w in raw)
-    if words and any(_word_key(w) is not None for w in raw):
+    if words and any(text_slot(w) is not None for w in raw):
         return raw  # type: ignore[no-any-return]
     if depth >= SEARCH_DEPTH:
         return None
@@ -154,8 +160,8 @@ def words_of(raw: Any) -> Iterator[tuple[str, int, int]]:
         return
     timed = []
     for word in found:
-        key = _word_key(word)
-        text = _word_text(word, key)
+        slot = text_slot(word)
+        text = str(slot[0][slot[1]]) if slot else ""
         times = _times(word)
         if times is None:
             return
@@ -163,25 +169,17 @@ def words_of(raw: Any) -> Iterator[tuple[str, int, int]]:
     yield from timed
 
 
-def _word_key(word: dict[str, Any]) -> str | None:
-    for key in WORD_KEYS:
-        if isinstance(word.get(key), str):
-            return key
-    alternatives = word.get("alternatives")  # AWS Transcribe's items
-    if (
-        isinstance(alternatives, list)
-        and alternatives
-        and isinstance(alternatives[0], dict)
-        and isinstance(alternatives[0].get("content"), str)
-    ):
-        return "alternatives"
+def text_slot(word: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """Where a word object keeps its text (the object and the key): one of `WORD_KEYS`, or AWS
+    Transcribe's `alternatives[0].content`; None if it keeps none."""
+    key = next((key for key in WORD_KEYS if isinstance(word.get(key), str)), None)
+    if key is not None:
+        return word, key
+    alternatives = word.get("alternatives")
+    first = alternatives[0] if isinstance(alternatives, list) and alternatives else None
+    if isinstance(first, dict) and isinstance(first.get("content"), str):
+        return first, "content"
     return None
-
-
-def _word_text(word: dict[str, Any], key: str | None) -> str:
-    if key == "alternatives":
-        return str(word["alternatives"][0].get("content", ""))
-    return str(word.get(key, "")) if key else ""
 
 
 def _times(word: dict[str, Any]) -> tuple[int, int] | None:

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp
 
 from service.dashboard import Dashboard, create_dashboard
 from service.domain.media_links import MediaLinks
-from service.domain.redaction import Kind, Redactor
+from service.domain.redaction import Redactor
 from service.logs import configure
 from service.metrics import Recorder
 from service.operations.admin_auth import AdminAuth
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     store = RecordingStore(redis, settings.recording_retention_days)
     metrics_store = MetricsStore(redis)
     recorder = Recorder(metrics_store)
-    redactor = Redactor(Kind(name) for name in settings.redact)
+    redactor = Redactor.named(settings.redact)
     ingest = Ingest(PlivoAuth(settings), store, recorder, redactor)
     throttle = Throttle(redis, settings.auth_failures_per_address, settings.auth_failures_in_all)
     admin = AdminAuth(settings.admin_secrets, throttle)
@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         fan_out,
         links,
         admin,
+        errors.answer_to,
     )
     if not settings.plivo_verify_signatures:
         log.warning("PLIVO_VERIFY_SIGNATURES is off: callbacks are accepted without a signature")

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from service.domain.media_links import LinkRefused, MediaLinks
+from service.domain.transcript import FORMS
 from service.plivo.client import NotFound, PlivoClient, PlivoError
 from service.storage.archive import ArchiveUnavailable
 from service.storage.history import History, prefix
@@ -38,7 +39,7 @@ CONTENT_TYPES = {
     "transcript.txt": "text/plain; charset=utf-8",
     "transcript.vtt": "text/vtt; charset=utf-8",
 }
-TRANSCRIPT_FORMS = ("transcript.json", "transcript.txt", "transcript.vtt")
+TRANSCRIPT_FORMS = tuple(f"transcript.{form}" for form in FORMS)
 STORE_LINK_SECONDS = 300  # a redirect is followed at once: the store's link need not last
 PROXIED_HEADERS = ("content-type", "content-length", "content-range", "accept-ranges", "etag")
 CHUNK_BYTES = 256 * 1024

@@ -15,7 +15,7 @@ from service.domain.events import (
     Stage,
     Transcript,
 )
-from service.domain.transcript import ReadableTranscript
+from service.domain.transcript import ReadableTranscript, forms
 from service.domain.urls import redacted
 from service.logs import about
 from service.plivo.client import PlivoError, take_count
@@ -49,10 +49,8 @@ async def emit(
         callback, recording = started_by(state), state.recording
         media = None
         if recording is not None:  # known to Plivo: its audio can be had
-            forms = (
-                () if transcript is None else ("json", "txt", "vtt")[: 3 if transcript.timed else 2]
-            )
-            media = ctx.links.link(recording_id, recording.audio_format, transcript=forms)
+            linked = () if transcript is None else forms(transcript)
+            media = ctx.links.link(recording_id, recording.audio_format, transcript=linked)
         data = EventData(
             recording_id=recording_id,
             call_uuid=(recording.call_uuid if recording else None) or callback.call_uuid,

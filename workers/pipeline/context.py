@@ -17,7 +17,7 @@ from arq.connections import ArqRedis
 from service.domain.callbacks import RecordingCallback, TranscriptionCallback
 from service.domain.events import Stage
 from service.domain.media_links import MediaLinks
-from service.domain.redaction import Kind, Redactor
+from service.domain.redaction import Redactor
 from service.metrics import Recorder
 from service.plivo.client import NotFound, PlivoClient
 from service.settings import Settings
@@ -59,7 +59,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.history = History(self.archive)
-        self.redactor = Redactor(Kind(name) for name in self.settings.redact)
+        self.redactor = Redactor.named(self.settings.redact)
         self.audio_transfers = asyncio.Semaphore(self.settings.audio_transfers)
 
     @property
