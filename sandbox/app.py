@@ -464,8 +464,13 @@ class Sandbox:
         if not relay_url:
             return JSONResponse({"error": "relay_url is required"}, status_code=400)
         added_at = datetime.fromisoformat(body["added_at"]) if body.get("added_at") else None
+        parties = {
+            name: str(body[name])
+            for name in ("from_number", "to_number", "call_uuid")
+            if body.get(name)
+        }
         recording = self.state.new_recording(
-            auth_id, int(body.get("duration_ms", 42_180)), added_at=added_at
+            auth_id, int(body.get("duration_ms", 42_180)), added_at=added_at, **parties
         )
         if body.get("callback") is False:  # lost on Plivo's side: the relay never hears of it
             return JSONResponse(

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     archive_url: str
     # Also archive the pre-denoised recording (`?type=original`, India-region accounts).
     archive_original: bool = False
+    # Erase archived recordings this many days after the day the relay accepted them (a daily
+    # sweep, `recording.erased` with reason `retention`; held recordings are kept). Unset: keep.
+    archive_retention_days: int | None = Field(default=None, ge=1, le=36_500)
+    # The key of the archive's index of who each recording is of (`storage/subject_index.py`);
+    # unset: a key the relay makes and keeps in Redis (lost with Redis: `workers reindex`).
+    erasure_index_key: SecretStr | None = None
     # What is removed from transcripts before anything is kept or sent: any of REDACTABLE,
     # comma-separated, or `none` (service.domain.redaction). Card numbers by default (PCI DSS).
     redact: Annotated[tuple[str, ...], NoDecode] = ("card",)
@@ -183,7 +189,9 @@ class Settings(BaseSettings):
             raise ValueError("must be a 20-character Plivo Auth ID starting with MA or SA")
         return value
 
-    @field_validator("plivo_auth_token", "admin_token", "media_signing_key", "metrics_token")
+    @field_validator(
+        "plivo_auth_token", "admin_token", "media_signing_key", "metrics_token", "erasure_index_key"
+    )
     @classmethod
     def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():

@@ -25,6 +25,7 @@ from service.storage.deliveries import Claimed, Deliveries
 from service.storage.keyring import Keyring
 from service.storage.metrics import MetricsStore
 from service.storage.recordings import RecordingStore, Status
+from service.storage.subject_index import SubjectIndex
 from service.storage.subscriptions import SubscriptionStore
 from tests.support.plivo import record_xml_params, rid
 from tests.support.settings import AUTH_ID, AUTH_TOKEN
@@ -88,16 +89,18 @@ async def pipeline(settings: Settings, redis: Redis) -> AsyncIterator[tuple[Pipe
     )
     arq = ArqRedis.from_url(settings.redis_url)
     store = RecordingStore(redis, settings.recording_retention_days)
+    archive = Archive(settings.archive_url)
     context = Context(
         settings.model_copy(update={"plivo_unknown_request_wait": 1.0}),
         store,
         client,
         arq,
         Deliveries(redis, SubscriptionStore(redis, 10)),
-        Archive(settings.archive_url),
+        archive,
         Recorder(MetricsStore(redis)),
         NoDispatch(),
         MediaLinks(settings, Keyring(redis)),
+        SubjectIndex(archive, Keyring(redis)),
     )
     yield Pipeline(context), plivo
     await client.aclose()

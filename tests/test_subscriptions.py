@@ -40,6 +40,7 @@ async def test_create_read_change_delete(api: httpx.AsyncClient) -> None:
         "recording.transcribed",
         "recording.failed",
         "recording.archived",
+        "recording.erased",  # new subscriptions hear of erasures unless they say otherwise
     ]
     secret = subscription["secret"]
     assert secret.startswith("whsec_")

@@ -16,6 +16,10 @@ Its exit status: 0 done, 1 failed or cancelled (or a worker walks it now), 2 a b
 the archive holds for those days up to today's `REDACT` and transcript forms, asking Plivo
 nothing (`workers.retranscribe`); interrupted, the same command resumes. Exit status: 0 done,
 2 a bad window.
+
+`python -m workers reindex` writes the archive's index of who each recording is of (erasure by
+person) for the recordings archived before it existed (`workers.reindex`), with progress;
+interrupted, the same command resumes. Exit status 0.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from service.settings import Settings, load_settings
 from service.storage import connections, jobs, server
 from service.storage.archive import require
 from service.storage.reconciliation import Backfill, BackfillStatus
+from workers.reindex import Reindexer
 from workers.retranscribe import Counts, Retranscriber
 from workers.worker import WorkerProcess
 
@@ -135,6 +140,28 @@ async def retranscribe(settings: Settings, since: str, until: str | None) -> int
     return 0
 
 
+async def reindex(settings: Settings) -> int:
+    """Index the whole archive here, showing progress; the exit status."""
+    process = WorkerProcess(settings)  # its clients; it takes no jobs
+    terminal = sys.stderr.isatty()
+    bar = tqdm(desc="recordings", unit=" seen", disable=not terminal)
+
+    def progress(seen: int, indexed: int) -> None:
+        if terminal:
+            bar.update(seen - bar.n)
+            bar.set_postfix(indexed=indexed)
+        elif seen % 1000 == 0:
+            print(f"reindex: {seen} recordings seen, {indexed} indexed", file=sys.stderr)
+
+    try:
+        seen, indexed = await Reindexer(process.archive, process.redis, process.index).run(progress)
+    finally:
+        bar.close()
+        await process.close_clients()
+    print(f"reindex: {seen} recordings looked at, {indexed} indexed by number or call")
+    return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m workers")
     commands = parser.add_subparsers(dest="command")
@@ -151,6 +178,9 @@ def main() -> None:
     )
     command.add_argument("--since", required=True, help="ISO 8601 date (UTC)")
     command.add_argument("--until", help="ISO 8601 date (UTC); default: today")
+    commands.add_parser(
+        "reindex", help="index the archive by who each recording is of (erasure by person)"
+    )
     args = parser.parse_args()
     settings = load_settings()
     configure(settings.log_level, settings.log_format)
@@ -158,6 +188,8 @@ def main() -> None:
     server.require(settings.redis_url_for_logs, connections.web(settings))
     if args.command == "retranscribe":
         raise SystemExit(asyncio.run(retranscribe(settings, args.since, args.until)))
+    if args.command == "reindex":
+        raise SystemExit(asyncio.run(reindex(settings)))
     if args.command == "backfill":
         transcribe = not args.no_transcribe
         raise SystemExit(asyncio.run(backfill(settings, args.since, args.until, transcribe)))

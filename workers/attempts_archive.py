@@ -3,7 +3,8 @@
 A settled attempt is logged twice in Redis: in its subscription's window (the last `WINDOW`
 attempts, for the dashboard) and in one list of attempts on their way to the archive. Every
 `ARCHIVE_EVERY` seconds a worker (whichever takes the lock) moves a batch: each recording's
-attempts are appended to its `attempts.json`, then dropped from Redis. A move cut short (a
+attempts are appended to its `attempts.json`, then dropped from Redis (an erased recording's
+are dropped only: its archive prefix is gone, and stays gone). A move cut short (a
 worker killed, the archive away) is taken up again once its lock lapses; an attempt the
 archive already holds is not written twice. `GET /v1/recordings/{id}` shows the archive's
 attempts and then those still on their way.
@@ -22,6 +23,7 @@ from redis.exceptions import RedisError
 from service.storage.archive import Archive, ArchiveUnavailable, recording_prefix
 from service.storage.deliveries import ARCHIVE_EVERY, AttemptsLog
 from service.storage.history import ATTEMPTS
+from service.storage.recordings import RecordingStore
 
 log = logging.getLogger("recording_relay.attempts")
 BATCH = 500  # attempts one move takes at most
@@ -34,10 +36,13 @@ def _same(attempt: dict[str, Any]) -> tuple[object, ...]:
 class AttemptsArchive:
     """Moves the attempt logs from Redis to the archive, a few seconds behind."""
 
-    def __init__(self, attempts: AttemptsLog, archive: Archive, holder: str) -> None:
+    def __init__(
+        self, attempts: AttemptsLog, archive: Archive, holder: str, store: RecordingStore
+    ) -> None:
         self.attempts = attempts
         self.archive = archive
         self.holder = holder
+        self.store = store  # an erased recording's attempts go nowhere
 
     async def run(self) -> None:
         """Move what has come, for ever (a task)."""
@@ -61,8 +66,9 @@ class AttemptsArchive:
         for attempt in batch:
             where = (str(attempt.pop("recording_id", "")), str(attempt.pop("day", "")))
             by_recording[where].append(attempt)
+        erased = await self.store.erased([recording_id for recording_id, _ in by_recording])
         for (recording_id, day), attempts in by_recording.items():
-            if recording_id and day:
+            if recording_id and day and recording_id not in erased:
                 await self._append(f"{recording_prefix(recording_id, day)}/{ATTEMPTS}", attempts)
         await self.attempts.done(len(batch))
         return len(batch)

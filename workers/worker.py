@@ -26,17 +26,20 @@ from service.ssrf import URLGuard, guarded_transport
 from service.storage import connections, heartbeats, jobs, server, upgrade
 from service.storage.archive import Archive
 from service.storage.deliveries import AttemptsLog, Deliveries, DeliveryQueue
+from service.storage.erasures import ErasureStore
 from service.storage.heartbeats import Heartbeats
 from service.storage.keyring import Keyring
 from service.storage.metrics import MetricsStore
 from service.storage.rate_limit import RateLimiter
 from service.storage.reconciliation import BackfillStatus, BackfillStore, SweepState
 from service.storage.recordings import RecordingStore
+from service.storage.subject_index import SubjectIndex, index_key
 from service.storage.subscriptions import SubscriptionStore
 from service.storage.wakeups import Wakeups
 from workers.attempts_archive import AttemptsArchive
 from workers.delivery import Deliverer
 from workers.dispatcher import Dispatcher
+from workers.erasure import Eraser
 from workers.job_worker import JobWorker
 from workers.pipeline import Context, Pipeline
 from workers.reconciliation import ListingOrder, Reconciler
@@ -44,6 +47,7 @@ from workers.redis_outage import outage, redis_loss_is_a_retry, redis_trouble
 
 log = logging.getLogger("recording_relay.worker")
 BACKFILL_TURNS_EVERY = 15.0  # seconds between looks at whose turn it is to backfill
+RETENTION_LOOKS_EVERY = 300.0  # seconds between looks at whether the day's retention sweep ran
 
 
 @redis_loss_is_a_retry
@@ -88,6 +92,13 @@ async def run_backfill(ctx: dict[str, Any], backfill_id: str) -> str:
 
 
 @redis_loss_is_a_retry
+async def run_erasure(ctx: dict[str, Any], erasure_id: str) -> str:
+    """An erasure (`workers.erasure`), a slice of its recordings a run."""
+    eraser: Eraser = ctx["eraser"]
+    return await eraser.run(erasure_id, budget=max(1.0, ctx["job_timeout"] / 2))
+
+
+@redis_loss_is_a_retry
 async def delete_recording(ctx: dict[str, Any], recording_id: str) -> str:
     pipeline: Pipeline = ctx["pipeline"]
     return await pipeline.delete(recording_id, ctx["job_try"])
@@ -104,6 +115,8 @@ def arq_options(settings: Settings) -> dict[str, Any]:
             func(delete_recording, name=jobs.DELETE_RECORDING, max_tries=10),
             # Runs again until its window is walked: each run is a slice of it.
             func(run_backfill, name=jobs.RUN_BACKFILL, max_tries=1_000_000),
+            # Runs again until every recording is erased: waits, outages and slices are tries.
+            func(run_erasure, name=jobs.RUN_ERASURE, max_tries=1_000_000),
         ],
         "queue_name": jobs.QUEUE,
         "max_jobs": settings.worker_max_jobs,
@@ -173,7 +186,9 @@ class WorkerProcess:
             lapse=max(settings.delivery_timeout + 10, 3 * heartbeats.EVERY),
             retention=settings.recording_retention_days * 86_400,
         )
-        links = MediaLinks(settings, Keyring(redis))
+        keyring = Keyring(redis)
+        links = MediaLinks(settings, keyring)
+        index = self.index = SubjectIndex(self.archive, index_key(settings, keyring))
         deliverer = Deliverer(
             settings, subscriptions, deliveries, delivery_queue, self.webhooks, self.metrics, links
         )
@@ -181,7 +196,9 @@ class WorkerProcess:
         self.dispatcher = Dispatcher(
             delivery_queue, deliverer, settings.delivery_concurrency, self.wakeups
         )
-        self.attempts_archive = AttemptsArchive(AttemptsLog(redis), self.archive, self.name)
+        self.attempts_archive = AttemptsArchive(
+            AttemptsLog(redis), self.archive, self.name, self.store
+        )
         self.pipeline = Pipeline(
             Context(
                 settings,
@@ -193,7 +210,19 @@ class WorkerProcess:
                 self.metrics,
                 self.dispatcher,
                 links,
+                index,
             )
+        )
+        self.eraser = Eraser(
+            settings,
+            ErasureStore(redis, settings.recording_retention_days),
+            self.store,
+            self.archive,
+            index,
+            self.plivo,
+            deliveries,
+            self.dispatcher,
+            redis,
         )
         # Listing for sweeps and backfills takes at most its share of the account's limit.
         share = RateLimiter(redis, limit, window).share("reconcile", settings.reconcile_rate_share)
@@ -219,6 +248,7 @@ class WorkerProcess:
         self._beating: asyncio.Task[None] | None = None
         self._archiving: asyncio.Task[None] | None = None
         self._backfill_turns: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
 
     def stop(self, signal_name: str = "stop") -> None:
         """Stop taking work and shut down (safe to call any number of times, at any moment)."""
@@ -253,6 +283,8 @@ class WorkerProcess:
                 self.dispatcher.start()
                 if self.settings.reconcile_interval > 0:
                     self._sweeper = asyncio.create_task(self._sweep_now_and_then(), name="sweeper")
+                if self.settings.archive_retention_days is not None:
+                    self._retention = asyncio.create_task(self._keep_retention(), name="retention")
                 while not self._stopping.is_set():
                     if await self._run_arq() == "finished":
                         break
@@ -308,12 +340,25 @@ class WorkerProcess:
                 pause = min(interval / 4, 15.0) * random.uniform(0.8, 1.2)
                 await asyncio.wait_for(self._stopping.wait(), pause)
 
+    async def _keep_retention(self) -> None:
+        """Look every few minutes whether the day's retention sweep is this worker's to start
+        (one a day for the whole deployment: `Eraser.sweep_retention`)."""
+        while not self._stopping.is_set():
+            try:
+                await self.eraser.sweep_retention()
+            except (RedisError, OSError) as error:
+                log.warning("retention sweep not started (%s); trying again shortly", error)
+            with contextlib.suppress(TimeoutError):
+                pause = RETENTION_LOOKS_EVERY * random.uniform(0.8, 1.2)
+                await asyncio.wait_for(self._stopping.wait(), pause)
+
     async def _run_arq(self) -> str:
         """One arq worker's life: `finished` (burst mode), `stopping`, or `lost` (Redis)."""
         options = {**arq_options(self.settings), **self.arq_overrides}
         context = {
             "pipeline": self.pipeline,
             "reconciler": self.reconciler,
+            "eraser": self.eraser,
             "job_timeout": options["job_timeout"],
         }
         self.arq = JobWorker(self.wakeups, redis_pool=self.redis, ctx=context, **options)
@@ -373,7 +418,14 @@ class WorkerProcess:
         self.stop(self.signal or "stop")
         grace = self.settings.worker_shutdown_grace
         arq = self.arq
-        for task in (self._sweeper, self._beating, self._archiving, self._backfill_turns):
+        tasks = (
+            self._sweeper,
+            self._beating,
+            self._archiving,
+            self._backfill_turns,
+            self._retention,
+        )
+        for task in tasks:
             if task is not None:
                 task.cancel()  # a sweep cut short is repeated by the next
                 await asyncio.gather(task, return_exceptions=True)

@@ -8,9 +8,11 @@ null when it could not be fetched) and `callback` (the original callback paramet
 `recording.archived` (sent once the audio and the documents are in the archive) adds `archive`.
 Every one ends with `media`: a signed link to the audio (`service.domain.media_links`), fresh
 in each webhook attempt, or null when the recording could not be fetched from Plivo.
-`subscription.disabled` has `subscription_id`, `url` (its scheme, host and port only) and
-`reason`. The JSON Schema of both is `docs/events.v1.schema.json`; a change to these models is
-a new version (an additive one, a new event type, is not).
+`recording.erased` (the recording is deleted everywhere the relay put it: delete your copies)
+has ids, times and why only, no personal data. `subscription.disabled` has `subscription_id`,
+`url` (its scheme, host and port only) and `reason`. The JSON Schema of them all is
+`docs/events.v1.schema.json`; a change to these models is a new version (an additive one, a
+new event type, is not).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from service.domain.erasure import Reason
 from service.domain.transcript import ReadableTranscript
 
 SCHEMA_VERSION = 1
@@ -33,6 +36,7 @@ TRANSCRIBED: EventType = "recording.transcribed"
 FAILED: EventType = "recording.failed"
 ARCHIVED: EventType = "recording.archived"
 EVENT_TYPES: tuple[EventType, ...] = (COMPLETED, TRANSCRIBED, FAILED, ARCHIVED)
+ERASED: Literal["recording.erased"] = "recording.erased"
 MEDIA_FIELD = ',"media":'  # how `data.media`, the body's last field, begins in a body
 
 
@@ -126,6 +130,34 @@ class Event(BaseModel):
     data: EventData
 
 
+class ErasedData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recording_id: str
+    erasure_id: str = Field(description="GET /v1/erasures/{id}: the erasure and its audit record")
+    reason: Reason = Field(
+        description="request (one recording), subject (every recording of a person or a call) "
+        "or retention (older than ARCHIVE_RETENTION_DAYS)"
+    )
+    erased_at: str = Field(description="ISO 8601, UTC")
+    erased: list[str] = Field(
+        description="what the relay erased: `relay` (its queues, state and media links), "
+        "`archive` (every object of the recording), `plivo` (Plivo's recording and "
+        "transcription)"
+    )
+
+
+class RecordingErased(BaseModel):
+    """`recording.erased`: the relay holds nothing of the recording any more; a subscriber
+    deletes what it keeps of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["recording.erased"]
+    timestamp: str = Field(description="ISO 8601, UTC")
+    data: ErasedData
+
+
 class DisabledData(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -172,7 +204,9 @@ def with_media(body: str, fresh: Callable[[Media], Media]) -> str:
 
 def json_schema() -> dict[str, Any]:
     """Every event the relay sends, one of them by its `type`."""
-    either = TypeAdapter(Annotated[Event | SubscriptionDisabled, Field(discriminator="type")])
+    either = TypeAdapter(
+        Annotated[Event | RecordingErased | SubscriptionDisabled, Field(discriminator="type")]
+    )
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://recording-relay/events.v{SCHEMA_VERSION}.schema.json",

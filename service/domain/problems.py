@@ -30,6 +30,10 @@ class Conflict(Problem):
     record)."""
 
 
+class Gone(Problem):
+    """What was asked for existed and was erased on purpose."""
+
+
 class Unauthorized(Problem):
     """The caller did not show a token the relay accepts."""
 

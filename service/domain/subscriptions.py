@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from service.domain import content_filter
-from service.domain.events import EVENT_TYPES
+from service.domain.events import ERASED, EVENT_TYPES
 from service.domain.text import PlainText
 from service.domain.urls import check_url
 
@@ -28,9 +28,11 @@ EventFilter = Literal[
     "recording.transcribed",
     "recording.failed",
     "recording.archived",
+    "recording.erased",
     "subscription.disabled",
 ]
-RECORDING_EVENTS: tuple[EventFilter, ...] = EVENT_TYPES
+# What a new subscription gets unless it says: a recording's events, its erasure included.
+RECORDING_EVENTS: tuple[EventFilter, ...] = (*EVENT_TYPES, ERASED)
 ROTATION_OVERLAP_S = 24 * 3600
 URL = Annotated[
     str,

@@ -65,11 +65,14 @@ class AdminAuth:
         log.warning("%s refused from %s on %s", what, address, request.url.path)
         await self.throttle.failed(address)
 
-    async def check(self, request: Request) -> None:
-        """`Unauthorized` unless the request carries one of the tokens; `Throttled` if it may not
-        try."""
+    async def check(self, request: Request) -> str:
+        """Who the caller is, as an audit record names it (`token:` and the start of its
+        token's fingerprint): `Unauthorized` unless the request carries one of the tokens;
+        `Throttled` if it may not try."""
         await self.allowed(request)
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or self.matching(presented) is None:
+        found = self.matching(presented) if scheme.lower() == "bearer" else None
+        if found is None:
             await self.failed(request, "missing or wrong bearer token")
             raise Unauthorized("missing or wrong bearer token")
+        return f"token:{found[:12]}"

@@ -22,6 +22,7 @@ STEPS = (
     "failed_at",
     "archived_at",
     "deleted_at",
+    "erased_at",
 )
 STATUSES = tuple(Status)
 SCAN_MAX = 1000  # index entries one page may look through to fill itself under a filter
@@ -106,6 +107,11 @@ class Recordings:
             "other_callbacks": [json.loads(c) for c in await self.store.callbacks(recording_id)],
             "events": [json.loads(e) for e in await self.history.events(state)],
             "attempts": [attempt.model_dump() for attempt in attempts],
+            "erasure": (
+                {"id": state.erasure_id, "reason": state.erasure_reason}
+                if state.status == Status.ERASED
+                else None
+            ),
         }
 
 

@@ -22,6 +22,10 @@ day can be listed, copied or expired by a bucket lifecycle rule, and a query eng
         audio.original.<format>  the pre-denoised audio, with ARCHIVE_ORIGINAL (where there is one)
         events/<type>.json   each event as it was emitted (each attempt refreshes its media link)
 
+Beside the recordings (`service.storage.subject_index`, `service.storage.holds`,
+`service.storage.audit`): `index/` (who each recording is of, as keyed hashes: erasure by
+person), `holds/` (legal holds) and `audit/` (every erasure, hold and release).
+
 Every object is written whole in one put (an object store never shows half an object; the file
 store writes a temporary file and renames it), and writing the same object again writes the
 same bytes, so a worker killed mid-write leaves nothing that its re-run does not repair.
@@ -43,6 +47,8 @@ from obstore.exceptions import BaseError
 from obstore.store import AzureStore, GCSStore, LocalStore, S3Store, from_url
 
 UPLOAD_PART_BYTES = 5 * 1024 * 1024  # parts of a multipart upload (S3's least)
+LIST_PAGE = 1000  # keys one listing request returns (S3's, GCS's and Azure's page)
+DELETE_BATCH = 1000  # keys one bulk delete request takes (S3's DeleteObjects)
 
 
 class ArchiveUnavailable(Exception):
@@ -63,12 +69,16 @@ class Archive:
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
+        # Requests made of the store, as S3 would count them (a listing a page of 1000, a bulk
+        # delete a batch of 1000): what bench/erasure reports.
+        self.requests = 0
         if url.startswith("file://"):
             self.store = from_url(self.url, mkdir=True)
         else:  # configured by the store's standard environment variables
             self.store = from_url(self.url)
 
     async def put(self, key: str, data: bytes) -> None:
+        self.requests += 1
         try:
             await obstore.put_async(self.store, key, data)
         except (BaseError, OSError) as error:
@@ -88,6 +98,7 @@ class Archive:
                 size += len(chunk)
                 yield chunk
 
+        self.requests += 2
         try:
             await obstore.put_async(self.store, key, counted(), chunk_size=UPLOAD_PART_BYTES)
             stored = await obstore.head_async(self.store, key)
@@ -112,6 +123,7 @@ class Archive:
 
     async def get(self, key: str) -> bytes | None:
         """The object's bytes, or None if there is none."""
+        self.requests += 1
         try:
             result = await obstore.get_async(self.store, key)
             return bytes(await result.bytes_async())
@@ -122,6 +134,7 @@ class Archive:
 
     async def size(self, key: str) -> int | None:
         """The stored object's size, or None if there is none."""
+        self.requests += 1
         try:
             meta = await obstore.head_async(self.store, key)
         except FileNotFoundError:
@@ -138,7 +151,58 @@ class Archive:
             return []
         except (BaseError, OSError) as error:
             raise ArchiveUnavailable(f"archive: cannot list {prefix}: {_short(error)}") from None
+        finally:
+            self.requests += 1
+        self.requests += (len(found) - 1) // LIST_PAGE if found else 0
         return sorted(str(item["path"]) for item in found)
+
+    async def folders(self, prefix: str) -> list[str]:
+        """The "folders" right under `prefix/` (`recordings` -> `recordings/2026`, ...),
+        sorted: what a listing with a delimiter gives, without the objects below them."""
+        self.requests += 1
+        try:
+            found = await obstore.list_with_delimiter_async(self.store, prefix)
+        except FileNotFoundError:
+            return []
+        except (BaseError, OSError) as error:
+            raise ArchiveUnavailable(f"archive: cannot list {prefix}: {_short(error)}") from None
+        return sorted(str(name).rstrip("/") for name in found["common_prefixes"])
+
+    async def delete(self, keys: list[str]) -> None:
+        """Delete these objects (in bulk where the store can: S3 takes 1000 a request); one
+        already gone is no error. The file store's folders left empty go too."""
+        if not keys:
+            return
+        self.requests += (len(keys) - 1) // DELETE_BATCH + 1
+        try:
+            await obstore.delete_async(self.store, keys)
+        except FileNotFoundError:  # the file store refuses a missing file: one by one
+            for key in keys:
+                try:
+                    await obstore.delete_async(self.store, key)
+                except FileNotFoundError:
+                    pass
+                except (BaseError, OSError) as error:
+                    raise ArchiveUnavailable(
+                        f"archive: cannot delete {key}: {_short(error)}"
+                    ) from None
+        except (BaseError, OSError) as error:
+            raise ArchiveUnavailable(f"archive: cannot delete {keys[0]}: {_short(error)}") from None
+        self._remove_empty_folders(keys)
+
+    def _remove_empty_folders(self, keys: list[str]) -> None:
+        """The file store keeps a folder per level of a key: a folder named by a recording id
+        or an index hash would outlive what it held."""
+        root = self.local_path("")
+        if root is None:
+            return
+        for folder in sorted({(root / key).parent for key in keys}, reverse=True):
+            while folder != root and root in folder.parents:
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (or gone): the levels above are not either
+                    break
+                folder = folder.parent
 
     def local_path(self, key: str) -> Path | None:
         """Where a file store keeps `key` on this machine; None for the other stores."""

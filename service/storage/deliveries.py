@@ -53,7 +53,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.domain.attempts import Attempt, Outcome
-from service.domain.events import ARCHIVED, COMPLETED, FAILED, TRANSCRIBED
+from service.domain.events import ARCHIVED, COMPLETED, ERASED, FAILED, TRANSCRIBED
 from service.domain.subscriptions import OPERATIONAL, Subscription
 from service.storage import keys as keys_
 from service.storage import lua
@@ -69,8 +69,10 @@ CODES: dict[str, str] = {
     TRANSCRIBED: "t",
     FAILED: "f",
     ARCHIVED: "a",
+    ERASED: "e",
     OPERATIONAL: "d",
 }
+ERASED_CODE = CODES[ERASED]
 TYPES = {code: kind for kind, code in CODES.items()}
 WINDOW = 100  # attempts each subscription keeps in Redis (it may hold up to a fifth more)
 ARCHIVE_EVERY = 5.0  # seconds between moves of attempts to the archive, at most

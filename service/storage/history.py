@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from service.domain.attempts import Attempt
-from service.domain.events import EVENT_TYPES
+from service.domain.events import ERASED, EVENT_TYPES
 from service.storage.archive import Archive, day_of, recording_prefix
 from service.storage.deliveries import decode_attempt
 from service.storage.recordings import RecordingState
@@ -54,7 +54,10 @@ class History:
         return [decode_attempt(r, recording_id=state.recording_id) for r in records]
 
     async def events(self, state: RecordingState) -> list[str]:
-        """The bodies of the recording's events, in the order of a recording's life."""
+        """The bodies of the recording's events, in the order of a recording's life (an erased
+        recording's: its `recording.erased` only)."""
+        if ERASED in state.events:
+            return [state.events[ERASED]]
         found = []
         for kind in EVENT_TYPES:
             body = await self.event(state, kind)

@@ -28,6 +28,9 @@ PROCESS_RECORDING = "process_recording"
 COLLECT_TRANSCRIPTION = "collect_transcription"
 DELETE_RECORDING = "delete_recording"
 RUN_BACKFILL = "run_backfill"
+RUN_ERASURE = "run_erasure"
+# The jobs of a recording's pipeline: an erasure drops them.
+PIPELINE = (PROCESS_RECORDING, COLLECT_TRANSCRIPTION, DELETE_RECORDING)
 # An unstarted job expires after this long, as arq's own `enqueue_job` does.
 JOB_TTL_MS = expires_extra_ms
 ENQUEUE = lua.source("enqueue")
@@ -114,6 +117,13 @@ async def let_go(redis: Redis, function: str, arg: str, holder: str) -> None:
     lock = in_progress_key_prefix + job_id(function, arg)
     if await redis.get(lock) == holder.encode():
         await redis.delete(lock)
+
+
+async def running(redis: Redis, recording_id: str) -> bool:
+    """Whether a worker runs one of the recording's pipeline jobs now (arq's in-progress
+    lock)."""
+    names = [in_progress_key_prefix + job_id(f, recording_id) for f in PIPELINE]
+    return bool(await redis.exists(*names))
 
 
 async def enqueue_collector(redis: Redis, recording_id: str, defer: float) -> bool:

@@ -27,6 +27,14 @@ Subscriptions and deliveries (`service.storage.subscriptions`, `service.storage.
 - `rr:archive:attempts` (list): attempts on their way to their recordings' `attempts.json` in
   the archive (a few seconds); `rr:archive:attempts:lock`: whoever moves them now.
 
+Erasures (`service.storage.erasures`): an erased recording's state is its tombstone (status
+`erased`, for `RECORDING_RETENTION_DAYS` from its erasure); `rr:erasure:{id}` (hash: the
+erasure and its progress), `:todo` (hash: recording -> `day|account`, what it erases),
+`:outcomes` (hash: recording -> what each step came to), each kept `ERASURE_DAYS` once it has
+ended (the archive's audit record is the lasting one); `rr:erasures` (zset: the latest 100);
+`rr:retention:lock` (string: whoever runs today's retention sweep); `rr:reindex` (string: how
+far `python -m workers reindex` got).
+
 Plivo's rate limit (`service.storage.rate_limit`): `rr:plivo-rate:{auth_id}` (zset), and
 `rr:plivo-rate:{auth_id}:{work}` for a kind of work held to a share of it (reconciliation).
 
@@ -173,3 +181,20 @@ def metrics_minute(minute: int) -> str:
 
 def metrics_hour(hour: int) -> str:
     return f"rr:metrics:hour:{hour}"
+
+
+def erasure(erasure_id: str) -> str:
+    return f"rr:erasure:{erasure_id}"
+
+
+def erasure_todo(erasure_id: str) -> str:
+    return f"rr:erasure:{erasure_id}:todo"
+
+
+def erasure_outcomes(erasure_id: str) -> str:
+    return f"rr:erasure:{erasure_id}:outcomes"
+
+
+ERASURES = "rr:erasures"
+RETENTION_LOCK = "rr:retention:lock"
+REINDEX = "rr:reindex"

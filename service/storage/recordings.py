@@ -45,6 +45,7 @@ log = logging.getLogger("recording_relay.store")
 ACCEPT = lua.source("accept")  # scripts/accept.lua
 SAVE_TRANSCRIPTION = lua.source("save_transcription")  # scripts/save_transcription.lua
 FINISH = lua.source("finish")  # scripts/finish.lua
+WRITE_STATE = lua.source("write_state")  # scripts/write_state.lua
 
 
 class Status(StrEnum):
@@ -57,9 +58,16 @@ class Status(StrEnum):
     FAILED = "failed"
     IGNORED = "ignored"  # made before the retention window: a replay, never processed
     NOT_TRANSCRIBED = "not_transcribed"  # backfilled with --no-transcribe: archived, announced
+    ERASED = "erased"  # a tombstone: erased everywhere (`service.storage.erasures`)
 
 
-FINAL = (Status.TRANSCRIBED, Status.FAILED, Status.IGNORED, Status.NOT_TRANSCRIBED)
+FINAL = (
+    Status.TRANSCRIBED,
+    Status.FAILED,
+    Status.IGNORED,
+    Status.NOT_TRANSCRIBED,
+    Status.ERASED,
+)
 # What Redis keeps of a final recording, for de-duplication, the list and its filters: a few
 # short fields (bench/memory). The rest is in the archive (`state.json`).
 FINAL_FIELDS = ("status", "accepted_at", "archived_at", "source", "call_uuid", "last_error")
@@ -75,6 +83,7 @@ STEPS = (
     "failed_at",
     "archived_at",
     "deleted_at",
+    "erased_at",
     "updated_at",
 )
 
@@ -122,6 +131,7 @@ class RecordingState:
     failed_at: int | None = None
     archived_at: int | None = None
     deleted_at: int | None = None
+    erased_at: int | None = None
     updated_at: int | None = None
     last_error: str | None = None
     source: str = "callback"  # how the relay learned of it: callback, reconciliation, backfill
@@ -132,6 +142,9 @@ class RecordingState:
     audio: list[AudioCopy] = field(default_factory=list)  # the archived copies of its audio
     events: dict[str, str] = field(default_factory=dict)  # event type -> body, in flight
     emitted: set[str] = field(default_factory=set)  # event types sent
+    erasure_id: str | None = None  # erased: by which erasure, why, and its archive day
+    erasure_reason: str | None = None
+    day: str | None = None
 
     @classmethod
     def from_hash(cls, recording_id: str, raw: dict[str, str]) -> RecordingState:
@@ -144,6 +157,9 @@ class RecordingState:
         state.source = raw.get("source", "callback")
         state.call_uuid = raw.get("call_uuid") or None
         state.plivo_requests = int(raw.get("plivo_requests", 0))
+        state.erasure_id = raw.get("erasure_id")
+        state.erasure_reason = raw.get("erasure_reason")
+        state.day = raw.get("day")
         if "callback" in raw:
             state.callback = RecordingCallback.model_validate_json(raw["callback"])
         if "recording" in raw:
@@ -210,11 +226,16 @@ class Outcome(StrEnum):
     QUEUED = "queued"  # first sight of a finished recording: its pipeline starts
     DUPLICATE = "duplicate"  # the recording was already accepted
     RECORDED = "recorded"  # a progress event: logged, nothing to do yet
+    ERASED = "erased"  # the recording was erased: nothing is kept, nothing brought back
     FAILED = "failed"  # Redis refused this one callback (logged); the others are unaffected
 
 
 class ForeignRecording(Exception):
     """A transcription callback signed by another account than the recording's owner."""
+
+
+class Erased(Exception):
+    """The recording was erased: its state takes no more writes, and its pipeline stops."""
 
 
 def connect(settings: Settings) -> Redis:
@@ -246,6 +267,7 @@ class RecordingStore:
         self._accept = Batcher(self._accept_batch)
         self._finish = redis.register_script(FINISH)
         self._save_transcription = redis.register_script(SAVE_TRANSCRIPTION)
+        self._write_state = redis.register_script(WRITE_STATE)
 
     async def accept(self, callback: RecordingCallback) -> Outcome:
         """Log a recording callback and, the first time a recording is ready, queue its job."""
@@ -377,8 +399,11 @@ class RecordingStore:
         await self._write(recording_id, deleted_at=now_ms())
 
     async def _write(self, recording_id: str, **fields: str | int) -> None:
+        """Write to the state; `Erased` (and nothing written) if the recording is erased."""
         fields["updated_at"] = now_ms()
-        await self.redis.hset(keys.recording(recording_id), mapping=fields)  # type: ignore[misc]
+        pairs = [item for pair in fields.items() for item in pair]
+        if not await self._write_state([keys.recording(recording_id)], ["hset", *pairs]):
+            raise Erased(recording_id)
 
     async def add_requests(self, recording_id: str, count: int) -> None:
         if count:
@@ -387,11 +412,12 @@ class RecordingStore:
     async def keep_event(self, recording_id: str, kind: str, body: str) -> str:
         """Keep the body of the recording's `kind` event, unless one is kept already: the
         body that is kept (every retry and replay sends the same bytes)."""
-        key = keys.recording(recording_id)
-        if await self.redis.hsetnx(key, f"event:{kind}", body):  # type: ignore[misc]
-            return body
-        kept = await self.redis.hget(key, f"event:{kind}")  # type: ignore[misc]
-        return body if kept is None else str(kept.decode())
+        kept = await self._write_state(
+            [keys.recording(recording_id)], ["hsetnx", f"event:{kind}", body]
+        )
+        if not kept:
+            raise Erased(recording_id)
+        return str(kept.decode())
 
     async def finish(self, state: RecordingState) -> None:
         """`state` is final and its `document()` is in the archive: keep in Redis only its
@@ -401,13 +427,15 @@ class RecordingStore:
             del kept["source"]  # the usual source: said by its absence
         pairs = [str(item) for field in kept.items() if field[1] is not None for item in field]
         lapses = (state.accepted_at or int(time.time() * 1000)) + self.retention_seconds * 1000
-        await self._finish(
+        finished = await self._finish(
             keys=[
                 keys.recording(state.recording_id),
                 keys.recording_transcription(state.recording_id),
             ],
             args=[max(1, lapses - int(time.time() * 1000)), *pairs],
         )
+        if not finished:
+            raise Erased(state.recording_id)
 
     async def recent(
         self, since_ms: float, until_ms: float, offset: int, count: int
@@ -428,6 +456,7 @@ class RecordingStore:
             "archived_at",
             "source",
             "call_uuid",
+            "erased_at",
         )
         async with self.redis.pipeline(transaction=False) as pipe:
             for recording_id in ids:
@@ -439,6 +468,18 @@ class RecordingStore:
             if state:  # expired meanwhile: gone
                 found.append(RecordingState.from_hash(recording_id.decode(), state))
         return found, int(total)
+
+    async def erased(self, recording_ids: list[str]) -> set[str]:
+        """Which of these recordings are erased."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for recording_id in recording_ids:
+                pipe.hget(keys.recording(recording_id), "status")
+            statuses = await pipe.execute()
+        return {
+            recording_id
+            for recording_id, status in zip(recording_ids, statuses, strict=True)
+            if status == Status.ERASED.encode()
+        }
 
     async def callbacks(self, recording_id: str) -> list[str]:
         raw = await self.redis.lrange(keys.recording_callbacks(recording_id), 0, -1)  # type: ignore[misc]

@@ -26,6 +26,7 @@ from service.logs import configure
 from service.metrics import Recorder
 from service.operations.admin_auth import AdminAuth
 from service.operations.backfills import Backfills
+from service.operations.erasures import Erasures
 from service.operations.health import DeploymentHealth
 from service.operations.overview import Overview
 from service.operations.recordings import Recordings
@@ -35,17 +36,22 @@ from service.plivo.client import PlivoClient
 from service.settings import Settings, load_settings
 from service.ssrf import URLGuard
 from service.storage.archive import Archive
+from service.storage.audit import AuditLog
 from service.storage.deliveries import Deliveries
+from service.storage.erasures import ErasureStore
 from service.storage.history import History
+from service.storage.holds import Holds
 from service.storage.keyring import Keyring
 from service.storage.metrics import MetricsStore
 from service.storage.reconciliation import BackfillStore
 from service.storage.recordings import RecordingStore, connect
 from service.storage.sessions import Sessions, Throttle
+from service.storage.subject_index import SubjectIndex, index_key
 from service.storage.subscriptions import SubscriptionStore
 from service.web import errors, http_limits
 from service.web.api.backfills import BackfillsAPI
 from service.web.api.deliveries import DeliveriesAPI
+from service.web.api.erasures import ErasuresAPI
 from service.web.api.openapi import openapi
 from service.web.api.recordings import RecordingsAPI
 from service.web.api.subscriptions import SubscriptionsAPI
@@ -88,7 +94,8 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
     ingest = Ingest(PlivoAuth(settings), store, recorder, redactor)
     throttle = Throttle(redis, settings.auth_failures_per_address, settings.auth_failures_in_all)
     admin = AdminAuth(settings.admin_secrets, throttle)
-    links = MediaLinks(settings, Keyring(redis))
+    keyring = Keyring(redis)
+    links = MediaLinks(settings, keyring)
     archive = Archive(settings.archive_url)
     history = History(archive)
     subscription_store = SubscriptionStore(redis, settings.subscriptions_max)
@@ -107,6 +114,14 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         settings.plivo_api_url, settings.credentials(), timeout=settings.plivo_timeout
     )
     media = MediaAPI(store, history, plivo, links)
+    erasing = Erasures(
+        ErasureStore(redis, settings.recording_retention_days),
+        store,
+        SubjectIndex(archive, index_key(settings, keyring)),
+        Holds(archive),
+        AuditLog(archive),
+    )
+    erasures = ErasuresAPI(erasing, admin)
     backfill_store = BackfillStore(redis, settings.recording_retention_days)
     backfill_line = Backfills(backfill_store, settings.backfill_concurrency)
     backfills = BackfillsAPI(backfill_line, admin)
@@ -156,6 +171,13 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         Route("/v1/health", HealthAPI(health, admin).get, methods=["GET"]),
         Route("/v1/recordings", recordings.list, methods=["GET"]),
         Route("/v1/recordings/{recording_id}", recordings.get, methods=["GET"]),
+        Route("/v1/recordings/{recording_id}", erasures.erase, methods=["DELETE"]),
+        Route("/v1/recordings/{recording_id}/hold", erasures.hold, methods=["PUT"]),
+        Route("/v1/recordings/{recording_id}/hold", erasures.release, methods=["DELETE"]),
+        Route("/v1/holds", erasures.holds, methods=["GET"]),
+        Route("/v1/erasures", erasures.erase_subject, methods=["POST"]),
+        Route("/v1/erasures", erasures.list, methods=["GET"]),
+        Route("/v1/erasures/{erasure_id}", erasures.get, methods=["GET"]),
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics.get, methods=["GET"]),
         Route("/dashboard", lambda _: RedirectResponse("/dashboard/", 308), methods=["GET"]),

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from service.domain.problems import (
     Conflict,
+    Gone,
     Invalid,
     NotFound,
     Problem,
@@ -39,6 +40,7 @@ STATUS: dict[type[Problem], int] = {
     NotFound: 404,
     Invalid: 422,
     Conflict: 409,
+    Gone: 410,
     Unauthorized: 401,
     Throttled: 429,
 }

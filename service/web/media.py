@@ -3,7 +3,8 @@ for whoever holds a link the relay signed (`service.domain.media_links`): no adm
 Plivo's credentials.
 
 - 403 for a link the relay did not sign or one that has expired, 404 for a recording the relay
-  does not know or audio it cannot have (no pre-denoised copy, deleted before it was archived).
+  does not know or audio it cannot have (no pre-denoised copy, deleted before it was archived),
+  410 for a recording that was erased (`DELETE /v1/recordings/{id}`).
 - Once archived (the usual case): on S3, GCS and Azure a `307` to a URL of the store signed for
   `STORE_LINK_SECONDS`, so the bytes never pass through the relay; on the file store, served by
   the relay with `Range` support (`206`), `Content-Type` and `Content-Length`.
@@ -28,7 +29,7 @@ from service.domain.transcript import FORMS
 from service.plivo.client import NotFound, PlivoClient, PlivoError
 from service.storage.archive import ArchiveUnavailable
 from service.storage.history import History, prefix
-from service.storage.recordings import RecordingState, RecordingStore
+from service.storage.recordings import RecordingState, RecordingStore, Status
 from service.web.api.operation import ERROR, documented
 
 log = logging.getLogger("recording_relay.media")
@@ -75,6 +76,7 @@ class MediaAPI:
             400: ("a type other than original", ERROR),
             403: ("not a link the relay signed, or an expired one", ERROR),
             404: ("an unknown recording, or audio it cannot have", ERROR),
+            410: ("the recording was erased", ERROR),
             416: "a range outside the audio",
             502: ("Plivo did not serve audio not yet archived", ERROR),
             503: ("Redis or the archive is unreachable", ERROR),
@@ -106,6 +108,8 @@ class MediaAPI:
         found = await self.store.state(recording_id)
         if found is None:
             raise HTTPException(404, f"recording {recording_id} is unknown to the relay")
+        if found.status == Status.ERASED:
+            raise HTTPException(410, f"recording {recording_id} was erased")
         try:
             state = await self.history.full(found)
         except ArchiveUnavailable as error:

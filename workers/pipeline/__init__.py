@@ -10,6 +10,8 @@ before the next step starts. Read in order:
 - `audio`: the audio's copy in the archive;
 - `announce`: the events, `recording.archived`, the end (finished or `recording.failed`);
 - `retention`: the `delete` job, Plivo's copy removed once the archive's is verified;
+- erasure (`workers.erasure`) stops any of them: a job whose recording is erased meanwhile ends
+  at its next write to the state (`Erased`), having bought and sent nothing more;
 - `context`: what they all work with.
 
 When Plivo has an outage (5xx, 429 or no answer after a request's own retries), the job runs
@@ -26,7 +28,7 @@ import time
 from service.domain.events import Stage
 from service.plivo.client import PlivoError, count_requests, take_count
 from service.storage.archive import ArchiveUnavailable
-from service.storage.recordings import now_ms
+from service.storage.recordings import Erased, now_ms
 from workers.pipeline import announce, retention
 from workers.pipeline import collect as collect_step
 from workers.pipeline import process as process_step
@@ -50,6 +52,8 @@ class Pipeline:
         with count_requests():
             try:
                 return await process_step.process(ctx, state)
+            except Erased:
+                return "erased"
             except ArchiveUnavailable as error:  # nothing is lost: every write is repeated
                 await ctx.retry_later(recording_id, None, error, job_try)
             except PlivoError as error:
@@ -74,6 +78,8 @@ class Pipeline:
         with count_requests():
             try:
                 return await collect_step.collect(ctx, state, job_try)
+            except Erased:
+                return "erased"
             except ArchiveUnavailable as error:  # retried at the next poll, as below
                 defer = collect_step.poll_in(ctx, job_try)
                 await ctx.retry_later(recording_id, None, error, job_try, defer)
@@ -90,4 +96,7 @@ class Pipeline:
                 await ctx.store.add_requests(recording_id, take_count())
 
     async def delete(self, recording_id: str, job_try: int = 1) -> str:
-        return await retention.delete(self.ctx, recording_id, job_try)
+        try:
+            return await retention.delete(self.ctx, recording_id, job_try)
+        except Erased:
+            return "erased"

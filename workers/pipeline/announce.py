@@ -8,6 +8,7 @@ import hashlib
 import logging
 
 from service.domain import events
+from service.domain.erasure import phone_numbers
 from service.domain.events import (
     ArchiveData,
     ArchivedObject,
@@ -116,14 +117,22 @@ async def archive_inventory(ctx: Context, state: RecordingState) -> None:
 
 
 async def finish(ctx: Context, state: RecordingState, status: Status, **fields: str | int) -> None:
-    """The recording is final: its whole state written to the archive (`state.json`), then
-    trimmed in Redis to what the list and de-duplication need (`RecordingStore.finish`), and
-    counted."""
+    """The recording is final: indexed by who it is of (`service.storage.subject_index`), its
+    whole state written to the archive (`state.json`), then trimmed in Redis to what the list
+    and de-duplication need (`RecordingStore.finish`), and counted."""
     for name, value in fields.items():
         setattr(state, name, value)
     state.status = status
     state.archived_at = state.updated_at = now_ms()
     state.plivo_requests += take_count()  # this job's, with those of the jobs before
+    callback, recording = started_by(state), state.recording
+    await ctx.index.write(
+        state.recording_id,
+        day_of(state.accepted_at or 0),
+        state.auth_id,
+        phone_numbers(callback.params, recording.document() if recording else None),
+        (recording.call_uuid if recording else None) or callback.call_uuid,
+    )
     await ctx.keep(state, "state", state.document())
     await ctx.store.finish(state)
     ctx.metrics.count("relay_recordings_total", status=status)

@@ -25,6 +25,7 @@ from service.storage.archive import Archive
 from service.storage.deliveries import Claimed, Deliveries
 from service.storage.history import History, prefix
 from service.storage.recordings import RecordingState, RecordingStore
+from service.storage.subject_index import SubjectIndex
 
 log = logging.getLogger("recording_relay.pipeline")
 
@@ -52,6 +53,7 @@ class Context:
     metrics: Recorder
     dispatch: Dispatch
     links: MediaLinks
+    index: SubjectIndex  # who each archived recording is of (erasure by person)
     history: History = field(init=False)
     redactor: Redactor = field(init=False)  # REDACT
     # Bounds the memory audio takes: a transfer holds one upload part at most.

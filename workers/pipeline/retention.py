@@ -13,7 +13,7 @@ from service.plivo.client import NotFound, PlivoError, count_requests, take_coun
 from service.storage import jobs
 from service.storage.archive import ArchiveUnavailable
 from service.storage.history import prefix
-from service.storage.recordings import RecordingState
+from service.storage.recordings import RecordingState, Status
 from workers.pipeline.context import Context
 
 log = logging.getLogger("recording_relay.pipeline")
@@ -30,8 +30,8 @@ async def schedule_deletion(ctx: Context, recording_id: str) -> None:
 async def delete(ctx: Context, recording_id: str, job_try: int = 1) -> str:
     """The deletion job: remove the recording and its transcription from Plivo."""
     found = await ctx.store.state(recording_id)
-    if found is None or found.deleted_at is not None:
-        return "nothing to do"
+    if found is None or found.deleted_at is not None or found.status == Status.ERASED:
+        return "nothing to do"  # (an erasure deletes Plivo's copy itself)
     if not found.final:
         # Queued as the recording's last job finishes it: that job has not written its end
         # yet (only a retention of 0 days comes this soon). Looked at again shortly.

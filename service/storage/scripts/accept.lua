@@ -5,12 +5,14 @@
 -- retention (a call a minute is enough), then six a callback: the callback's JSON, "1"
 -- if it starts the pipeline, the encoded arq job, the job id, the signing account, the
 -- recording id.
+-- An erased recording takes nothing (`erased`): not even its callback is logged.
 -- Each callback runs under its own `pcall`: one that fails is reported as `failed: <error>`
 -- and changes neither the answer nor the fate of the others in the batch.
 local jobs, index = KEYS[1], KEYS[2]
 local now, retention, log_max, job_ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local queued = 0
 local function accept(state, log, job, callback, starts, encoded, job_id, auth_id, id)
+  if redis.call('HGET', state, 'status') == 'erased' then return 'erased' end
   if starts == '1' then
     if redis.call('HSETNX', state, 'accepted_at', now) == 1 then
       redis.call('HSET', state, 'status', 'queued', 'callback', callback, 'auth_id', auth_id,

@@ -5,11 +5,13 @@
 -- subscriber, how many may be handed straight to the caller (its free attempt slots), the
 -- caller's name (it holds those), the emitted field ('' for none), the deliveries' wake-up
 -- channel, the pending and queue key prefixes, then the subscription ids. Returns the
--- subscriptions handed to the caller to attempt now.
+-- subscriptions handed to the caller to attempt now. Nothing is queued of an erased recording
+-- but its `recording.erased` (code `e`).
 local now, rec, code = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local capacity, room, holder = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local PENDING, QUEUE = ARGV[11], ARGV[12]
 local subs = #ARGV - 12
+if code ~= 'e' and redis.call('HGET', KEYS[4], 'status') == 'erased' then return {} end
 if subs > 0 then
   if redis.call('HSETNX', KEYS[3], 'b', ARGV[4]) == 1 then
     redis.call('HSET', KEYS[3], 't', now / 1000, 'd', ARGV[5], 'n', subs)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from service.domain.attempts import Attempt
-from service.domain.events import Event
+from service.domain.events import Event, RecordingErased
 from service.domain.problems import Invalid
 from service.operations.admin_auth import AdminAuth
 from service.operations.paging import Page
@@ -69,8 +69,8 @@ class RecordingStatus(BaseModel):
 
     recording_id: str
     status: str | None = Field(
-        description="queued, details_fetched, transcribing, transcribed, failed, ignored or "
-        "not_transcribed (backfilled without transcription)"
+        description="queued, details_fetched, transcribing, transcribed, failed, ignored, "
+        "not_transcribed (backfilled without transcription) or erased"
     )
     source: str = Field(description="callback, reconciliation or backfill")
     steps: dict[str, int | None] = Field(description="each step's time, epoch ms")
@@ -80,8 +80,11 @@ class RecordingStatus(BaseModel):
     audio: list[dict[str, Any]] | None = Field(description="the archived audio: key, size, sha256")
     callback: dict[str, Any] | None
     other_callbacks: list[dict[str, Any]]
-    events: list[Event]
+    events: list[Event | RecordingErased]
     attempts: list[Attempt]
+    erasure: dict[str, str | None] | None = Field(
+        default=None, description="an erased recording: its erasure's id and reason"
+    )
 
 
 class RecordingsAPI:
