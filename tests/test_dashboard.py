@@ -153,3 +153,26 @@ async def test_a_subscriptions_filter_is_edited_on_its_page_and_tried_on_recent_
         assert stored.json()["filter"] == {
             "type": {"$in": ["recording.completed", "recording.archived"]}
         }
+
+
+async def test_erasing_from_the_dashboard_needs_csrf_and_the_id_typed_again(
+    redis_url: str,
+) -> None:
+    async with (
+        running_relay(redis_url, worker=False, **FAST) as relay,
+        logged_in(relay) as (client, csrf),
+    ):
+        recording_id = await relay.call()
+        erase = f"/dashboard/recordings/{recording_id}/erase"
+        forged = await client.post(erase, data={"confirm": recording_id, "csrf": "forged"})
+        assert forged.status_code == 403
+        unconfirmed = await client.post(erase, data={"confirm": "yes", "csrf": csrf})
+        assert unconfirmed.status_code == 422 and "confirm" in unconfirmed.text
+        blank = await client.post(
+            f"/dashboard/recordings/{recording_id}/hold", data={"reason": " ", "csrf": csrf}
+        )
+        assert blank.status_code == 422 and "reason" in blank.text
+        assert (await relay.status(recording_id)).json()["status"] == "queued"  # untouched
+        erased = await client.post(erase, data={"confirm": recording_id, "csrf": csrf})
+        assert erased.status_code == 303
+        assert (await relay.status(recording_id)).json()["status"] == "erased"

@@ -171,3 +171,50 @@ async def test_the_pages_work_with_javascript_off(redis_url: str, browser: Brows
         await page.get_by_role("button", name="Log out").click()
         await expect(page).to_have_url(re.compile(r"/dashboard/login$"))
         await context.close()
+
+
+async def test_an_operator_holds_a_recording_then_erases_it_behind_a_confirmation(
+    redis_url: str, browser: Browser
+) -> None:
+    async with running_relay(redis_url, **FAST) as relay:
+        recording_id = await relay.call()
+        assert (await relay.settled(recording_id))["status"] == "transcribed"
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        await page.goto(f"{relay.url}/dashboard/login")
+        await page.fill("#token", ADMIN_TOKEN)
+        await page.click("button[type=submit]")
+        await page.goto(f"{relay.url}/dashboard/recordings/{recording_id}")
+
+        await page.fill("#reason", "dispute 2026-88")
+        await page.get_by_role("button", name="Place a hold").click()
+        await expect(page.get_by_role("status")).to_contain_text("Legal hold placed")
+        await expect(page.locator(".hold")).to_contain_text("dispute 2026-88")
+        await expect(page.get_by_role("button", name="Erase")).to_have_count(0)  # held: no erase
+        await page.get_by_role("link", name="Erasures", exact=True).click()
+        await expect(page.locator("table.holds")).to_contain_text("dispute 2026-88")
+        await page.get_by_role("link", name=recording_id).click()
+        await page.get_by_role("button", name="Release the hold").click()
+        await expect(page.get_by_role("status")).to_contain_text("Legal hold released")
+
+        # The Erase button is behind a confirmation: the recording's id, typed again.
+        await page.get_by_text("Erase this recording everywhere").click()
+        await page.fill("#confirm", "not the id")
+        await page.get_by_role("button", name="Erase").click()
+        assert await page.evaluate("document.getElementById('confirm').validity.valid") is False
+        await expect(page.locator("#confirm")).to_be_visible()  # the browser refused to send it
+        await page.fill("#confirm", recording_id)
+        await page.get_by_role("button", name="Erase").click()
+        await expect(page.get_by_role("status")).to_contain_text("Erasure er_")
+        await shot(page, "erasure")
+
+        async def erased() -> bool:
+            await page.reload()
+            return await page.locator("#erasure h2").text_content() == "Erased"
+
+        await eventually(erased, within=20, what="the page showing the recording erased")
+        await expect(page.locator(".status")).to_contain_text("erased")
+        await page.get_by_role("link", name="Erasures", exact=True).click()
+        await expect(page.locator("table.erasures")).to_contain_text("done")
+        await expect(page.locator("table.erasures")).to_contain_text("dashboard:")
+        await context.close()

@@ -2,9 +2,10 @@
 
 - `session`: logging in with the admin token, the session cookie, CSRF.
 - `overview`: counts, charts, queue depths, subscription health.
-- `pages`: every page and action but the backfills' (`backfills`); templates in
-  `templates/`, CSS and the one script (live updates of the overview) in `static/`, all
-  shipped in the package: nothing from a CDN, and every page works without JavaScript.
+- `pages`: every page and action but the backfills' (`backfills`) and erasure's
+  (`erasures`); templates in `templates/`, CSS and the one script (live updates of the
+  overview) in `static/`, all shipped in the package: nothing from a CDN, and every page works
+  without JavaScript.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from service.dashboard.backfills import BackfillPages
+from service.dashboard.erasures import ErasurePages
 from service.dashboard.pages import TEMPLATES, AnswerTo, Dashboard
 from service.dashboard.session import RequireLogin, ServerSessions
 from service.domain.problems import Problem
 from service.operations.admin_auth import AdminAuth
 from service.operations.backfills import Backfills
+from service.operations.erasures import Erasures
 from service.settings import Settings
 from service.storage.sessions import Sessions
 
@@ -53,9 +56,11 @@ def create_dashboard(
     sessions: Sessions,
     admin: AdminAuth,
     backfills: Backfills,
+    erasures: Erasures,
 ) -> Starlette:
     """The dashboard as an app of its own, to mount at `/dashboard`."""
     d, b = dashboard, BackfillPages(dashboard, backfills)
+    e = ErasurePages(dashboard, erasures)
     routes = [
         Route("/", d.home, methods=["GET"]),
         Route("/live", d.live, methods=["GET"]),
@@ -63,8 +68,12 @@ def create_dashboard(
         Route("/login", d.login, methods=["POST"]),
         Route("/logout", d.logout, methods=["POST"]),
         Route("/recordings", d.recording_list, methods=["GET"]),
-        Route("/recordings/{recording_id}", d.recording, methods=["GET"]),
+        Route("/recordings/{recording_id}", e.recording, methods=["GET"]),
         Route("/recordings/{recording_id}/replay", d.replay, methods=["POST"]),
+        Route("/recordings/{recording_id}/erase", e.erase, methods=["POST"]),
+        Route("/recordings/{recording_id}/hold", e.hold, methods=["POST"]),
+        Route("/recordings/{recording_id}/release", e.release, methods=["POST"]),
+        Route("/erasures", e.list, methods=["GET"]),
         Route("/subscriptions", d.subscription_list, methods=["GET"]),
         Route("/subscriptions", d.create_subscription, methods=["POST"]),
         Route("/subscriptions/{subscription_id}", d.subscription, methods=["GET"]),

@@ -189,7 +189,8 @@ class Dashboard:
             sources=SOURCES,
         )
 
-    async def recording(self, request: Request) -> Response:
+    async def recording(self, request: Request, **extra: Any) -> Response:
+        """A recording's page (`extra`: more for its template: its legal hold)."""
         detail = await self.recordings.detail(request.path_params["recording_id"])
         events = detail["events"]
         media = next((e["data"]["media"] for e in events if e["data"].get("media")), None)
@@ -218,6 +219,7 @@ class Dashboard:
             link_hours=round(self.settings.media_link_ttl / 3600, 1),
             attempts=by_subscriber,
             subscriptions=subscriptions,
+            **extra,
         )
 
     async def replay(self, request: Request) -> Response:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from service.domain.text import PlainText
 
@@ -88,12 +88,18 @@ class SubjectRequest(BaseModel):
         return self
 
 
+def _said(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must say why")
+    return text.strip()
+
+
 class HoldRequest(BaseModel):
     """`PUT /v1/recordings/{id}/hold`: why the recording must be kept."""
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[PlainText, Field(min_length=1, max_length=500)]
+    reason: Annotated[PlainText, Field(min_length=1, max_length=500), AfterValidator(_said)]
 
 
 class Hold(BaseModel):

@@ -181,7 +181,10 @@ def create_app(settings: Settings | None = None, guard: URLGuard | None = None) 
         Route("/v1/openapi.json", openapi, methods=["GET"]),
         Route("/metrics", metrics.get, methods=["GET"]),
         Route("/dashboard", lambda _: RedirectResponse("/dashboard/", 308), methods=["GET"]),
-        Mount("/dashboard", create_dashboard(settings, dashboard, sessions, admin, backfill_line)),
+        Mount(
+            "/dashboard",
+            create_dashboard(settings, dashboard, sessions, admin, backfill_line, erasing),
+        ),
         Route("/media/{name}", media.get, methods=["GET"]),
         Route("/v1/backfills", backfills.create, methods=["POST"]),
         Route("/v1/backfills", backfills.list, methods=["GET"]),

@@ -1,0 +1,113 @@
+"""Erasure under kills: workers killed at random moments while recordings are both in their
+pipeline and being erased leave nothing half done that the next worker does not finish."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+from collections import defaultdict
+
+import pytest
+
+from service.storage.archive import Archive
+from tests.support.pipeline_env import running_relay, start_worker, worker_env
+from tests.support.receivers import Receiver
+from tests.support.servers import serve
+from tests.support.settings import ADMIN_TOKEN, AUTH_ID
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.slow
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+async def test_workers_killed_mid_erasure_leave_every_recording_erased_once(
+    redis_url: str,
+) -> None:
+    admit = "127.0.0.0/8"
+    receiver = Receiver()
+    async with (
+        running_relay(redis_url, worker=False, delivery_allow_networks=admit) as relay,
+        serve(receiver.app()) as url,
+    ):
+        await relay.subscribe(f"{url}/hook")
+        env = worker_env(
+            relay,
+            PLIVO_UNKNOWN_REQUEST_WAIT="1",
+            WORKER_MAX_JOBS="3",
+            DELIVERY_TIMEOUT="2",
+            DELIVERY_ALLOW_NETWORKS=admit,
+        )
+        relay.faults.latency = 0.15  # every Plivo request takes a while: kills land mid-request
+        ids = [await relay.call() for _ in range(12)]
+        chance = random.Random(21)
+        erasures: dict[str, str] = {}
+
+        async def erase(recording_id: str) -> None:
+            asked = await relay.http.delete(
+                f"{relay.url}/v1/recordings/{recording_id}", headers=AUTH
+            )
+            assert asked.status_code == 202, asked.text
+            erasures[recording_id] = asked.json()["erasure_id"]
+
+        for kill in range(8):
+            worker = await start_worker(env)
+            if kill == 1:  # half of them while their pipelines run
+                for recording_id in ids[::2]:
+                    await erase(recording_id)
+            if kill == 4:  # the rest, wherever they are by then
+                for recording_id in ids[1::2]:
+                    await erase(recording_id)
+            # The kill's moment, at random: whatever the worker is doing then.
+            await asyncio.sleep(chance.uniform(0.5, 2.0))
+            worker.send_signal(signal.SIGKILL)
+            await worker.wait()
+        relay.faults.latency = 0
+        survivor = await start_worker(env)
+        try:
+
+            async def all_erased() -> bool:
+                for erasure_id in erasures.values():
+                    got = await relay.http.get(
+                        f"{relay.url}/v1/erasures/{erasure_id}", headers=AUTH
+                    )
+                    if got.json()["status"] == "running":
+                        return False
+                return True
+
+            await eventually(all_erased, within=90, what="every erasure ended")
+
+            def erased_ids() -> set[str]:
+                bodies = [json.loads(r.body) for r in receiver.got if r.status == 200]
+                return {
+                    b["data"]["recording_id"] for b in bodies if b["type"] == "recording.erased"
+                }
+
+            async def every_subscriber_told() -> bool:
+                return erased_ids() == set(ids)
+
+            await eventually(every_subscriber_told, within=60, what="every recording.erased")
+        finally:
+            survivor.send_signal(signal.SIGTERM)
+            await survivor.wait()
+        archive = Archive(relay.settings.archive_url)
+        left = await archive.keys("recordings") + await archive.keys("index")
+        assert [key for key in left if any(i in key for i in ids)] == []
+        account = relay.sandbox.state.accounts[AUTH_ID]
+        assert not set(ids) & set(account.recordings)
+        assert all(n <= 1 for n in relay.sandbox.state.counters.bought.values())  # none twice
+        # Per recording: one recording.erased (retries carry one webhook-id), and it came last.
+        last: dict[str, str] = {}
+        erased_messages: defaultdict[str, set[str]] = defaultdict(set)
+        for received in receiver.got:
+            body = json.loads(received.body)
+            recording_id = body["data"]["recording_id"]
+            last[recording_id] = body["type"]
+            if body["type"] == "recording.erased":
+                erased_messages[recording_id].add(received.headers["webhook-id"])
+        assert last == dict.fromkeys(ids, "recording.erased")
+        assert all(len(erased_messages[i]) == 1 for i in ids)
+        for recording_id in ids:
+            status = await relay.http.get(f"{relay.url}/v1/recordings/{recording_id}", headers=AUTH)
+            assert status.json()["status"] == "erased"
