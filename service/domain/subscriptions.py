@@ -43,6 +43,16 @@ URL = Annotated[
     AfterValidator(check_url),
 ]
 Description = Annotated[PlainText, Field(max_length=500)]
+RateLimit = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=1000,
+        description="webhooks a second at most, evenly spaced (replays and recoveries too); "
+        "beyond it they wait in the queue, in order, neither failed nor dropped",
+        json_schema_extra={"examples": [5]},
+    ),
+]
 Events = Annotated[list[EventFilter], Field(min_length=1)]
 
 
@@ -125,6 +135,7 @@ class SubscriptionCreate(BaseModel):
     description: Description = ""
     filter: Filter = Field(default_factory=dict)
     headers: Headers = Field(default_factory=dict)
+    rate_limit: RateLimit | None = None
 
 
 class SubscriptionPatch(BaseModel):
@@ -138,6 +149,9 @@ class SubscriptionPatch(BaseModel):
     enabled: bool | None = None
     filter: Filter | None = None
     headers: Headers | None = None
+    rate_limit: Annotated[float, Field(ge=0, le=1000)] | None = Field(
+        default=None, description="webhooks a second at most; 0 removes the limit"
+    )
 
 
 class Subscription(BaseModel):
@@ -152,6 +166,7 @@ class Subscription(BaseModel):
     enabled: bool = True
     filter: Filter = Field(default_factory=dict)
     headers: Headers = Field(default_factory=dict)
+    rate_limit: RateLimit | None = None
     secret: str
     previous_secret: str | None = None
     previous_secret_expires_at: float | None = None
@@ -167,6 +182,11 @@ class Subscription(BaseModel):
         if self.previous_secret and expires is not None and now < expires:
             return [self.secret, self.previous_secret]
         return [self.secret]
+
+    @property
+    def spacing_ms(self) -> int:
+        """The least time between two of its webhooks (ms); 0 when it has no rate limit."""
+        return max(1, round(1000 / self.rate_limit)) if self.rate_limit else 0
 
     def wants(self, event_type: str) -> bool:
         return self.enabled and event_type in self.events

@@ -194,6 +194,7 @@ class Deliveries:
                 keys_.IN_FLIGHT,
                 keys_.body(recording_id, code),
                 keys_.recording(recording_id),
+                keys_.SPACING,
             ],
             args=[
                 now,
@@ -384,7 +385,14 @@ class DeliveryQueue:
         """Take up to `limit` due deliveries; release what a dead worker held, if any."""
         now = int(time.time() * 1000)
         next_due, dead, *rows = await self._claim(
-            [keys_.DUE, keys_.IN_FLIGHT, keys_.SUBSCRIPTIONS, keys_.WORKERS],
+            [
+                keys_.DUE,
+                keys_.IN_FLIGHT,
+                keys_.SUBSCRIPTIONS,
+                keys_.WORKERS,
+                keys_.SPACING,
+                keys_.PACE,
+            ],
             [
                 now,
                 limit,
@@ -481,7 +489,7 @@ class DeliveryQueue:
                 "1" if o.counts else "0",
                 "1" if o.chain else "0",
             ]
-        keys = [keys_.DUE, keys_.IN_FLIGHT, keys_.ATTEMPTS_TO_ARCHIVE]
+        keys = [keys_.DUE, keys_.IN_FLIGHT, keys_.ATTEMPTS_TO_ARCHIVE, keys_.SPACING]
         woke, *taken = await self._settle(keys, args)
         then: dict[int, Claimed] = {}
         for place, code, body, queued_at, day in taken:

@@ -20,6 +20,9 @@ Subscriptions and deliveries (`service.storage.subscriptions`, `service.storage.
 - `rr:queue:{subscription}` (zset): recording -> when its head event is due (ms), for heads
   not in flight.
 - `rr:deliveries:due` (zset): subscription -> when its queue next needs a look (ms).
+- `rr:deliveries:spacing` (hash): a rate-limited subscription -> the least time between two
+  of its webhooks (ms); `rr:deliveries:pace` (hash): subscription -> when it may next be sent
+  one (ms), kept by the claim script (evenly spaced, however many workers).
 - `rr:deliveries:in-flight` (hash): subscription -> attempts in flight (what a worker that
   dies held is released once its heartbeat lapses: `rr:workers`).
 - `rr:failed:{subscription}` (zset): `{recording}:{event}` -> failed at (s), for recover.
@@ -72,6 +75,8 @@ SUBSCRIPTIONS = "rr:subscriptions"
 RECORDINGS_INDEX = "rr:recordings"
 DUE = "rr:deliveries:due"  # member: a subscription; score: when to look at its queue (ms)
 IN_FLIGHT = "rr:deliveries:in-flight"  # subscription -> attempts in flight
+SPACING = "rr:deliveries:spacing"  # rate-limited subscription -> least ms between webhooks
+PACE = "rr:deliveries:pace"  # subscription -> when it may next be sent a webhook (ms)
 ATTEMPTS_TO_ARCHIVE = "rr:archive:attempts"  # attempts on their way to the archive
 ATTEMPTS_MOVING = "rr:archive:attempts:lock"  # whoever moves them now
 WORKERS = "rr:workers"

@@ -1,5 +1,6 @@
 """The subscriptions' store: one Redis hash (`keys.SUBSCRIPTIONS`, id -> JSON), at most
-`SUBSCRIPTIONS_MAX` entries.
+`SUBSCRIPTIONS_MAX` entries; beside it, each rate-limited one's spacing (`keys.SPACING`), which
+the delivery scripts read.
 
 Every write validates the whole record it stores (`Subscription`), so the API can never store
 what the relay cannot read back. A record that still fails to parse (changed by hand, or by an
@@ -62,6 +63,7 @@ class SubscriptionStore:
             description=request.description,
             filter=request.filter,
             headers=request.headers,
+            rate_limit=request.rate_limit,
             secret=new_secret(),
             created_at=now,
             updated_at=now,
@@ -96,6 +98,8 @@ class SubscriptionStore:
         changes = patch.model_dump(exclude_unset=True)
         if changes.get("enabled"):
             changes["disabled_reason"] = None
+        if changes.get("rate_limit") == 0:
+            changes["rate_limit"] = None
         updated = changed(subscription, **changes, updated_at=time.time())
         await self.save(updated)
         return updated
@@ -113,13 +117,18 @@ class SubscriptionStore:
         return rotated
 
     async def delete(self, subscription_id: str) -> bool:
-        return bool(await self.redis.hdel(keys.SUBSCRIPTIONS, subscription_id))  # type: ignore[misc]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hdel(keys.SUBSCRIPTIONS, subscription_id)
+            pipe.hdel(keys.SPACING, subscription_id)
+            pipe.hdel(keys.PACE, subscription_id)
+            deleted, _, _ = await pipe.execute()
+        return bool(deleted)
 
     async def save(self, subscription: Subscription) -> None:
         """Store `subscription` (valid by construction); `LimitReached` for one too many."""
         document = Subscription.model_validate(subscription.model_dump()).model_dump_json()
-        args: list[str | int] = [subscription.id, document, self.limit]
-        if not await self._save(keys=[keys.SUBSCRIPTIONS], args=args):
+        args: list[str | int] = [subscription.id, document, self.limit, subscription.spacing_ms]
+        if not await self._save(keys=[keys.SUBSCRIPTIONS, keys.SPACING], args=args):
             raise LimitReached(f"at most {self.limit} subscriptions (SUBSCRIPTIONS_MAX)")
 
 

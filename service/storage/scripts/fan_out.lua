@@ -1,6 +1,8 @@
 -- Queue one event for the subscriptions that want it, keeping its body once however many they
 -- are, and mark it emitted on the recording, in one step (`service.storage.deliveries`).
--- KEYS: due, in-flight, the event's body, the recording's state (its `emitted` mark).
+-- A rate-limited subscription is never handed straight to the caller: its claim keeps its pace.
+-- KEYS: due, in-flight, the event's body, the recording's state (its `emitted` mark), the
+-- subscriptions' spacings.
 -- ARGV: now (ms), recording, event code, body, the recording's archive day, slots per
 -- subscriber, how many may be handed straight to the caller (its free attempt slots), the
 -- caller's name (it holds those), the emitted field ('' for none), the deliveries' wake-up
@@ -30,9 +32,10 @@ for i = 13, #ARGV do
   local pending = PENDING .. sub
   -- Nothing of the recording pending for the subscriber: the caller takes it now if it has
   -- room and the subscriber a free slot (it holds it: `code@holder`), else it is queued.
-  local mark = room > 0 and (code .. '@' .. holder) or code
+  local paced = redis.call('HEXISTS', KEYS[5], sub) == 1
+  local mark = (room > 0 and not paced) and (code .. '@' .. holder) or code
   if redis.call('HSETNX', pending, rec, mark) == 1 then
-    if room <= 0 then
+    if room <= 0 or paced then
       queue(sub)
     elseif redis.call('HINCRBY', KEYS[2], sub, 1) <= capacity then
       handed[#handed + 1] = sub

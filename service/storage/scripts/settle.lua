@@ -1,5 +1,6 @@
 -- Record the outcomes of attempts (`service.storage.deliveries`), each in one step.
--- KEYS: due, in-flight, attempts on their way to the archive.
+-- A rate-limited subscription's next event is queued, never taken at once (its claim paces it).
+-- KEYS: due, in-flight, attempts on their way to the archive, the subscriptions' spacings.
 -- ARGV: now (ms), slots per subscriber, window (attempts kept per subscriber), retention (s),
 -- the caller's name (it held these), the pending, queue, body, attempts and failed key
 -- prefixes; then nine per attempt: subscription, recording, event code, outcome (succeeded |
@@ -31,7 +32,7 @@ for i = 11, #ARGV, 9 do
   local mine = by == holder and string.sub(codes, 1, 1) == code
   local rest = string.sub(codes, 2)
   local chained = mine and rest ~= '' and outcome ~= 'retry' and outcome ~= 'dropped'
-    and ARGV[i + 8] == '1'
+    and ARGV[i + 8] == '1' and redis.call('HEXISTS', KEYS[4], sub) == 0
   if mine and not chained then
     if redis.call('HINCRBY', KEYS[2], sub, -1) + 1 >= capacity then
       -- A slot is free: a delivery put off for want of one is due now.
