@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
@@ -189,11 +190,14 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
-def guarded_transport(guard: URLGuard, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
-    """An httpx transport whose every connection goes through `GuardedBackend`."""
+def guarded_transport(
+    guard: URLGuard, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None
+) -> httpx.AsyncHTTPTransport:
+    """An httpx transport whose every connection goes through `GuardedBackend` (with
+    `ssl_context`: a receiver's mutual TLS, `service.endpoint_tls`)."""
     transport = httpx.AsyncHTTPTransport(limits=limits)
     transport._pool = httpcore.AsyncConnectionPool(  # httpx offers no public way to set it
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=ssl_context or httpx.create_ssl_context(),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

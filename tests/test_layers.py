@@ -2,10 +2,11 @@
 
 From the bottom: the configuration and logging; the domain (what a callback, an event, a
 subscription is); storage (everything the relay keeps); the infrastructure that talks to the
-world (metrics, the SSRF guard, Plivo's client); the operations the API and the dashboard share;
-the dashboard; the web layer. `workers/` stands beside the dashboard and the web layer, on the
-operations and everything under them; `service.local` (make run) stands apart. Nothing imports
-the web layer, `workers/` or `service.local` but themselves (and the tests).
+world (metrics, the SSRF guard, a receiver's TLS, Plivo's client); the operations the API and
+the dashboard share; the dashboard; the web layer. `workers/` stands beside the dashboard and
+the web layer, on the operations and everything under them; `service.local` (make run) stands
+apart. Nothing imports the web layer, `workers/` or `service.local` but themselves (and the
+tests).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("service.settings", "service.logs"),
     ("service.domain",),
     ("service.storage",),
-    ("service.metrics", "service.ssrf", "service.plivo"),
+    ("service.metrics", "service.ssrf", "service.endpoint_tls", "service.plivo"),
     ("service.operations",),
     ("service.dashboard", "workers"),
     ("service.web",),

@@ -28,6 +28,7 @@ from tests.support.servers import serve
 from tests.support.settings import ADMIN_TOKEN, make_settings
 from tests.support.waiting import eventually
 from workers.delivery import Deliverer
+from workers.endpoint_auth import Credentials
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 HOOK = "http://127.0.0.1:9/hook"
@@ -158,7 +159,8 @@ async def deliverer(redis: Redis, settings_url: str, transport: httpx.AsyncBaseT
     queue = DeliveryQueue(redis, 4, holder="worker.1:100", lapse=60, retention=3600)
     metrics = Recorder(MetricsStore(redis))
     links = MediaLinks(settings, Keyring(redis))
-    return Deliverer(settings, subscriptions, deliveries, queue, transport, metrics, links), queue
+    credentials = Credentials(transport, URLGuard(()), httpx.Limits(), 5.0)
+    return Deliverer(settings, subscriptions, deliveries, queue, credentials, metrics, links), queue
 
 
 async def test_any_error_while_attempting_settles_as_a_failed_attempt(

@@ -152,7 +152,16 @@ async def test_openapi_document_describes_the_api(api: httpx.AsyncClient) -> Non
         assert all(code == "204" or "content" in answers[code] for code in ok), (path, method)
     create = document["components"]["schemas"]["SubscriptionCreate"]
     assert create["additionalProperties"] is False
-    assert set(create["properties"]) == {"url", "events", "description", "filter", "headers"}
+    assert set(create["properties"]) == {
+        "url",
+        "events",
+        "description",
+        "filter",
+        "headers",
+        "rate_limit",
+        "auth",
+        "tls",
+    }
 
 
 async def test_a_bad_filter_is_422_naming_its_place_and_a_good_one_is_kept(

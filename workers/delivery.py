@@ -3,7 +3,9 @@
 Standard Webhooks headers, signed over the exact bytes sent with every current secret of the
 subscription. The body is the event as it was emitted, with a fresh media link (`data.media`,
 `service.domain.media_links`) in each attempt, so a late retry or a replay never carries a dead one.
-Only 2xx is success; what follows from any answer is `service.domain.attempts.decide` (the
+A subscription's own authentication (Basic, an OAuth2 token, a client certificate) comes from
+`workers.endpoint_auth`; failing to get it is a failed attempt like any other. Only 2xx is
+success; what follows from any answer is `service.domain.attempts.decide` (the
 retry schedule, `410 Gone`, `DELIVERY_DISABLE_AFTER`). A disabled subscription's
 `subscription.disabled` event goes to those that asked for it.
 
@@ -27,6 +29,7 @@ from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
 from service.domain.attempts import Attempt, Decision, Outcome, RetryPolicy, decide
+from service.domain.endpoint_auth import OAuth2
 from service.domain.events import DisabledData, Media, SubscriptionDisabled, now_iso, with_media
 from service.domain.media_links import MediaLinks
 from service.domain.problems import first_problem
@@ -38,6 +41,7 @@ from service.settings import Settings
 from service.ssrf import RefusedURL
 from service.storage.deliveries import Claimed, Deliveries, DeliveryQueue, Next
 from service.storage.subscriptions import SubscriptionStore
+from workers.endpoint_auth import AuthFailed, Credentials
 
 log = logging.getLogger("recording_relay.delivery")
 BODY_LOG_BYTES = 4096
@@ -79,7 +83,7 @@ class Deliverer:
         subscriptions: SubscriptionStore,
         deliveries: Deliveries,
         queue: DeliveryQueue,
-        transport: httpx.AsyncBaseTransport,
+        credentials: Credentials,
         metrics: Recorder,
         links: MediaLinks,
     ) -> None:
@@ -88,10 +92,11 @@ class Deliverer:
         self.subscriptions = subscriptions
         self.deliveries = deliveries
         self.queue = queue
-        # httpx's transport, not a client: no cookies, redirects or auth to carry from one
+        # httpx's transports, not a client: no cookies, redirects or auth to carry from one
         # subscriber to the next, and a third less CPU per webhook. On
-        # `ssrf.guarded_transport`, it refuses inward addresses.
-        self.transport = transport
+        # `ssrf.guarded_transport`, they refuse inward addresses; a subscriber's own auth and
+        # TLS come from `credentials` (`workers.endpoint_auth`).
+        self.credentials = credentials
         # Take a recording's next event at once as its previous one settles (not when the
         # process is stopping: it would only be released again).
         self.chain = True
@@ -170,34 +175,31 @@ class Deliverer:
         record = _unsent()
         started = time.monotonic()
         try:
+            transport = self.credentials.transport_for(subscription)
             headers = {
                 **subscription.headers,  # none of the names below (`RESERVED_HEADERS`)
+                **await self.credentials.headers_for(subscription),
                 "content-type": "application/json",
                 "user-agent": "recording-relay",
                 "webhook-id": msg_id,
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": signature_header(subscription, msg_id, timestamp, body),
             }
-            request = httpx.Request(
-                "POST",
-                _parsed(subscription.url),
-                content=body.encode(),
-                headers=headers,
-                extensions={"timeout": self.timeout},
-            )
             async with asyncio.timeout(self.settings.delivery_timeout):
-                response = await self.transport.handle_async_request(request)
-                try:
-                    record.status_code = response.status_code
-                    received = b""
-                    async for chunk in response.aiter_raw():
-                        received += chunk
-                        if len(received) >= BODY_LOG_BYTES:
-                            break
-                finally:
-                    await response.aclose()
+                status, received, retry_after = await self._send(
+                    transport, subscription, body, headers
+                )
+                if status == 401 and isinstance(subscription.auth, OAuth2):
+                    # The token kept may have been revoked: one more try with a new one.
+                    headers.update(await self.credentials.headers_for(subscription, fresh=True))
+                    status, received, retry_after = await self._send(
+                        transport, subscription, body, headers
+                    )
+            record.status_code = status
             record.response_body = received[:BODY_LOG_BYTES].decode(errors="replace")
-            record.retry_after = _seconds(response.headers.get("retry-after", ""))
+            record.retry_after = _seconds(retry_after)
+        except AuthFailed as error:
+            record.error = str(error)
         except RefusedURL as error:  # from the guarded transport, on the address resolved
             record.error = f"refused: {error}"
         except (httpx.TimeoutException, TimeoutError):
@@ -209,6 +211,32 @@ class Deliverer:
             record.error = f"{type(error).__name__}: {error}"[:300]
         record.latency_ms = round((time.monotonic() - started) * 1000, 1)
         return record
+
+    async def _send(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        subscription: Subscription,
+        body: str,
+        headers: dict[str, str],
+    ) -> tuple[int, bytes, str]:
+        """One request: the answer's status, the start of its body, its `Retry-After`."""
+        request = httpx.Request(
+            "POST",
+            _parsed(subscription.url),
+            content=body.encode(),
+            headers=headers,
+            extensions={"timeout": self.timeout},
+        )
+        response = await transport.handle_async_request(request)
+        try:
+            received = b""
+            async for chunk in response.aiter_raw():
+                received += chunk
+                if len(received) >= BODY_LOG_BYTES:
+                    break
+        finally:
+            await response.aclose()
+        return response.status_code, received, response.headers.get("retry-after", "")
 
     async def _disable(self, subscription_id: str, reason: str) -> None:
         """Disable the subscription and tell those who asked (`subscription.disabled`)."""

@@ -39,6 +39,7 @@ from service.storage.wakeups import Wakeups
 from workers.attempts_archive import AttemptsArchive
 from workers.delivery import Deliverer
 from workers.dispatcher import Dispatcher
+from workers.endpoint_auth import Credentials
 from workers.erasure import Eraser
 from workers.job_worker import JobWorker
 from workers.pipeline import Context, Pipeline
@@ -189,8 +190,15 @@ class WorkerProcess:
         keyring = Keyring(redis)
         links = MediaLinks(settings, keyring)
         index = self.index = SubjectIndex(self.archive, index_key(settings, keyring))
+        self.credentials = Credentials(self.webhooks, guard, limits, settings.delivery_timeout)
         deliverer = Deliverer(
-            settings, subscriptions, deliveries, delivery_queue, self.webhooks, self.metrics, links
+            settings,
+            subscriptions,
+            deliveries,
+            delivery_queue,
+            self.credentials,
+            self.metrics,
+            links,
         )
         self.wakeups = Wakeups(connections.listener(settings))
         self.dispatcher = Dispatcher(
@@ -458,4 +466,5 @@ class WorkerProcess:
         await self.listing.aclose()
         await self.store.aclose()
         await self.webhooks.aclose()
+        await self.credentials.aclose()
         await self.redis.aclose()

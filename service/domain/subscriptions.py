@@ -13,11 +13,12 @@ import functools
 import re
 import secrets
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from service.domain import content_filter
+from service.domain.endpoint_auth import Auth, ClientTLS, NoAuth
 from service.domain.events import ERASED, EVENT_TYPES
 from service.domain.text import PlainText
 from service.domain.urls import check_url
@@ -121,6 +122,18 @@ Filter = Annotated[
 ]
 
 
+Authorized = TypeVar("Authorized", "SubscriptionCreate", "Subscription")
+
+
+def one_authorization(subscription: Authorized) -> Authorized:
+    """A subscription's `auth` sends `Authorization`: its `headers` may not too."""
+    if subscription.auth is not None and any(
+        name.lower() == "authorization" for name in subscription.headers
+    ):
+        raise ValueError("headers: Authorization is its auth's to send; drop one of them")
+    return subscription
+
+
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
@@ -136,6 +149,12 @@ class SubscriptionCreate(BaseModel):
     filter: Filter = Field(default_factory=dict)
     headers: Headers = Field(default_factory=dict)
     rate_limit: RateLimit | None = None
+    auth: Auth | None = Field(default=None, description="basic or oauth2; write-only secrets")
+    tls: ClientTLS | None = Field(default=None, description="mutual TLS and a private CA (PEM)")
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> SubscriptionCreate:
+        return one_authorization(self)
 
 
 class SubscriptionPatch(BaseModel):
@@ -152,6 +171,12 @@ class SubscriptionPatch(BaseModel):
     rate_limit: Annotated[float, Field(ge=0, le=1000)] | None = Field(
         default=None, description="webhooks a second at most; 0 removes the limit"
     )
+    auth: Auth | NoAuth | None = Field(
+        default=None, description='the authentication, whole; {"type": "none"} removes it'
+    )
+    tls: ClientTLS | None = Field(
+        default=None, description="the TLS settings, whole; {} removes them"
+    )
 
 
 class Subscription(BaseModel):
@@ -167,6 +192,8 @@ class Subscription(BaseModel):
     filter: Filter = Field(default_factory=dict)
     headers: Headers = Field(default_factory=dict)
     rate_limit: RateLimit | None = None
+    auth: Auth | None = None
+    tls: ClientTLS | None = None
     secret: str
     previous_secret: str | None = None
     previous_secret_expires_at: float | None = None
@@ -182,6 +209,10 @@ class Subscription(BaseModel):
         if self.previous_secret and expires is not None and now < expires:
             return [self.secret, self.previous_secret]
         return [self.secret]
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> Subscription:
+        return one_authorization(self)
 
     @property
     def spacing_ms(self) -> int:

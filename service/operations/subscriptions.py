@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from service import endpoint_tls
+from service.domain.endpoint_auth import BasicAuth, ClientTLS, OAuth2
 from service.domain.problems import Conflict, Invalid, NotFound, invalid
 from service.domain.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
 from service.ssrf import RefusedURL, URLGuard
@@ -36,6 +38,7 @@ class Subscriptions:
         """Create a subscription to a URL the relay may send to (`Invalid`, or `Conflict` past
         the limit)."""
         await self._check_url(wanted.url)
+        await self._check_auth(wanted.auth, wanted.tls)
         try:
             return await self.store.create(wanted)
         except LimitReached as error:
@@ -45,6 +48,8 @@ class Subscriptions:
         """`subscription` with `patch` applied and stored (`Invalid` naming the field)."""
         if "url" in patch.model_fields_set and patch.url is not None:
             await self._check_url(patch.url)
+        auth = patch.auth if isinstance(patch.auth, BasicAuth | OAuth2) else None
+        await self._check_auth(auth, patch.tls)
         try:
             return await self.store.update(subscription, patch)
         except ValidationError as error:
@@ -56,8 +61,19 @@ class Subscriptions:
             raise NotFound("no such subscription")
         await self.deliveries.drop(subscription_id)
 
-    async def _check_url(self, url: str) -> None:
+    async def _check_url(self, url: str, field: str = "url") -> None:
         try:
             await self.guard.check(url)
         except RefusedURL as error:
-            raise Invalid("url", str(error)) from None
+            raise Invalid(field, str(error)) from None
+
+    async def _check_auth(self, auth: BasicAuth | OAuth2 | None, tls: ClientTLS | None) -> None:
+        """The token URL under the webhook URL's rules; a certificate that pairs with its
+        key, a CA that loads (`Invalid` naming the field)."""
+        if isinstance(auth, OAuth2):
+            await self._check_url(auth.token_url, "auth.token_url")
+        if tls is not None and not tls.empty:
+            try:
+                endpoint_tls.context(tls)
+            except endpoint_tls.BadTLS as error:
+                raise Invalid("tls", str(error)) from None

@@ -64,6 +64,8 @@ class SubscriptionStore:
             filter=request.filter,
             headers=request.headers,
             rate_limit=request.rate_limit,
+            auth=request.auth,
+            tls=None if request.tls is None or request.tls.empty else request.tls,
             secret=new_secret(),
             created_at=now,
             updated_at=now,
@@ -100,6 +102,10 @@ class SubscriptionStore:
             changes["disabled_reason"] = None
         if changes.get("rate_limit") == 0:
             changes["rate_limit"] = None
+        if patch.auth is not None and patch.auth.type == "none":
+            changes["auth"] = None
+        if patch.tls is not None and patch.tls.empty:
+            changes["tls"] = None
         updated = changed(subscription, **changes, updated_at=time.time())
         await self.save(updated)
         return updated

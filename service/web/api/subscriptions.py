@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.domain.endpoint_auth import MASK, masked
 from service.domain.subscriptions import Subscription, SubscriptionCreate, SubscriptionPatch
 from service.operations.admin_auth import AdminAuth
 from service.operations.paging import Page
@@ -49,9 +50,10 @@ class SubscriptionList(BaseModel):
 
 def public(subscription: Subscription) -> dict[str, Any]:
     """A subscription as the API shows it: its signing secret included (the API is
-    admin-only), its headers' values never."""
+    admin-only), its headers' values and its authentication's secrets never."""
     shown = subscription.model_dump(exclude={"previous_secret"})
-    shown["headers"] = dict.fromkeys(subscription.headers, "***")
+    shown["headers"] = dict.fromkeys(subscription.headers, MASK)
+    shown.update(masked(subscription.auth, subscription.tls))
     return shown
 
 
