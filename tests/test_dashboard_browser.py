@@ -7,6 +7,7 @@ command that installs it. `DASHBOARD_SCREENSHOTS=docs` saves a screenshot of eac
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from tests.support.servers import serve
 from tests.support.settings import ADMIN_TOKEN
 from tests.support.waiting import eventually
 from tests.test_delivery import FAST, received
+from tests.test_endpoint_auth import Protected
 
 pytestmark = pytest.mark.slow
 
@@ -218,3 +220,56 @@ async def test_an_operator_holds_a_recording_then_erases_it_behind_a_confirmatio
         await expect(page.locator("table.erasures")).to_contain_text("done")
         await expect(page.locator("table.erasures")).to_contain_text("dashboard:")
         await context.close()
+
+
+async def test_an_operator_filters_throttles_and_authenticates_a_subscription(
+    redis_url: str, browser: Browser
+) -> None:
+    receiver = Protected(basic=base64.b64encode(b"relay:pa55word").decode())
+    async with running_relay(redis_url, **FAST) as relay, serve(receiver.app()) as url:
+        recording_id = await relay.call()
+        assert (await relay.settled(recording_id))["status"] == "transcribed"
+        made = await relay.subscribe(f"{url}/hook")
+        context = await browser.new_context(viewport={"width": 1280, "height": 900})
+        page = await context.new_page()
+        await page.goto(f"{relay.url}/dashboard/login")
+        await page.fill("#token", ADMIN_TOKEN)
+        await page.click("button[type=submit]")
+        await page.goto(f"{relay.url}/dashboard/subscriptions/{made['id']}")
+
+        # A filter that a bad JSON cannot replace, then one that takes only the completed events.
+        await page.fill("#filter", "{not json")
+        await page.get_by_role("button", name="Save", exact=True).click()
+        await expect(page.locator("body")).to_contain_text("filter: not JSON")
+        await page.goto(f"{relay.url}/dashboard/subscriptions/{made['id']}")
+        await page.fill("#filter", '{"type": "recording.completed"}')
+        await page.fill("#rate_limit", "5")
+        await page.get_by_role("button", name="Save", exact=True).click()
+        await expect(page.get_by_role("status")).to_contain_text("Saved")
+        await expect(page.locator(".auth-summary")).to_contain_text("throttled to 5.0 a second")
+        await page.get_by_role("link", name="Try it on the last 50 events").click()
+        await expect(page.locator(".filter-preview")).to_contain_text(
+            "1 of the last 3 events would have gone to it"
+        )
+
+        # Basic: the password is written once, never shown, and kept when left empty.
+        await page.select_option("#auth_type", "basic")
+        await page.fill("#username", "relay")
+        await page.fill("#password", "pa55word")
+        await page.get_by_role("button", name="Save the authentication").click()
+        await expect(page.get_by_role("status")).to_contain_text("Saved")
+        await expect(page.locator(".auth-summary")).to_contain_text("HTTP Basic as relay")
+        assert "pa55word" not in await page.content()
+        assert await page.input_value("#password") == ""
+        await page.get_by_role("button", name="Save the authentication").click()  # kept
+        await expect(page.get_by_role("status")).to_contain_text("Saved")
+        await shot(page, "subscription-auth")
+        await context.close()
+
+        await relay.call()
+
+        async def delivered() -> bool:  # only recording.completed, past Basic
+            return len(receiver.taken) == 1
+
+        await eventually(delivered, what="the filtered webhook past Basic")
+        assert receiver.refused == 0

@@ -79,6 +79,7 @@ def create_dashboard(
         Route("/subscriptions/{subscription_id}", d.subscription, methods=["GET"]),
         Route("/subscriptions/{subscription_id}", d.edit_subscription, methods=["POST"]),
         Route("/subscriptions/{subscription_id}/rotate-secret", d.rotate_secret, methods=["POST"]),
+        Route("/subscriptions/{subscription_id}/auth", d.edit_auth, methods=["POST"]),
         Route("/subscriptions/{subscription_id}/recover", d.recover, methods=["POST"]),
         Route("/backfills", b.list, methods=["GET"]),
         Route("/backfills", b.start, methods=["POST"]),

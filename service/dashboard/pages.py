@@ -23,6 +23,7 @@ from starlette.templating import Jinja2Templates
 
 from service.dashboard.session import MAX_FORM_BYTES, check_csrf, csrf_token, log_in, logged_in
 from service.domain.callbacks import is_recording_id
+from service.domain.endpoint_auth import BasicAuth, OAuth2
 from service.domain.media_links import MediaLinks
 from service.domain.problems import (
     Problem,
@@ -327,6 +328,33 @@ class Dashboard:
             except ValueError:
                 error = "filter: not JSON (an object, or {} for every event)"
                 return await self._subscription_page(request, subscription, 422, error=error)
+        if "rate_limit" in form:
+            changes["rate_limit"] = form["rate_limit"].strip() or 0
+        return await self._change(request, subscription, changes)
+
+    async def edit_auth(self, request: Request) -> Response:
+        """The authentication card: a secret left empty is the one kept (never shown)."""
+        subscription = await self._find(request)
+        form = await check_csrf(request)
+        kind = form.get("auth_type", "none")
+        kept = subscription.auth
+        auth: dict[str, Any] = {"type": kind}
+        if kind == "basic":
+            old = kept.password if isinstance(kept, BasicAuth) else ""
+            auth |= {"username": form.get("username", ""), "password": form.get("password") or old}
+        elif kind == "oauth2":
+            old = kept.client_secret if isinstance(kept, OAuth2) else ""
+            auth |= {
+                "token_url": form.get("token_url", ""),
+                "client_id": form.get("client_id", ""),
+                "client_secret": form.get("client_secret") or old,
+                "scope": form.get("scope") or None,
+            }
+        return await self._change(request, subscription, {"auth": auth})
+
+    async def _change(
+        self, request: Request, subscription: Subscription, changes: dict[str, Any]
+    ) -> Response:
         try:
             patch = SubscriptionPatch.model_validate(changes)
             await self.changes.change(subscription, patch)
