@@ -11,10 +11,16 @@
 3. Filters on content (run between the two): N events fanned out (the relay's `fan_out`, as
    the pipeline calls it) to one subscription without a filter, then with one of three
    conditions that all hold; the factor is the filtered fan-out's time over the plain one's.
+4. OAuth2: the throughput of 1., to a receiver that takes only a bearer token from its token
+   endpoint (the worker fetches one and keeps it), over the plain throughput, alternating.
+5. Throttling: one subscription limited to `--throttle` webhooks a second and one without
+   limit, both queued at once; the limited one's rate (first arrival to last) against its
+   limit, and the other's throughput against 1.'s plain one.
 
 The worker and the baseline run pinned to CPU 0, Redis and the receiver to CPU 1 (`taskset`).
 
     .venv/bin/python bench/deliver.py [--deliveries 4000] [--rounds 3] [--rate 15] [--seconds 20]
+        [--throttle 20] [--throttle-seconds 20]
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from arq import create_pool
@@ -144,10 +151,13 @@ class Bench:
 
     # -- 1. throughput -----------------------------------------------------------------------
 
-    async def relay_rate(self, bodies: list[str]) -> float:
+    async def relay_rate(self, bodies: list[str], path: str = "/hook/0", **fields: Any) -> float:
+        """The worker's webhooks a second to one subscription at `path` (with `fields`)."""
         arq, deliveries, subscriptions = await self.fresh()
         subscription = await subscriptions.create(
-            SubscriptionCreate(url=f"{self.receiver}/hook/0", events=["recording.completed"])
+            SubscriptionCreate(
+                url=f"{self.receiver}{path}", events=["recording.completed"], **fields
+            )
         )
         for index, body in enumerate(bodies):
             await deliveries.queue(
@@ -155,11 +165,43 @@ class Bench:
             )
         self.start_worker("worker-throughput.log")
         try:
-            await self.wait_for(len(bodies), ["/hook/0"])
+            await self.wait_for(len(bodies), [path])
         finally:
             self.stop_worker()
             await arq.aclose()
-        return await self.rate("/hook/0", len(bodies))
+        return await self.rate(path, len(bodies))
+
+    # -- 5. throttling -------------------------------------------------------------------------
+
+    async def throttled(
+        self, bodies: list[str], limit: float, seconds: float
+    ) -> tuple[float, float]:
+        """One subscription limited to `limit`/s (`seconds` of webhooks) beside one without a
+        limit (all of `bodies`), queued at once: the rates each achieved."""
+        arq, deliveries, subscriptions = await self.fresh()
+        paced = await subscriptions.create(
+            SubscriptionCreate(
+                url=f"{self.receiver}/hook/paced",
+                events=["recording.completed"],
+                rate_limit=limit,
+            )
+        )
+        free = await subscriptions.create(
+            SubscriptionCreate(url=f"{self.receiver}/hook/free", events=["recording.completed"])
+        )
+        count = int(limit * seconds)
+        for index, body in enumerate(bodies):
+            if index < count:
+                await deliveries.queue(paced, f"rec-{index}", "recording.completed", body, day=DAY)
+            await deliveries.queue(free, f"rec-{index}", "recording.completed", body, day=DAY)
+        self.start_worker("worker-throttled.log")
+        try:
+            await self.wait_for(len(bodies), ["/hook/free"])
+            await self.wait_for(count, ["/hook/paced"], within=seconds * 3 + 60)
+        finally:
+            self.stop_worker()
+            await arq.aclose()
+        return await self.rate("/hook/paced", count), await self.rate("/hook/free", len(bodies))
 
     async def bare_rate(self, bodies: list[str]) -> float:
         """The baseline: as fast as httpx posts them, `IN_FLIGHT` at a time, on the same CPU."""
@@ -282,6 +324,41 @@ async def run(args: argparse.Namespace, work: Path) -> None:
             )
         print(f"  median cost of the filter: x{statistics.median(costs):.2f} (goal <= 1.10)")
 
+        print(f"oauth2: {args.deliveries} webhooks to a receiver that takes only its tokens")
+        oauth = {
+            "auth": {
+                "type": "oauth2",
+                "token_url": f"{bench.receiver}/token",
+                "client_id": "bench",
+                "client_secret": "bench-secret",
+            }
+        }
+        shares = []
+        for round_ in range(1, args.rounds + 1):
+            plain = await bench.relay_rate(bodies)
+            with_token = await bench.relay_rate(bodies, "/oauth/0", **oauth)
+            tokens = (await bench.stats())["/token"]["count"]
+            shares.append(with_token / plain)
+            print(
+                f"  round {round_}: plain {plain:7.0f}/s  oauth2 {with_token:7.0f}/s"
+                f"  x{with_token / plain:.2f} of the plain throughput ({tokens} token fetched)"
+            )
+        print(f"  median: x{statistics.median(shares):.2f} of the plain throughput (goal >= 0.90)")
+
+        print(
+            f"throttling: one subscription limited to {args.throttle:g}/s for"
+            f" {args.throttle_seconds:g} s of webhooks, beside one without limit"
+            f" ({args.deliveries} webhooks)"
+        )
+        for round_ in range(1, args.rounds + 1):
+            plain = await bench.relay_rate(bodies)
+            paced, free = await bench.throttled(bodies, args.throttle, args.throttle_seconds)
+            print(
+                f"  round {round_}: limited {paced:6.2f}/s (x{paced / args.throttle:.3f} of its"
+                f" limit; goal 0.95 to 1.05)  the other {free:7.0f}/s (x{free / plain:.2f} of"
+                f" {plain:.0f}/s alone)"
+            )
+
         print(
             f"isolation: {args.rate:g} events/s for {args.seconds:g} s to 10 subscriptions; "
             "p99 latency of the 9 healthy ones"
@@ -313,6 +390,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=15, help="events per second (isolation)")
     parser.add_argument("--seconds", type=float, default=20, help="length of an isolation run")
+    parser.add_argument("--throttle", type=float, default=20, help="the limited subscriber's /s")
+    parser.add_argument("--throttle-seconds", type=float, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-deliver-") as tmp:
         asyncio.run(run(args, Path(tmp)))

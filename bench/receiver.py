@@ -7,6 +7,8 @@
 - `GET /stats`: per path, the count, first and last arrival and the latencies; `POST /reset`.
 - `GET /arrivals`: when each event first arrived, `{"<type> <recording_id>": epoch seconds}`
   (bench/latency).
+- `POST /token`: an OAuth2 token endpoint (client credentials: any client), one token, an hour;
+  `POST /oauth/{name}`: a hook that takes only a bearer token it issued (401 otherwise).
 
     uvicorn bench.receiver:app --port N
 """
@@ -22,6 +24,8 @@ Scope = dict[str, Any]
 arrivals: dict[str, list[float]] = defaultdict(list)
 latencies: dict[str, list[float]] = defaultdict(list)
 first_arrival: dict[str, float] = {}
+issued: set[bytes] = set()
+TOKEN = b"bench-token-"
 
 
 async def app(scope: Scope, receive: Any, send: Any) -> None:
@@ -51,7 +55,20 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
     if path == "/arrivals":
         await answer(send, 200, json.dumps(first_arrival).encode())
         return
+    if path == "/token":
+        token = TOKEN + str(len(issued)).encode()
+        issued.add(b"Bearer " + token)
+        arrivals[path].append(time.time())
+        answer_body = b'{"access_token": "%s", "token_type": "Bearer", "expires_in": 3600}' % token
+        await answer(send, 200, answer_body)
+        return
+    if path.startswith("/oauth/"):
+        given = dict(scope["headers"]).get(b"authorization")
+        if given not in issued:
+            await answer(send, 401, b"")
+            return
     if path == "/reset":
+        issued.clear()
         arrivals.clear()
         latencies.clear()
         first_arrival.clear()
