@@ -47,7 +47,7 @@ Description = Annotated[PlainText, Field(max_length=500)]
 RateLimit = Annotated[
     float,
     Field(
-        gt=0,
+        ge=0.01,  # one every 100 s
         le=1000,
         description="webhooks a second at most, evenly spaced (replays and recoveries too); "
         "beyond it they wait in the queue, in order, neither failed nor dropped",
@@ -217,7 +217,7 @@ class Subscription(BaseModel):
     @property
     def spacing_ms(self) -> int:
         """The least time between two of its webhooks (ms); 0 when it has no rate limit."""
-        return max(1, round(1000 / self.rate_limit)) if self.rate_limit else 0
+        return max(1, min(100_000, round(1000 / self.rate_limit))) if self.rate_limit else 0
 
     def wants(self, event_type: str) -> bool:
         return self.enabled and event_type in self.events
