@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.support.pipeline_env import running_relay, subscriber
+from tests.support.pipeline_env import Relay, running_relay, subscriber
 from tests.support.receivers import Receiver
 from tests.support.servers import serve
 from tests.support.settings import ADMIN_TOKEN
@@ -58,6 +58,18 @@ async def shot(page: Page, name: str) -> None:
     folder = os.environ.get("DASHBOARD_SCREENSHOTS")
     if folder:
         await page.screenshot(path=str(Path(folder) / f"dashboard-{name}.png"), full_page=True)
+
+
+async def logged_in_page(browser: Browser, relay: Relay, path: str) -> tuple[BrowserContext, Page]:
+    """A new browser context logged in to the relay's dashboard, at `path` (under /dashboard)."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    await page.goto(f"{relay.url}/dashboard/login")
+    await page.fill("#token", ADMIN_TOKEN)
+    await page.click("button[type=submit]")
+    await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    await page.goto(f"{relay.url}/dashboard{path}")
+    return context, page
 
 
 async def test_playwright_drives_the_system_chromium(browser: Browser) -> None:
@@ -181,12 +193,7 @@ async def test_an_operator_holds_a_recording_then_erases_it_behind_a_confirmatio
     async with running_relay(redis_url, **FAST) as relay:
         recording_id = await relay.call()
         assert (await relay.settled(recording_id))["status"] == "transcribed"
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        await page.goto(f"{relay.url}/dashboard/login")
-        await page.fill("#token", ADMIN_TOKEN)
-        await page.click("button[type=submit]")
-        await page.goto(f"{relay.url}/dashboard/recordings/{recording_id}")
+        context, page = await logged_in_page(browser, relay, f"/recordings/{recording_id}")
 
         await page.fill("#reason", "dispute 2026-88")
         await page.get_by_role("button", name="Place a hold").click()
@@ -230,12 +237,7 @@ async def test_an_operator_filters_throttles_and_authenticates_a_subscription(
         recording_id = await relay.call()
         assert (await relay.settled(recording_id))["status"] == "transcribed"
         made = await relay.subscribe(f"{url}/hook")
-        context = await browser.new_context(viewport={"width": 1280, "height": 900})
-        page = await context.new_page()
-        await page.goto(f"{relay.url}/dashboard/login")
-        await page.fill("#token", ADMIN_TOKEN)
-        await page.click("button[type=submit]")
-        await page.goto(f"{relay.url}/dashboard/subscriptions/{made['id']}")
+        context, page = await logged_in_page(browser, relay, f"/subscriptions/{made['id']}")
 
         # A filter that a bad JSON cannot replace, then one that takes only the completed events.
         await page.fill("#filter", "{not json")

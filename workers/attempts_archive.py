@@ -67,9 +67,15 @@ class AttemptsArchive:
             where = (str(attempt.pop("recording_id", "")), str(attempt.pop("day", "")))
             by_recording[where].append(attempt)
         erased = await self.store.erased([recording_id for recording_id, _ in by_recording])
+        written: dict[str, str] = {}
         for (recording_id, day), attempts in by_recording.items():
             if recording_id and day and recording_id not in erased:
-                await self._append(f"{recording_prefix(recording_id, day)}/{ATTEMPTS}", attempts)
+                key = written[recording_id] = f"{recording_prefix(recording_id, day)}/{ATTEMPTS}"
+                await self._append(key, attempts)
+        # An erasure that deleted the recording's prefix while this wrote to it: the tombstone
+        # came first, so it is seen now, and what was written goes too.
+        late = await self.store.erased(list(written))
+        await self.archive.delete([written[recording_id] for recording_id in late])
         await self.attempts.done(len(batch))
         return len(batch)
 

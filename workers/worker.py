@@ -329,9 +329,7 @@ class WorkerProcess:
                 await self.reconciler.take_turns()
             except (RedisError, OSError) as error:
                 log.debug("backfills' turns not checked (%s)", error)
-            with contextlib.suppress(TimeoutError):
-                pause = BACKFILL_TURNS_EVERY * random.uniform(0.8, 1.2)
-                await asyncio.wait_for(self._stopping.wait(), pause)
+            await self._rest(BACKFILL_TURNS_EVERY)
 
     async def _sweep_now_and_then(self) -> None:
         """Look a few times an interval whether it is this worker's turn to sweep (the turn is
@@ -344,9 +342,7 @@ class WorkerProcess:
                 log.warning("reconciliation sweep cut short (%s); the next one repeats it", error)
             except Exception:
                 log.exception("reconciliation sweep failed; the next one repeats it")
-            with contextlib.suppress(TimeoutError):
-                pause = min(interval / 4, 15.0) * random.uniform(0.8, 1.2)
-                await asyncio.wait_for(self._stopping.wait(), pause)
+            await self._rest(min(interval / 4, 15.0))
 
     async def _keep_retention(self) -> None:
         """Look every few minutes whether the day's retention sweep is this worker's to start
@@ -356,9 +352,13 @@ class WorkerProcess:
                 await self.eraser.sweep_retention()
             except (RedisError, OSError) as error:
                 log.warning("retention sweep not started (%s); trying again shortly", error)
-            with contextlib.suppress(TimeoutError):
-                pause = RETENTION_LOOKS_EVERY * random.uniform(0.8, 1.2)
-                await asyncio.wait_for(self._stopping.wait(), pause)
+            await self._rest(RETENTION_LOOKS_EVERY)
+
+    async def _rest(self, seconds: float) -> None:
+        """Wait about `seconds` (+/-20%: workers started together drift apart), or until the
+        process is told to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds * random.uniform(0.8, 1.2))
 
     async def _run_arq(self) -> str:
         """One arq worker's life: `finished` (burst mode), `stopping`, or `lost` (Redis)."""
