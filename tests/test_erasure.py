@@ -23,6 +23,7 @@ from tests.support.plivo import signed_headers
 from tests.support.receivers import Receiver
 from tests.support.settings import ADMIN_TOKEN, AUTH_ID
 from tests.support.waiting import eventually
+from workers.reindex import Reindexer
 
 ADMIT = {"delivery_allow_networks": "127.0.0.0/8"}
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -314,3 +315,28 @@ async def test_reindex_indexes_what_the_archive_held_before(redis_url: str, redi
         assert (erasure["found"], erasure["erased"]) == (2, 2)
         day = day_of((await relay.status(ids[0])).json()["steps"]["accepted_at"] or 0)
         assert await archive.keys(f"recordings/{day}/{ids[0]}") == []
+
+
+async def test_reindex_cut_short_resumes_after_the_last_recording_it_did(
+    redis_url: str, redis: Redis
+) -> None:
+    async with running_relay(redis_url, **ADMIT) as relay:
+        prefixes = []
+        for _ in range(3):
+            recording_id = await relay.call()
+            accepted = (await relay.settled(recording_id))["steps"]["accepted_at"]
+            prefixes.append(f"recordings/{day_of(accepted)}/{recording_id}")
+        prefixes.sort()  # the order the archive is walked in
+        ids = [prefix.rsplit("/", 1)[1] for prefix in prefixes]
+        archive = Archive(relay.settings.archive_url)
+        await archive.delete(await archive.keys("index"))
+        await redis.set(keys.REINDEX, prefixes[0])  # a run got this far
+        reindexer = Reindexer(archive, redis, SubjectIndex(archive, Keyring(redis)))
+        seen: list[int] = []
+        assert await reindexer.run(lambda done, _: seen.append(done)) == (2, 2)
+        indexed = {
+            key.rsplit("/", 1)[1].removesuffix(".json")
+            for key in await archive.keys("index/recordings")
+        }
+        assert indexed == set(ids[1:])
+        assert seen == [1, 2]
