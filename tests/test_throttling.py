@@ -76,9 +76,11 @@ async def test_a_throttled_subscriber_gets_its_rate_evenly_and_the_others_full_s
                 return len(slow.got) == expected
 
             await eventually(slow_done, within=30, what="the throttled subscriber's webhooks")
-        gaps = [b - a for a, b in zip(slow.times, slow.times[1:], strict=False)]
-        spacing = 1 / RATE
-        assert min(gaps) >= 0.7 * spacing, gaps  # never a burst
+        # Never a burst: no second holds more than the rate (and one more, for where a
+        # second's edge falls between two sends).
+        times = slow.times
+        busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+        assert busiest <= RATE + 1, busiest
         achieved = (len(slow.times) - 1) / (slow.times[-1] - slow.times[0])
         assert achieved <= RATE * 1.05, achieved
         # Each recording's events in the order of its life, none failed or dropped.
