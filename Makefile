@@ -27,7 +27,7 @@ run: $(BIN)/.installed-local
 test: $(BIN)/.installed lint
 	$(BIN)/python -m pytest
 
-# The fast tier: no process killed, no lease or timer waited on, in parallel (under a minute).
+# The fast tier: no process killed, no lease or timer waited on, in parallel (about 90 s here).
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest -m "not slow" -n 4
 
