@@ -21,7 +21,6 @@ every recording either done (its outcome kept) or to do again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -32,15 +31,15 @@ from redis.asyncio import Redis
 
 from service.domain.erasure import Erasure, Progress, Reason, new_id
 from service.domain.events import ERASED, ErasedData, RecordingErased, now_iso
-from service.plivo.client import NotFound, PlivoClient, PlivoError
+from service.plivo.client import PlivoClient, PlivoError
 from service.settings import Settings
 from service.storage import jobs
-from service.storage.archive import Archive, ArchiveUnavailable, recording_prefix
+from service.storage.archive import RECORDINGS, Archive, ArchiveUnavailable, recording_prefix
 from service.storage.audit import AuditLog
 from service.storage.deliveries import Deliveries
 from service.storage.erasures import ErasureStore
 from service.storage.holds import Holds
-from service.storage.recordings import RecordingStore, Status, now_ms
+from service.storage.recordings import RecordingState, RecordingStore, Status, now_ms
 from service.storage.subject_index import SubjectIndex
 from workers.pipeline.context import Dispatch
 
@@ -125,21 +124,10 @@ class Eraser:
             return {}
         cutoff = datetime.now(UTC).date() - timedelta(days=days)
         found = {}
-        for day in await self._days_before(cutoff):
-            for key in await self.archive.keys(f"recordings/{day}"):
-                found[key.split("/")[4]] = f"{day}|"
-        return found
-
-    async def _days_before(self, cutoff: date) -> list[str]:
-        """The archive's day partitions (`2026/11/25`) before `cutoff`."""
-        found = []
-        for year in await self.archive.folders("recordings"):
-            for month in await self.archive.folders(year):
-                for day in await self.archive.folders(month):
-                    name = day.removeprefix("recordings/")
-                    with contextlib.suppress(ValueError):
-                        if datetime.strptime(name, "%Y/%m/%d").date() < cutoff:
-                            found.append(name)
+        for day in await self.archive.days():
+            if _date(day) < cutoff:
+                for key in await self.archive.keys(f"{RECORDINGS}/{day}"):
+                    found[key.split("/")[4]] = f"{day}|"
         return found
 
     async def erase(
@@ -170,7 +158,7 @@ class Eraser:
         steps["archive"] = f"{len(objects)} objects deleted"
         steps["plivo"] = await self._delete_at_plivo(account, recording_id)
         erased = ["relay", "archive"] + (["plivo"] if steps["plivo"] == "deleted" else [])
-        steps["event"] = await self._announce(erasure, recording_id, erased)
+        steps["event"] = await self._announce(erasure, recording_id, state, erased)
         outcome = "erased" if steps["plivo"] == "deleted" else "failed"
         return await self._outcome(erasure, recording_id, outcome, steps)
 
@@ -178,18 +166,18 @@ class Eraser:
         """Plivo's transcription and recording deleted (`deleted`), or why not. A transient
         error propagates: the run is tried again."""
         try:
-            for remove in (self.plivo.delete_transcription, self.plivo.delete_recording):
-                with contextlib.suppress(NotFound):  # already gone: what we wanted
-                    await remove(account, recording_id)
+            await self.plivo.delete_everything(account, recording_id)
         except PlivoError as error:
             if error.transient:
                 raise
             return f"failed: {error.message}"
         return "deleted"
 
-    async def _announce(self, erasure: Erasure, recording_id: str, erased: list[str]) -> str:
-        """`recording.erased`, queued once for every subscription that wants it."""
-        state = await self.store.state(recording_id)
+    async def _announce(
+        self, erasure: Erasure, recording_id: str, state: RecordingState | None, erased: list[str]
+    ) -> str:
+        """`recording.erased`, queued once for every subscription that wants it (`state`: its
+        tombstone, as read when the erasure took it up)."""
         if state is not None and ERASED in state.emitted:
             return "sent before"
         data = ErasedData(
@@ -247,3 +235,12 @@ class Eraser:
         await self.erasures.start(erasure)
         log.info("retention: erasure %s started", erasure.id)
         return erasure
+
+
+def _date(day: str) -> date:
+    """An archive day partition's date (a folder that is no day: the latest date, never
+    expired)."""
+    try:
+        return datetime.strptime(day, "%Y/%m/%d").date()
+    except ValueError:
+        return date.max

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from service.domain.erasure import phone_numbers
 from service.domain.events import FAILED
 from service.storage import keys
-from service.storage.archive import Archive
+from service.storage.archive import RECORDINGS, Archive
 from service.storage.history import STATE
 from service.storage.subject_index import SubjectIndex
 
@@ -40,10 +40,11 @@ class Reindexer:
         and indexed."""
         done = (await self.redis.get(keys.REINDEX) or b"").decode()
         seen = indexed = 0
-        for day in await self.days():
-            if done and day < done.rsplit("/", 1)[0]:
+        for day in await self.archive.days():
+            partition = f"{RECORDINGS}/{day}"
+            if done and partition < done.rsplit("/", 1)[0]:
                 continue
-            for at in await self._recordings(day):
+            for at in await self._recordings(partition):
                 if at <= done:
                     continue
                 seen += 1
@@ -54,14 +55,6 @@ class Reindexer:
                     progress(seen, indexed)
         await self.redis.delete(keys.REINDEX)  # whole: the next run starts from the beginning
         return seen, indexed
-
-    async def days(self) -> list[str]:
-        """The archive's day partitions, `recordings/2026/11/25`, oldest first."""
-        found = []
-        for year in await self.archive.folders("recordings"):
-            for month in await self.archive.folders(year):
-                found += await self.archive.folders(month)
-        return sorted(found)
 
     async def _recordings(self, day: str) -> list[str]:
         """The prefixes of a day's final recordings (those with `state.json`), in order."""

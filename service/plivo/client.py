@@ -15,7 +15,7 @@ import contextvars
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
 
 import httpx
@@ -231,6 +231,13 @@ class PlivoClient:
 
     async def delete_transcription(self, auth_id: str, recording_id: str) -> None:
         await self._request(auth_id, "DELETE", f"Transcription/{recording_id}/")
+
+    async def delete_everything(self, auth_id: str, recording_id: str) -> None:
+        """Delete the recording's transcription, then the recording; one already gone (404)
+        is what was wanted (retention and erasure both)."""
+        for remove in (self.delete_transcription, self.delete_recording):
+            with suppress(NotFound):
+                await remove(auth_id, recording_id)
 
     @asynccontextmanager
     async def media(

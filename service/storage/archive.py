@@ -60,8 +60,11 @@ def day_of(epoch_ms: int | float) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y/%m/%d")
 
 
+RECORDINGS = "recordings"  # the recordings' prefixes are under it, by day
+
+
 def recording_prefix(recording_id: str, day: str) -> str:
-    return f"recordings/{day}/{recording_id}"
+    return f"{RECORDINGS}/{day}/{recording_id}"
 
 
 class Archive:
@@ -167,6 +170,15 @@ class Archive:
         except (BaseError, OSError) as error:
             raise ArchiveUnavailable(f"archive: cannot list {prefix}: {_short(error)}") from None
         return sorted(str(name).rstrip("/") for name in found["common_prefixes"])
+
+    async def days(self) -> list[str]:
+        """The day partitions that hold recordings (`2026/11/25`, as `day_of` names them),
+        oldest first: three levels of listings with a delimiter, never a recording's objects."""
+        found = []
+        for year in await self.folders(RECORDINGS):
+            for month in await self.folders(year):
+                found += [day.removeprefix(f"{RECORDINGS}/") for day in await self.folders(month)]
+        return sorted(found)
 
     async def delete(self, keys: list[str]) -> None:
         """Delete these objects (in bulk where the store can: S3 takes 1000 a request); one

@@ -3,13 +3,12 @@ archive holds a verified copy of its audio and documents."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from arq import Retry
 
 from service.domain.events import Stage
-from service.plivo.client import NotFound, PlivoError, count_requests, take_count
+from service.plivo.client import PlivoError, count_requests, take_count
 from service.storage import jobs
 from service.storage.archive import ArchiveUnavailable
 from service.storage.history import prefix
@@ -48,9 +47,7 @@ async def delete(ctx: Context, recording_id: str, job_try: int = 1) -> str:
         return "kept"
     with count_requests():
         try:
-            for remove in (ctx.plivo.delete_transcription, ctx.plivo.delete_recording):
-                with contextlib.suppress(NotFound):  # already gone: what we wanted
-                    await remove(state.auth_id, recording_id)
+            await ctx.plivo.delete_everything(state.auth_id, recording_id)
         except PlivoError as error:
             if not error.transient:
                 raise
