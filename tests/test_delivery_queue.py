@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from redis.asyncio import Redis
 
 from service.domain.attempts import Attempt, Outcome
@@ -261,3 +262,51 @@ async def test_deliveries_an_earlier_version_left_pending_are_sent_after_an_upgr
     [failed] = await deliveries.failed_since(sub.id, 0)
     assert failed["recording_id"] == "rec-2"  # still listed for recover
     assert await take_up_old_deliveries(redis, deliveries) == 0  # once
+
+
+class Clock:
+    """The delivery queue's `time`, moved by the test (the scripts take "now" from it, in
+    whole milliseconds)."""
+
+    def __init__(self) -> None:
+        self.ms = int(time.time() * 1000)
+
+    def time(self) -> float:
+        return (self.ms + 0.5) / 1000  # the middle of the millisecond: no rounding down
+
+
+async def test_a_throttled_subscribers_turns_keep_their_schedule_and_never_crowd(
+    redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr("service.storage.deliveries.time", clock)
+    subscriptions = SubscriptionStore(redis)
+    await subscriptions.create(
+        SubscriptionCreate(url="https://example.com/hook/slow", rate_limit=10)  # every 100 ms
+    )
+    await Heartbeats(redis).beat(WORKER)
+    queue = DeliveryQueue(redis, 4, holder=WORKER, lapse=60, retention=RETENTION)
+    deliveries = Deliveries(redis, subscriptions, 4)
+    for n in range(6):
+        await deliveries.fan_out(f"rec-{n}", COMPLETED, "{}")
+    start = clock.ms
+
+    async def turn(at_ms: int) -> tuple[int, int | None]:
+        """Claim at `at_ms` after the start: how many were taken, when the next turn is (ms)."""
+        clock.ms = start + at_ms
+        claims = await queue.claim(10)
+        for claimed in claims.taken:
+            await queue.settle(claimed, Outcome.SUCCEEDED, attempt(200))
+        after = None if claims.next_due is None else round(claims.next_due * 1000) - start
+        return len(claims.taken), after
+
+    # The first turn starts the schedule: the next comes a whole spacing later, not sooner.
+    assert await turn(0) == (1, 100)
+    assert await turn(60) == (0, 100)  # too soon: nothing, and when to look again
+    # Late by less than a quarter of the spacing: the schedule holds (no drift below the rate).
+    assert await turn(120) == (1, 200)
+    assert await turn(200) == (1, 300)
+    # Later than that: a new schedule from then, a whole spacing on (no burst to catch up).
+    assert await turn(450) == (1, 550)
+    assert await turn(549) == (0, 550)
+    assert await turn(550) == (1, 650)

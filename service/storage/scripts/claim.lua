@@ -43,7 +43,8 @@ for _, sub in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 
                                  body[3] or '', subscription}
         taken, slots = taken + 1, slots - 1
         if spacing > 0 then
-          pace = math.max(pace, now - spacing / 4) + spacing
+          if pace < now - spacing / 4 then pace = now end  -- a new schedule, from now
+          pace = pace + spacing
           redis.call('HSET', KEYS[6], sub, pace)
         end
       end
