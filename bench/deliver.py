@@ -13,14 +13,11 @@
    conditions that all hold; the factor is the filtered fan-out's time over the plain one's.
 4. OAuth2: the throughput of 1., to a receiver that takes only a bearer token from its token
    endpoint (the worker fetches one and keeps it), over the plain throughput, alternating.
-5. Throttling: one subscription limited to `--throttle` webhooks a second and one without
-   limit, both queued at once; the limited one's rate (first arrival to last) against its
-   limit, and the other's throughput against 1.'s plain one.
+(Throttling has a bench of its own: bench/throttle.py.)
 
 The worker and the baseline run pinned to CPU 0, Redis and the receiver to CPU 1 (`taskset`).
 
     .venv/bin/python bench/deliver.py [--deliveries 4000] [--rounds 3] [--rate 15] [--seconds 20]
-        [--throttle 20] [--throttle-seconds 20]
 """
 
 from __future__ import annotations
@@ -171,38 +168,6 @@ class Bench:
             await arq.aclose()
         return await self.rate(path, len(bodies))
 
-    # -- 5. throttling -------------------------------------------------------------------------
-
-    async def throttled(
-        self, bodies: list[str], limit: float, seconds: float
-    ) -> tuple[float, float]:
-        """One subscription limited to `limit`/s (`seconds` of webhooks) beside one without a
-        limit (all of `bodies`), queued at once: the rates each achieved."""
-        arq, deliveries, subscriptions = await self.fresh()
-        paced = await subscriptions.create(
-            SubscriptionCreate(
-                url=f"{self.receiver}/hook/paced",
-                events=["recording.completed"],
-                rate_limit=limit,
-            )
-        )
-        free = await subscriptions.create(
-            SubscriptionCreate(url=f"{self.receiver}/hook/free", events=["recording.completed"])
-        )
-        count = int(limit * seconds)
-        for index, body in enumerate(bodies):
-            if index < count:
-                await deliveries.queue(paced, f"rec-{index}", "recording.completed", body, day=DAY)
-            await deliveries.queue(free, f"rec-{index}", "recording.completed", body, day=DAY)
-        self.start_worker("worker-throttled.log")
-        try:
-            await self.wait_for(len(bodies), ["/hook/free"])
-            await self.wait_for(count, ["/hook/paced"], within=seconds * 3 + 60)
-        finally:
-            self.stop_worker()
-            await arq.aclose()
-        return await self.rate("/hook/paced", count), await self.rate("/hook/free", len(bodies))
-
     async def bare_rate(self, bodies: list[str]) -> float:
         """The baseline: as fast as httpx posts them, `IN_FLIGHT` at a time, on the same CPU."""
         await self.http.post(f"{self.receiver}/reset")
@@ -277,22 +242,32 @@ def p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98]
 
 
-async def run(args: argparse.Namespace, work: Path) -> None:
-    redis = EmbeddedRedis(work / "redis", cpu=SERVICE_CPU).start()
+def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
+    """bench/receiver.py on CPU 1, and its URL (it answers once `answering` returns)."""
     port = free_port()
-    receiver = subprocess.Popen(  # noqa: ASYNC220 (once, before anything is measured)
+    receiver = subprocess.Popen(
         [*pin(SERVICE_CPU), sys.executable, "-m", "uvicorn", "bench.receiver:app",
          "--port", str(port), "--log-level", "warning", "--no-access-log"],
         cwd=ROOT,
     )  # fmt: skip
-    bench = Bench(work, redis, f"http://127.0.0.1:{port}")
+    return receiver, f"http://127.0.0.1:{port}"
+
+
+async def answering(http: httpx.AsyncClient, receiver: str) -> None:
+    for _ in range(100):
+        try:
+            await http.get(f"{receiver}/stats")
+            return
+        except httpx.HTTPError:
+            await asyncio.sleep(0.1)
+
+
+async def run(args: argparse.Namespace, work: Path) -> None:
+    redis = EmbeddedRedis(work / "redis", cpu=SERVICE_CPU).start()
+    receiver, url = start_receiver()
+    bench = Bench(work, redis, url)
     try:
-        for _ in range(100):
-            try:
-                await bench.http.get(f"{bench.receiver}/stats")
-                break
-            except httpx.HTTPError:
-                await asyncio.sleep(0.1)
+        await answering(bench.http, url)
         bodies = [payload(index) for index in range(args.deliveries)]
         print(f"bench/deliver: {args.deliveries} webhooks of {len(bodies[0])} bytes to one")
         print(f"subscription, one worker process, {IN_FLIGHT} in flight (CPU {WORKER_CPU})")
@@ -346,20 +321,6 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         print(f"  median: x{statistics.median(shares):.2f} of the plain throughput (goal >= 0.90)")
 
         print(
-            f"throttling: one subscription limited to {args.throttle:g}/s for"
-            f" {args.throttle_seconds:g} s of webhooks, beside one without limit"
-            f" ({args.deliveries} webhooks)"
-        )
-        for round_ in range(1, args.rounds + 1):
-            plain = await bench.relay_rate(bodies)
-            paced, free = await bench.throttled(bodies, args.throttle, args.throttle_seconds)
-            print(
-                f"  round {round_}: limited {paced:6.2f}/s (x{paced / args.throttle:.3f} of its"
-                f" limit; goal 0.95 to 1.05)  the other {free:7.0f}/s (x{free / plain:.2f} of"
-                f" {plain:.0f}/s alone)"
-            )
-
-        print(
             f"isolation: {args.rate:g} events/s for {args.seconds:g} s to 10 subscriptions; "
             "p99 latency of the 9 healthy ones"
         )
@@ -390,8 +351,6 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate", type=float, default=15, help="events per second (isolation)")
     parser.add_argument("--seconds", type=float, default=20, help="length of an isolation run")
-    parser.add_argument("--throttle", type=float, default=20, help="the limited subscriber's /s")
-    parser.add_argument("--throttle-seconds", type=float, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-deliver-") as tmp:
         asyncio.run(run(args, Path(tmp)))

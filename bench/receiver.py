@@ -1,10 +1,12 @@
-"""The subscribers of bench/deliver.py: one plain ASGI app, as little work per webhook as can be.
+"""The subscribers of bench/deliver.py and bench/throttle.py: one plain ASGI app, as little work
+per webhook as can be.
 
 - `POST /hook/{name}`: answers 204 at once, noting when it arrived and, from the event's
   `data.recording.queued_at` (bench/deliver.py puts it there), how long after it was queued.
 - `POST /hang`: never answers (until the sender gives up).
 - `POST /fail/{name}`: answers 500 (counted like a hook): a subscriber that is down.
 - `GET /stats`: per path, the count, first and last arrival and the latencies; `POST /reset`.
+- `GET /times`: per path, when each request arrived (epoch seconds).
 - `GET /arrivals`: when each event first arrived, `{"<type> <recording_id>": epoch seconds}`
   (bench/latency).
 - `POST /token`: an OAuth2 token endpoint (client credentials: any client), one token, an hour;
@@ -51,6 +53,9 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
             for name, times in arrivals.items()
         }
         await answer(send, 200, json.dumps(stats).encode())
+        return
+    if path == "/times":
+        await answer(send, 200, json.dumps(arrivals).encode())
         return
     if path == "/arrivals":
         await answer(send, 200, json.dumps(first_arrival).encode())
