@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from arq import Retry
 from redis.asyncio import Redis
@@ -34,7 +34,14 @@ from service.domain.events import ERASED, ErasedData, RecordingErased, now_iso
 from service.plivo.client import PlivoClient, PlivoError
 from service.settings import Settings
 from service.storage import jobs
-from service.storage.archive import RECORDINGS, Archive, ArchiveUnavailable, recording_prefix
+from service.storage.archive import (
+    Archive,
+    ArchiveUnavailable,
+    date_of,
+    day_prefix,
+    recording_at,
+    recording_prefix,
+)
 from service.storage.audit import AuditLog
 from service.storage.deliveries import Deliveries
 from service.storage.erasures import ErasureStore
@@ -125,9 +132,10 @@ class Eraser:
         cutoff = datetime.now(UTC).date() - timedelta(days=days)
         found = {}
         for day in await self.archive.days():
-            if _date(day) < cutoff:
-                for key in await self.archive.keys(f"{RECORDINGS}/{day}"):
-                    found[key.split("/")[4]] = f"{day}|"
+            when = date_of(day)  # (a folder that is no day is never expired)
+            if when is not None and when < cutoff:
+                for key in await self.archive.keys(day_prefix(day)):
+                    found[recording_at(key)[1]] = f"{day}|"
         return found
 
     async def erase(
@@ -235,12 +243,3 @@ class Eraser:
         await self.erasures.start(erasure)
         log.info("retention: erasure %s started", erasure.id)
         return erasure
-
-
-def _date(day: str) -> date:
-    """An archive day partition's date (a folder that is no day: the latest date, never
-    expired)."""
-    try:
-        return datetime.strptime(day, "%Y/%m/%d").date()
-    except ValueError:
-        return date.max

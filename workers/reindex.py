@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from service.domain.erasure import phone_numbers
 from service.domain.events import FAILED
 from service.storage import keys
-from service.storage.archive import RECORDINGS, Archive
+from service.storage.archive import Archive, day_prefix, recording_at
 from service.storage.history import STATE
 from service.storage.subject_index import SubjectIndex
 
@@ -41,7 +41,7 @@ class Reindexer:
         done = (await self.redis.get(keys.REINDEX) or b"").decode()
         seen = indexed = 0
         for day in await self.archive.days():
-            partition = f"{RECORDINGS}/{day}"
+            partition = day_prefix(day)
             if done and partition < done.rsplit("/", 1)[0]:
                 continue
             for at in await self._recordings(partition):
@@ -66,7 +66,7 @@ class Reindexer:
 
     async def reindex(self, at: str) -> bool:
         """Index one recording (`at`: its prefix); False if nothing says who it is of."""
-        _, year, month, date, recording_id = at.split("/")
+        day, recording_id = recording_at(at)
         callback = await self._document(f"{at}/callback.json")
         recording = await self._document(f"{at}/recording.json")
         if callback is None:
@@ -80,7 +80,7 @@ class Reindexer:
         numbers = phone_numbers(params, recording)
         await self.index.write(
             recording_id,
-            f"{year}/{month}/{date}",
+            day,
             str(state.get("auth_id") or (callback or {}).get("auth_id") or ""),
             numbers,
             call_uuid,

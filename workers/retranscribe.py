@@ -25,7 +25,7 @@ from service.domain import events
 from service.domain.redaction import Redactor, redact_documents
 from service.domain.transcript import build, files
 from service.storage import keys
-from service.storage.archive import Archive
+from service.storage.archive import Archive, day_named, day_prefix, recording_at, recording_prefix
 
 DOCUMENTS = ("transcription", "raw", "diarized")
 PROGRESS_DAYS = 35  # how long Redis keeps a window's progress
@@ -61,7 +61,7 @@ class Retranscriber:
         done = (await self.redis.get(keys.retranscribe(window)) or b"").decode()
         counts = Counts()
         for day in days(since, until):
-            partition = f"recordings/{day:%Y/%m/%d}"
+            partition = day_prefix(day_named(day))
             for at in await self._recordings(partition):
                 if at <= done:
                     continue
@@ -77,8 +77,8 @@ class Retranscriber:
 
     async def _recordings(self, partition: str) -> list[str]:
         """The prefixes of the recordings the archive holds for a day, in order."""
-        found = {"/".join(key.split("/")[:5]) for key in await self.archive.keys(partition)}
-        return sorted(found)
+        listed = await self.archive.keys(partition)
+        return sorted({recording_prefix(rid, day) for day, rid in map(recording_at, listed)})
 
     async def rewrite(self, at: str) -> int | None:
         """Rewrite one recording's transcript (`at`: its prefix); how many items were redacted,

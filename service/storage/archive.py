@@ -39,7 +39,7 @@ import hashlib
 import secrets
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import obstore
@@ -55,16 +55,41 @@ class ArchiveUnavailable(Exception):
     """The store did not take or give an object: the work waits and is tried again."""
 
 
+RECORDINGS = "recordings"  # the recordings' prefixes are under it, by day
+DAY_FORMAT = "%Y/%m/%d"  # a day partition's name: 2026/11/25
+
+
 def day_of(epoch_ms: int | float) -> str:
     """The day partition of a recording accepted at `epoch_ms`: `2026/11/25`."""
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y/%m/%d")
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime(DAY_FORMAT)
 
 
-RECORDINGS = "recordings"  # the recordings' prefixes are under it, by day
+def day_named(when: date) -> str:
+    """The day partition of a date."""
+    return when.strftime(DAY_FORMAT)
+
+
+def date_of(day: str) -> date | None:
+    """The date a day partition is of (None for a folder that is no day)."""
+    try:
+        return datetime.strptime(day, DAY_FORMAT).date()
+    except ValueError:
+        return None
+
+
+def day_prefix(day: str) -> str:
+    """Where a day's recordings are."""
+    return f"{RECORDINGS}/{day}"
 
 
 def recording_prefix(recording_id: str, day: str) -> str:
-    return f"{RECORDINGS}/{day}/{recording_id}"
+    return f"{day_prefix(day)}/{recording_id}"
+
+
+def recording_at(key: str) -> tuple[str, str]:
+    """The recording a key under `recordings/` is of: its day and its id."""
+    _, year, month, date_, recording_id = key.split("/")[:5]
+    return f"{year}/{month}/{date_}", recording_id
 
 
 class Archive:
