@@ -21,7 +21,6 @@ every recording either done (its outcome kept) or to do again.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
@@ -212,17 +211,16 @@ class Eraser:
         self, erasure: Erasure, recording_id: str, outcome: str, steps: dict[str, str]
     ) -> str:
         record = {"recording_id": recording_id, "outcome": outcome, "at": now_ms(), **steps}
-        await self.erasures.record_outcome(erasure.id, recording_id, json.dumps(record))
+        await self.erasures.record_outcome(erasure.id, record)
         log.info("erasure %s: recording_id=%s %s", erasure.id, recording_id, outcome)
         return outcome
 
     async def end(self, erasure: Erasure) -> str:
         """Every recording is done: the counts, the audit record, the status."""
-        outcomes = [json.loads(o) for o in (await self.erasures.outcomes(erasure.id)).values()]
+        outcomes = await self.erasures.results(erasure.id)
         erasure.counted(o["outcome"] for o in outcomes)
         erasure.status = Progress.FAILED if erasure.failed else Progress.DONE
         erasure.finished_at = now_ms()
-        outcomes.sort(key=lambda o: (o["at"], o["recording_id"]))
         await self.audit.erasure(
             erasure.id, {"erasure": erasure.model_dump(mode="json"), "recordings": outcomes}
         )

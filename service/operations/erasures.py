@@ -8,7 +8,6 @@ the erasure that erased it. Each erasure, hold and release is audited in the arc
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from service.domain.callbacks import is_recording_id
@@ -109,8 +108,7 @@ class Erasures:
         if record is not None:
             recordings = record["recordings"]
         else:
-            outcomes = await self.erasures.outcomes(erasure_id)
-            recordings = sorted((json.loads(o) for o in outcomes.values()), key=lambda o: o["at"])
+            recordings = await self.erasures.results(erasure_id)
         return {**erasure.model_dump(mode="json"), "recordings": recordings}
 
     async def recent(self) -> list[Erasure]:

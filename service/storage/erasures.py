@@ -12,14 +12,18 @@ backfill can find it, and a replayed callback is for a recording older than the 
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 from arq.constants import job_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
 
 from service.domain.erasure import Erasure, Progress, Reason
+from service.domain.events import ERASED
 from service.storage import jobs, keys, lua
 from service.storage.deliveries import CODES, ERASED_CODE
+from service.storage.recordings import event_field
 
 ERASE = lua.source("erase")
 ERASURE_DAYS = 30  # Redis keeps an ended erasure's progress this long (the audit, for ever)
@@ -36,6 +40,10 @@ def _fields(erasure: Erasure) -> list[str]:
 def _mapping(erasure: Erasure) -> dict[str, str]:
     dumped = erasure.model_dump(mode="json", exclude_none=True)
     return {name: str(value) for name, value in dumped.items()}
+
+
+def _parsed(raw: dict[bytes, bytes]) -> Erasure:
+    return Erasure.model_validate({k.decode(): v.decode() for k, v in raw.items()})
 
 
 class ErasureStore:
@@ -111,9 +119,7 @@ class ErasureStore:
 
     async def get(self, erasure_id: str) -> Erasure | None:
         raw = await self.redis.hgetall(keys.erasure(erasure_id))  # type: ignore[misc]
-        if not raw:
-            return None
-        return Erasure.model_validate({k.decode(): v.decode() for k, v in raw.items()})
+        return _parsed(raw) if raw else None
 
     async def listed(self, erasure_id: str) -> bool:
         """Whether the erasure's recordings have been found (its `todo` is whole)."""
@@ -143,8 +149,15 @@ class ErasureStore:
         raw = await self.redis.hgetall(keys.erasure_outcomes(erasure_id))  # type: ignore[misc]
         return {k.decode(): v.decode() for k, v in raw.items()}
 
-    async def record_outcome(self, erasure_id: str, recording_id: str, outcome: str) -> None:
-        await self.redis.hset(keys.erasure_outcomes(erasure_id), recording_id, outcome)  # type: ignore[misc]
+    async def results(self, erasure_id: str) -> list[dict[str, Any]]:
+        """The outcomes of those done, in the order they were done."""
+        outcomes = [json.loads(o) for o in (await self.outcomes(erasure_id)).values()]
+        return sorted(outcomes, key=lambda o: (o["at"], o["recording_id"]))
+
+    async def record_outcome(self, erasure_id: str, outcome: dict[str, Any]) -> None:
+        """One recording's outcome (`recording_id`, `outcome`, `at`, and its steps')."""
+        key = keys.erasure_outcomes(erasure_id)
+        await self.redis.hset(key, outcome["recording_id"], json.dumps(outcome))  # type: ignore[misc]
 
     async def save(self, erasure: Erasure) -> None:
         """The erasure's counts and status; once it has ended, its keys lapse in
@@ -163,15 +176,20 @@ class ErasureStore:
     async def recent(self, count: int = 20) -> list[Erasure]:
         """The latest erasures, newest first."""
         ids = await self.redis.zrevrange(keys.ERASURES, 0, count - 1)
-        found = [await self.get(i.decode()) for i in ids]
-        return [e for e in found if e is not None]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for erasure_id in ids:
+                pipe.hgetall(keys.erasure(erasure_id.decode()))
+            found = await pipe.execute()
+        return [_parsed(raw) for raw in found if raw]
 
     async def keep_event(self, recording_id: str, body: str) -> str:
         """Keep `recording.erased`'s body in the tombstone (replays send the same bytes); the
         body kept."""
-        key = keys.recording(recording_id)
-        await self.redis.hsetnx(key, "event:recording.erased", body)  # type: ignore[misc]
-        kept = await self.redis.hget(key, "event:recording.erased")  # type: ignore[misc]
+        key, field = keys.recording(recording_id), event_field(ERASED)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, field, body)
+            pipe.hget(key, field)
+            _, kept = await pipe.execute()
         return body if kept is None else str(kept.decode())
 
     async def take_retention_turn(self, every: float) -> bool:

@@ -73,6 +73,11 @@ FINAL = (
 FINAL_FIELDS = ("status", "accepted_at", "archived_at", "source", "call_uuid", "last_error")
 
 
+def event_field(kind: str) -> str:
+    """The state's field that keeps the body of the recording's `kind` event."""
+    return f"event:{kind}"
+
+
 STEPS = (
     "accepted_at",
     "details_at",
@@ -413,7 +418,7 @@ class RecordingStore:
         """Keep the body of the recording's `kind` event, unless one is kept already: the
         body that is kept (every retry and replay sends the same bytes)."""
         kept = await self._write_state(
-            [keys.recording(recording_id)], ["hsetnx", f"event:{kind}", body]
+            [keys.recording(recording_id)], ["hsetnx", event_field(kind), body]
         )
         if not kept:
             raise Erased(recording_id)
