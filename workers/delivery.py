@@ -41,6 +41,7 @@ from service.settings import Settings
 from service.ssrf import RefusedURL
 from service.storage.deliveries import Claimed, Deliveries, DeliveryQueue, Next
 from service.storage.subscriptions import SubscriptionStore
+from workers import outbound
 from workers.endpoint_auth import AuthFailed, Credentials
 
 log = logging.getLogger("recording_relay.delivery")
@@ -103,7 +104,7 @@ class Deliverer:
         self.links = links
         self.policy = RetryPolicy(settings.delivery_retry_schedule, settings.delivery_disable_after)
         timeout = settings.delivery_timeout
-        self.timeout = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        self.timeout = outbound.timeouts(timeout)
 
     async def deliver(self, claimed: Claimed) -> Settled:
         """Attempt `claimed` once and settle it: succeeded, failed, or due again later (or
@@ -227,15 +228,7 @@ class Deliverer:
             headers=headers,
             extensions={"timeout": self.timeout},
         )
-        response = await transport.handle_async_request(request)
-        try:
-            received = b""
-            async for chunk in response.aiter_raw():
-                received += chunk
-                if len(received) >= BODY_LOG_BYTES:
-                    break
-        finally:
-            await response.aclose()
+        response, received = await outbound.send(transport, request, BODY_LOG_BYTES)
         return response.status_code, received, response.headers.get("retry-after", "")
 
     async def _disable(self, subscription_id: str, reason: str) -> None:

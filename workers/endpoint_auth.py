@@ -23,6 +23,7 @@ from service import endpoint_tls
 from service.domain.endpoint_auth import BasicAuth, ClientTLS, OAuth2
 from service.domain.subscriptions import Subscription
 from service.ssrf import URLGuard, guarded_transport
+from workers import outbound
 
 EARLY = 30.0  # seconds before its expiry a token is no longer used
 DEFAULT_LIFE = 300.0  # a token whose endpoint gave no `expires_in`
@@ -111,22 +112,12 @@ class Credentials:
                 "accept": "application/json",
                 "user-agent": "recording-relay",
             },
-            extensions={
-                "timeout": dict.fromkeys(("connect", "read", "write", "pool"), self.timeout)
-            },
+            extensions={"timeout": outbound.timeouts(self.timeout)},
         )
         self.fetched += 1
         try:
             async with asyncio.timeout(self.timeout):
-                response = await self.transport.handle_async_request(request)
-                try:
-                    body = b""
-                    async for chunk in response.aiter_raw():
-                        body += chunk
-                        if len(body) > TOKEN_BYTES:
-                            break
-                finally:
-                    await response.aclose()
+                response, body = await outbound.send(self.transport, request, TOKEN_BYTES + 1)
         except (httpx.HTTPError, TimeoutError, ValueError) as error:
             raise AuthFailed(f"oauth2: the token endpoint did not answer: {_said(error)}") from None
         if response.status_code != 200:
