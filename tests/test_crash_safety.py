@@ -4,7 +4,6 @@ its append-only file while webhooks wait to be delivered, or Redis dying right a
 
 from __future__ import annotations
 
-import asyncio
 import random
 import signal
 import time
@@ -20,7 +19,13 @@ from service.local.embedded_redis import EmbeddedRedis
 from service.storage import jobs
 from service.storage.archive import Archive, day_of
 from service.storage.recordings import RecordingStore
-from tests.support.pipeline_env import Relay, running_relay, start_worker, worker_env
+from tests.support.pipeline_env import (
+    Relay,
+    kill_at_random,
+    running_relay,
+    start_worker,
+    worker_env,
+)
 from tests.support.receivers import Receiver
 from tests.support.redis_crash import RedisCrash, redis_crash
 from tests.support.servers import serve
@@ -330,13 +335,8 @@ async def test_workers_killed_over_and_over_lose_nothing_and_buy_each_transcript
         relay.faults.latency = 0.2  # every Plivo request takes a while: kills land mid-request
         ids = [await relay.call() for _ in range(16)]
         chance = random.Random(17)
-        for _ in range(10):
-            worker = await start_worker(env)
-            # The kill's moment, at random: after start-up (about half a second), whatever the
-            # worker is doing then (mid-request, copying audio, sending a webhook, waiting).
-            await asyncio.sleep(chance.uniform(0.5, 2.0))
-            worker.send_signal(signal.SIGKILL)
-            await worker.wait()
+        # Killed mid-request, copying audio, sending a webhook, waiting: wherever it is.
+        await kill_at_random(env, 10, chance)
         relay.faults.latency = 0
         survivor = await start_worker(env)
         try:

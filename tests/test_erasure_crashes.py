@@ -3,7 +3,6 @@ pipeline and being erased leave nothing half done that the next worker does not 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import signal
@@ -12,7 +11,7 @@ from collections import defaultdict
 import pytest
 
 from service.storage.archive import Archive
-from tests.support.pipeline_env import running_relay, start_worker, worker_env
+from tests.support.pipeline_env import kill_at_random, running_relay, start_worker, worker_env
 from tests.support.receivers import Receiver
 from tests.support.servers import serve
 from tests.support.settings import ADMIN_TOKEN, AUTH_ID
@@ -51,18 +50,15 @@ async def test_workers_killed_mid_erasure_leave_every_recording_erased_once(
             assert asked.status_code == 202, asked.text
             erasures[recording_id] = asked.json()["erasure_id"]
 
-        for kill in range(8):
-            worker = await start_worker(env)
+        async def erase_some(kill: int) -> None:
             if kill == 1:  # half of them while their pipelines run
                 for recording_id in ids[::2]:
                     await erase(recording_id)
             if kill == 4:  # the rest, wherever they are by then
                 for recording_id in ids[1::2]:
                     await erase(recording_id)
-            # The kill's moment, at random: whatever the worker is doing then.
-            await asyncio.sleep(chance.uniform(0.5, 2.0))
-            worker.send_signal(signal.SIGKILL)
-            await worker.wait()
+
+        await kill_at_random(env, 8, chance, erase_some)
         relay.faults.latency = 0
         survivor = await start_worker(env)
         try:

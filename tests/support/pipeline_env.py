@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import signal
 import subprocess
 import sys
 from asyncio.subprocess import Process
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +140,24 @@ async def start_worker(relay_env: dict[str, str], log: Path | None = None) -> Pr
         return await start(sys.executable, "-m", "workers", env=relay_env, stdout=null, stderr=null)
     with log.open("ab") as out:
         return await start(sys.executable, "-m", "workers", env=relay_env, stdout=out, stderr=out)
+
+
+async def kill_at_random(
+    env: dict[str, str],
+    times: int,
+    chance: random.Random,
+    meanwhile: Callable[[int], Awaitable[None]] | None = None,
+) -> None:
+    """`times` worker processes one after another, each killed (SIGKILL) at a random moment
+    after its start-up (about half a second), whatever it is doing then: a crash window is
+    found by many kills, not one. `meanwhile(n)` runs once the n-th (from 0) has started."""
+    for n in range(times):
+        worker = await start_worker(env)
+        if meanwhile is not None:
+            await meanwhile(n)
+        await asyncio.sleep(chance.uniform(0.5, 2.0))  # the kill's moment, not a wait
+        worker.send_signal(signal.SIGKILL)
+        await worker.wait()
 
 
 def worker_env(relay: Relay, **extra: str) -> dict[str, str]:
