@@ -22,6 +22,7 @@ from service.storage.recordings import RecordingStore
 from tests.support.pipeline_env import (
     Relay,
     kill_at_random,
+    relay_for_kills,
     running_relay,
     start_worker,
     worker_env,
@@ -318,21 +319,11 @@ async def test_workers_killed_over_and_over_lose_nothing_and_buy_each_transcript
     # A crash window is found by many kills, not one: a worker taking two recordings at a time
     # through slow Plivo requests is killed at random moments, ten times, and another finishes
     # what they left. Every recording is transcribed and bought once; every webhook arrives.
-    admit = "127.0.0.0/8"
-    receiver = Receiver()
-    async with (
-        running_relay(redis_url, worker=False, delivery_allow_networks=admit) as relay,
-        serve(receiver.app()) as url,
+    async with relay_for_kills(redis_url, max_jobs=2, plivo_latency=0.2) as (
+        relay,
+        receiver,
+        env,
     ):
-        await relay.subscribe(f"{url}/hook")
-        env = worker_env(
-            relay,
-            PLIVO_UNKNOWN_REQUEST_WAIT="1",
-            WORKER_MAX_JOBS="2",
-            DELIVERY_TIMEOUT="2",
-            DELIVERY_ALLOW_NETWORKS=admit,
-        )
-        relay.faults.latency = 0.2  # every Plivo request takes a while: kills land mid-request
         ids = [await relay.call() for _ in range(16)]
         chance = random.Random(17)
         # Killed mid-request, copying audio, sending a webhook, waiting: wherever it is.

@@ -11,9 +11,7 @@ from collections import defaultdict
 import pytest
 
 from service.storage.archive import Archive
-from tests.support.pipeline_env import kill_at_random, running_relay, start_worker, worker_env
-from tests.support.receivers import Receiver
-from tests.support.servers import serve
+from tests.support.pipeline_env import kill_at_random, relay_for_kills, start_worker
 from tests.support.settings import ADMIN_TOKEN, AUTH_ID
 from tests.support.waiting import eventually
 
@@ -24,21 +22,11 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 async def test_workers_killed_mid_erasure_leave_every_recording_erased_once(
     redis_url: str,
 ) -> None:
-    admit = "127.0.0.0/8"
-    receiver = Receiver()
-    async with (
-        running_relay(redis_url, worker=False, delivery_allow_networks=admit) as relay,
-        serve(receiver.app()) as url,
+    async with relay_for_kills(redis_url, max_jobs=3, plivo_latency=0.15) as (
+        relay,
+        receiver,
+        env,
     ):
-        await relay.subscribe(f"{url}/hook")
-        env = worker_env(
-            relay,
-            PLIVO_UNKNOWN_REQUEST_WAIT="1",
-            WORKER_MAX_JOBS="3",
-            DELIVERY_TIMEOUT="2",
-            DELIVERY_ALLOW_NETWORKS=admit,
-        )
-        relay.faults.latency = 0.15  # every Plivo request takes a while: kills land mid-request
         ids = [await relay.call() for _ in range(12)]
         chance = random.Random(21)
         erasures: dict[str, str] = {}

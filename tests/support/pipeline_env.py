@@ -142,6 +142,31 @@ async def start_worker(relay_env: dict[str, str], log: Path | None = None) -> Pr
         return await start(sys.executable, "-m", "workers", env=relay_env, stdout=out, stderr=out)
 
 
+@asynccontextmanager
+async def relay_for_kills(
+    redis_url: str, max_jobs: int, plivo_latency: float
+) -> AsyncIterator[tuple[Relay, Receiver, dict[str, str]]]:
+    """A relay with no worker of its own, a subscriber on loopback, and the environment of the
+    worker processes to start and kill (`max_jobs` jobs each; every Plivo request taking
+    `plivo_latency` s, so that kills land mid-request)."""
+    admit = "127.0.0.0/8"
+    receiver = Receiver()
+    async with (
+        running_relay(redis_url, worker=False, delivery_allow_networks=admit) as relay,
+        serve(receiver.app()) as url,
+    ):
+        await relay.subscribe(f"{url}/hook")
+        env = worker_env(
+            relay,
+            PLIVO_UNKNOWN_REQUEST_WAIT="1",
+            WORKER_MAX_JOBS=str(max_jobs),
+            DELIVERY_TIMEOUT="2",
+            DELIVERY_ALLOW_NETWORKS=admit,
+        )
+        relay.faults.latency = plivo_latency
+        yield relay, receiver, env
+
+
 async def kill_at_random(
     env: dict[str, str],
     times: int,
